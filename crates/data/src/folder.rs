@@ -1,0 +1,146 @@
+//! Folders of image files, one sub-folder per class: `root/<class>/*.jpg|jpeg|png`. Classes are
+//! the sorted sub-folder names. Every image is converted to RGB and resized once, in parallel.
+
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+use rayon::prelude::*;
+
+use crate::{DataError, ImageSet, Progress, Sample};
+
+const EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+
+/// A file that could not be used, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Decodes every image under `root`, resized to `[height, width]`. Unreadable files are
+/// returned in the second list instead of failing the whole load.
+pub fn load(
+    root: &Path,
+    image_size: [usize; 2],
+    progress: &dyn Progress,
+) -> Result<(ImageSet, Vec<Skipped>), DataError> {
+    let (class_names, files) = list(root)?;
+    progress.start("decoding images", Some(files.len() as u64));
+    let decoded: Vec<Result<Sample, Skipped>> = files
+        .into_par_iter()
+        .map(|(path, label)| {
+            let result = read_image(&path, image_size)
+                .map(|pixels| Sample { pixels, label, path: Some(path.clone()), objects: vec![] })
+                .map_err(|reason| Skipped { path, reason });
+            progress.advance(1);
+            result
+        })
+        .collect();
+    progress.finish();
+    let (mut samples, mut skipped) = (Vec::new(), Vec::new());
+    for item in decoded {
+        match item {
+            Ok(sample) => samples.push(sample),
+            Err(skip) => skipped.push(skip),
+        }
+    }
+    if samples.is_empty() {
+        return Err(DataError::EmptyFolder { root: root.to_path_buf() });
+    }
+    Ok((ImageSet { samples, class_names, image_size }, skipped))
+}
+
+/// The sorted class folders and every image file in them with its label.
+pub fn list(root: &Path) -> Result<(Vec<String>, Vec<(PathBuf, usize)>), DataError> {
+    let mut classes: Vec<(String, PathBuf)> = read_dir_sorted(root)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .filter_map(|p| Some((p.file_name()?.to_str()?.to_string(), p)))
+        .collect();
+    classes.sort();
+    let mut files = Vec::new();
+    let mut names = Vec::new();
+    for (name, dir) in classes {
+        let images: Vec<PathBuf> = read_dir_sorted(&dir)?.into_iter().filter(|p| has_image_extension(p)).collect();
+        if images.is_empty() {
+            continue;
+        }
+        files.extend(images.into_iter().map(|p| (p, names.len())));
+        names.push(name);
+    }
+    if names.is_empty() {
+        return Err(DataError::EmptyFolder { root: root.to_path_buf() });
+    }
+    Ok((names, files))
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut paths = std::fs::read_dir(dir)
+        .map_err(DataError::io(dir))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(DataError::io(dir))?;
+    paths.sort();
+    Ok(paths)
+}
+
+fn has_image_extension(path: &Path) -> bool {
+    path.is_file()
+        && path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// Decodes any supported file (by content, not by name) to RGB at `[height, width]`.
+pub fn read_image(path: &Path, [height, width]: [usize; 2]) -> Result<Vec<u8>, String> {
+    let rgb = decode_rgb(path)?;
+    if rgb.dimensions() == (width as u32, height as u32) {
+        return Ok(rgb.into_raw());
+    }
+    Ok(image::imageops::resize(&rgb, width as u32, height as u32, FilterType::Triangle).into_raw())
+}
+
+/// Decodes a file to 8-bit RGB whatever its colour type (grey, RGBA, 16-bit, CMYK).
+pub fn decode_rgb(path: &Path) -> Result<image::RgbImage, String> {
+    let image = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| e.to_string())?
+        .decode()
+        .map_err(|e| e.to_string())?;
+    Ok(image.to_rgb8())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayImage, Luma, Rgba, RgbaImage};
+
+    #[test]
+    fn reads_grey_and_rgba_and_skips_corrupt_files() {
+        let root = tempfile::tempdir().unwrap();
+        for class in ["dogs", "cats", "empty"] {
+            std::fs::create_dir(root.path().join(class)).unwrap();
+        }
+        GrayImage::from_pixel(20, 10, Luma([200])).save(root.path().join("cats/grey.png")).unwrap();
+        RgbaImage::from_pixel(8, 8, Rgba([10, 20, 30, 128])).save(root.path().join("dogs/rgba.png")).unwrap();
+        std::fs::write(root.path().join("dogs/broken.jpg"), b"\xff\xd8 not really a jpeg").unwrap();
+        std::fs::write(root.path().join("dogs/notes.txt"), b"ignored").unwrap();
+
+        let (set, skipped) = load(root.path(), [4, 6], &()).unwrap();
+        assert_eq!(set.class_names, ["cats", "dogs"]);
+        assert_eq!(set.len(), 2);
+        assert_eq!(set.samples[0].label, 0);
+        assert_eq!(set.samples[0].pixels, vec![200; 4 * 6 * 3]);
+        assert_eq!(&set.samples[1].pixels[..3], &[10, 20, 30]);
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].path.ends_with("dogs/broken.jpg"));
+    }
+
+    #[test]
+    fn folder_without_images_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("a")).unwrap();
+        assert!(matches!(load(root.path(), [4, 4], &()), Err(DataError::EmptyFolder { .. })));
+    }
+}

@@ -1,0 +1,105 @@
+//! The Grad-CAM tutorial's SimpleCNN: three unpadded convolutions, each after a BatchNorm, then
+//! a flatten → MLP head. Its head fixes the input size.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use serde::{Deserialize, Serialize};
+
+use crate::{InputShape, SplitModel};
+
+/// Widths of the SimpleCNN; the defaults are the tutorial's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TutorialCnnConfig {
+    /// Output channels of the three convolutions.
+    pub conv_channels: [usize; 3],
+    /// Kernel sizes of the three convolutions (no padding, stride 1).
+    pub kernel_sizes: [usize; 3],
+    /// Sizes of the two hidden Linear layers.
+    pub hidden: [usize; 2],
+}
+
+impl Default for TutorialCnnConfig {
+    fn default() -> Self {
+        Self { conv_channels: [6, 9, 6], kernel_sizes: [5, 7, 9], hidden: [1024, 128] }
+    }
+}
+
+impl TutorialCnnConfig {
+    /// The side of the last activation map for an input side, if the image is large enough.
+    pub fn feature_side(&self, side: usize) -> Option<usize> {
+        self.kernel_sizes.iter().try_fold(side, |s, &k| s.checked_sub(k - 1).filter(|&s| s > 0))
+    }
+
+    /// The smallest input side the three valid convolutions accept.
+    pub fn min_side(&self) -> usize {
+        self.kernel_sizes.iter().map(|k| k - 1).sum::<usize>() + 1
+    }
+
+    pub fn init<B: Backend>(
+        &self,
+        channels: usize,
+        image_size: [usize; 2],
+        num_classes: usize,
+        device: &B::Device,
+    ) -> TutorialCnn<B> {
+        let [c1, c2, c3] = self.conv_channels;
+        let [k1, k2, k3] = self.kernel_sizes;
+        let conv = |i, o, k| Conv2dConfig::new([i, o], [k, k]).init(device);
+        let side = |s| self.feature_side(s).unwrap_or(1);
+        let flat = c3 * side(image_size[0]) * side(image_size[1]);
+        TutorialCnn {
+            norm1: BatchNormConfig::new(channels).init(device),
+            conv1: conv(channels, c1, k1),
+            norm2: BatchNormConfig::new(c1).init(device),
+            conv2: conv(c1, c2, k2),
+            norm3: BatchNormConfig::new(c2).init(device),
+            conv3: conv(c2, c3, k3),
+            fc1: LinearConfig::new(flat, self.hidden[0]).init(device),
+            fc2: LinearConfig::new(self.hidden[0], self.hidden[1]).init(device),
+            fc3: LinearConfig::new(self.hidden[1], num_classes).init(device),
+            channels,
+            image_size,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct TutorialCnn<B: Backend> {
+    pub norm1: BatchNorm<B>,
+    pub conv1: Conv2d<B>,
+    pub norm2: BatchNorm<B>,
+    pub conv2: Conv2d<B>,
+    pub norm3: BatchNorm<B>,
+    pub conv3: Conv2d<B>,
+    pub fc1: Linear<B>,
+    pub fc2: Linear<B>,
+    pub fc3: Linear<B>,
+    channels: usize,
+    image_size: [usize; 2],
+}
+
+impl<B: Backend> SplitModel<B> for TutorialCnn<B> {
+    fn architecture(&self) -> &'static str {
+        "tutorial_cnn"
+    }
+
+    fn input_shape(&self) -> InputShape {
+        InputShape::Fixed { channels: self.channels, size: self.image_size }
+    }
+
+    fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
+        let x = relu(self.conv1.forward(self.norm1.forward(images)));
+        let x = relu(self.conv2.forward(self.norm2.forward(x)));
+        relu(self.conv3.forward(self.norm3.forward(x)))
+    }
+
+    fn classifier(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
+        let x = activations.flatten::<2>(1, 3);
+        let x = relu(self.fc1.forward(x));
+        let x = relu(self.fc2.forward(x));
+        self.fc3.forward(x)
+    }
+}
