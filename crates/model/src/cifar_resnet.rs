@@ -13,7 +13,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::avg_pool2d;
 use serde::{Deserialize, Serialize};
 
-use crate::{InputShape, SplitModel};
+use crate::{InputShape, SplitModel, batch_norm};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -93,8 +93,8 @@ impl<B: Backend> BasicBlock<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let out = relu(self.bn1.forward(self.conv1.forward(x.clone())));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = relu(batch_norm(&self.bn1, self.conv1.forward(x.clone())));
+        let out = batch_norm(&self.bn2, self.conv2.forward(out));
         relu(out + self.shortcut(x))
     }
 
@@ -137,7 +137,7 @@ impl<B: Backend> SplitModel<B> for CifarResNet<B> {
     }
 
     fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let x = relu(batch_norm(&self.bn1, self.conv1.forward(images)));
         [&self.layer1, &self.layer2, &self.layer3]
             .into_iter()
             .flatten()
@@ -147,5 +147,36 @@ impl<B: Backend> SplitModel<B> for CifarResNet<B> {
     fn classifier(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
         let pooled = activations.mean_dim(3).mean_dim(2).flatten::<2>(1, 3);
         self.linear.forward(pooled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn option_a_shortcut_subsamples_and_pads_channels() {
+        let device = Default::default();
+        let block = BasicBlock::<Flex>::new(2, 4, 2, &device);
+        let x = Tensor::<Flex, 1, Int>::arange(0..32, &device).float().reshape([1, 2, 4, 4]);
+        let out = block.shortcut(x).into_data().to_vec::<f32>().unwrap();
+        // Channels: one zero channel, the two inputs at even rows/columns, one zero channel.
+        let expected = [
+            vec![0.0; 4],
+            vec![0.0, 2.0, 8.0, 10.0],
+            vec![16.0, 18.0, 24.0, 26.0],
+            vec![0.0; 4],
+        ]
+        .concat();
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn depths_follow_six_n_plus_two() {
+        let blocks = |depth| CifarResNetConfig { depth, width: 16 }.blocks_per_stage();
+        assert_eq!(blocks(20), Some(3));
+        assert_eq!(blocks(110), Some(18));
+        assert_eq!(blocks(21), None);
     }
 }

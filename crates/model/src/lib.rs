@@ -8,6 +8,7 @@ mod architecture;
 mod cifar_resnet;
 mod error;
 mod network;
+mod norm;
 mod split;
 mod tutorial_cnn;
 
@@ -15,5 +16,6 @@ pub use architecture::{Architecture, ModelSpec};
 pub use cifar_resnet::{BasicBlock, CifarResNet, CifarResNetConfig};
 pub use error::ShapeError;
 pub use network::Network;
+pub use norm::batch_norm;
 pub use split::{InputShape, SplitModel};
 pub use tutorial_cnn::{TutorialCnn, TutorialCnnConfig};

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
-use crate::{InputShape, SplitModel};
+use crate::{InputShape, SplitModel, batch_norm};
 
 /// Widths of the SimpleCNN; the defaults are the tutorial's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,9 +91,9 @@ impl<B: Backend> SplitModel<B> for TutorialCnn<B> {
     }
 
     fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = relu(self.conv1.forward(self.norm1.forward(images)));
-        let x = relu(self.conv2.forward(self.norm2.forward(x)));
-        relu(self.conv3.forward(self.norm3.forward(x)))
+        let x = relu(self.conv1.forward(batch_norm(&self.norm1, images)));
+        let x = relu(self.conv2.forward(batch_norm(&self.norm2, x)));
+        relu(self.conv3.forward(batch_norm(&self.norm3, x)))
     }
 
     fn classifier(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
@@ -101,5 +101,19 @@ impl<B: Backend> SplitModel<B> for TutorialCnn<B> {
         let x = relu(self.fc1.forward(x));
         let x = relu(self.fc2.forward(x));
         self.fc3.forward(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tutorials_first_linear_takes_72600_inputs_at_128() {
+        let cfg = TutorialCnnConfig::default();
+        assert_eq!(cfg.feature_side(128), Some(110));
+        assert_eq!(6 * 110 * 110, 72_600);
+        assert_eq!(cfg.min_side(), 19);
+        assert_eq!(cfg.feature_side(18), None);
     }
 }

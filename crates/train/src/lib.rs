@@ -1,1 +1,15 @@
+//! Training of the workspace's split CNNs: configs, data preparation, the loop, and the run
+//! folder that `explain` reads back. The `train` binary is a thin command line over this.
 
+pub mod config;
+pub mod dataset;
+pub mod device;
+mod error;
+pub mod fit;
+pub mod run_dir;
+
+pub use config::{Overrides, TrainConfig};
+pub use device::{DeviceChoice, OnBackend};
+pub use error::TrainError;
+pub use fit::{Observer, Summary, evaluate, fit};
+pub use run_dir::{EpochMetrics, RunDir, Weights};

@@ -1,1 +1,261 @@
-fn main(){}
+//! `train`: fits a split CNN from a TOML config and writes a run folder for `explain`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::backend::AutodiffBackend;
+use clap::Parser;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use train::fit::BatchProgress;
+use train::{DeviceChoice, EpochMetrics, Observer, OnBackend, Overrides, RunDir, Summary, TrainConfig, config, dataset};
+
+/// Train a CNN image classifier whose features and classifier can be explained with Grad-CAM.
+///
+/// Writes a run folder (config, class names, metrics.csv, a checkpoint per epoch, the best
+/// model) that `explain` reads back.
+#[derive(Parser, Debug)]
+#[command(version, after_help = EXAMPLES)]
+struct Args {
+    /// A config file, or the name of an embedded config: shapes (default), cifar, cats_dogs, cifar_jpeg.
+    #[arg(long, short)]
+    config: Option<String>,
+    /// Where the data set is (replaces the config's data.dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Run folder [default: runs/<config>-NNN, the first free NNN; with --resume, the latest run].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Base learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Seed of the initialisation, the split, the shuffles and the augmentation.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
+    /// Continue the run in --out from its last checkpoint (model, optimizer, epoch).
+    #[arg(long)]
+    resume: bool,
+    /// No progress bars (the per-epoch lines are still printed).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+const EXAMPLES: &str = "Examples:
+  train                                    # synthetic shapes, a couple of minutes on CPU
+  train --config cifar --epochs 30         # CIFAR-10 (downloaded into data/cifar10)
+  train --config cats_dogs --data-dir ../shared/data/cats-vs-dogs/train
+  train --resume --out runs/cifar-001      # continue an interrupted run
+  train --config cifar --device cuda       # needs a build with --features cuda";
+
+fn main() {
+    if let Err(error) = run(Args::parse()) {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let overrides = Overrides {
+        data_dir: args.data_dir.clone(),
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        seed: args.seed,
+    };
+    let (run_path, config) = if args.resume {
+        resume_target(&args, &overrides)?
+    } else {
+        let (mut config, name) = TrainConfig::load(args.config.as_deref().unwrap_or(config::DEFAULT))?;
+        config.apply(&overrides)?;
+        let path = args.out.clone().unwrap_or_else(|| RunDir::next_free("runs".as_ref(), &name));
+        (path, config)
+    };
+
+    let bars = Bars::new(args.quiet);
+    let data = dataset::load(&config.data, config.seed, &bars).context("loading the data set")?;
+    for skipped in &data.skipped {
+        eprintln!("warning: skipped {}: {}", skipped.path.display(), skipped.reason);
+    }
+    if !data.skipped.is_empty() {
+        eprintln!("warning: {} unreadable file(s) skipped", data.skipped.len());
+    }
+    let run = if args.resume { RunDir::open(&run_path)? } else { RunDir::create(&run_path, &config, data.class_names())? };
+    if args.resume && run.class_names()? != data.class_names() {
+        bail!("the classes in the data set differ from {}/classes.txt", run.path.display());
+    }
+    println!(
+        "{} · {} train / {} validation images · {} classes · {} · run folder {}",
+        architecture_name(&config),
+        data.train.len(),
+        data.validation.len(),
+        data.class_names().len(),
+        args.device,
+        run.path.display()
+    );
+    let summary = args.device.run(Fit { config: &config, data: &data, run: &run, resume: args.resume, bars })??;
+    report(&summary, &run);
+    Ok(())
+}
+
+/// On --resume: the run folder and its saved config, with only --epochs allowed to change.
+fn resume_target(args: &Args, overrides: &Overrides) -> Result<(PathBuf, TrainConfig)> {
+    if args.config.is_some() || args.batch_size.is_some() || args.lr.is_some() || args.seed.is_some() {
+        bail!("--resume continues a run with its saved config.toml; only --epochs, --data-dir and --device may be given");
+    }
+    let run = match &args.out {
+        Some(path) => RunDir::open(path)?,
+        None => RunDir::latest("runs".as_ref())?,
+    };
+    let mut config = run.config()?;
+    config.apply(overrides)?;
+    Ok((run.path, config))
+}
+
+fn architecture_name(config: &TrainConfig) -> String {
+    toml::to_string(&config.model).unwrap_or_default().lines().map(str::trim).collect::<Vec<_>>().join(" ")
+}
+
+struct Fit<'a> {
+    config: &'a TrainConfig,
+    data: &'a dataset::RunData,
+    run: &'a RunDir,
+    resume: bool,
+    bars: Bars,
+}
+
+impl OnBackend for Fit<'_> {
+    type Output = Result<Summary, train::TrainError>;
+
+    fn run<B: AutodiffBackend>(mut self, device: B::Device) -> Self::Output {
+        let data = self.data;
+        train::fit::<B>(
+            self.config,
+            &data.train,
+            &data.validation,
+            data.test.as_ref(),
+            self.run,
+            self.resume,
+            &device,
+            &mut self.bars,
+        )
+    }
+}
+
+fn report(summary: &Summary, run: &RunDir) {
+    if summary.first_epoch > summary.epochs {
+        println!("nothing to do: the run already finished its {} epochs", summary.epochs);
+        return;
+    }
+    println!(
+        "done in {:.0} s: best validation accuracy {:.2}% at epoch {}{}",
+        summary.seconds,
+        100.0 * summary.best_val_acc,
+        summary.best_epoch,
+        summary.test_acc.map(|a| format!(", test accuracy {:.2}%", 100.0 * a)).unwrap_or_default()
+    );
+    println!("run folder: {}  (explain it with: cargo run --release -p explain -- --run {})", run.path.display(), run.path.display());
+}
+
+/// indicatif bars for loading and for each epoch.
+struct Bars {
+    multi: MultiProgress,
+    current: std::sync::Mutex<Option<ProgressBar>>,
+    quiet: bool,
+}
+
+impl Bars {
+    fn new(quiet: bool) -> Self {
+        Self { multi: MultiProgress::new(), current: Default::default(), quiet }
+    }
+
+    fn show(&self, bar: ProgressBar) -> ProgressBar {
+        let bar = if self.quiet { ProgressBar::hidden() } else { self.multi.add(bar) };
+        bar.enable_steady_tick(Duration::from_millis(200));
+        *self.current.lock().unwrap() = Some(bar.clone());
+        bar
+    }
+
+    fn bar(&self) -> Option<ProgressBar> {
+        self.current.lock().unwrap().clone()
+    }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).expect("valid template").progress_chars("=> ")
+}
+
+impl data::Progress for Bars {
+    fn start(&self, what: &str, total: Option<u64>) {
+        let bar = match total {
+            Some(n) => ProgressBar::new(n).with_style(style("{msg:>20} [{bar:30}] {pos}/{len} ({per_sec}, {eta})")),
+            None => ProgressBar::new_spinner(),
+        };
+        self.show(bar.with_message(what.to_string()));
+    }
+
+    fn advance(&self, done: u64) {
+        if let Some(bar) = self.bar() {
+            bar.inc(done);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.current.lock().unwrap().take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for Bars {
+    fn epoch_started(&mut self, epoch: usize, epochs: usize, batches: usize) {
+        let bar = ProgressBar::new(batches as u64)
+            .with_style(style("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})"))
+            .with_prefix(format!("{epoch}/{epochs}"));
+        self.show(bar);
+    }
+
+    fn batch_finished(&mut self, p: &BatchProgress) {
+        if let Some(bar) = self.bar() {
+            bar.set_position(p.batch as u64);
+            bar.set_message(format!(
+                "loss {:.4} acc {:.2}% · {:.0} img/s · lr {:.2e}",
+                p.loss,
+                100.0 * p.accuracy,
+                p.images_per_second,
+                p.lr
+            ));
+        }
+    }
+
+    fn validating(&mut self, _batches: usize) {
+        if let Some(bar) = self.bar() {
+            bar.set_message("validating…");
+        }
+    }
+
+    fn epoch_finished(&mut self, m: &EpochMetrics, is_best: bool) {
+        data::Progress::finish(self);
+        let line = format!(
+            "epoch {:>3}: train loss {:.4} acc {:6.2}% | val loss {:.4} acc {:6.2}% | {:.1} s{}",
+            m.epoch,
+            m.train_loss,
+            100.0 * m.train_acc,
+            m.val_loss,
+            100.0 * m.val_acc,
+            m.seconds,
+            if is_best { " ★ best" } else { "" }
+        );
+        if self.quiet || self.multi.is_hidden() {
+            println!("{line}");
+        } else {
+            let _ = self.multi.println(&line);
+        }
+    }
+}

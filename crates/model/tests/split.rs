@@ -1,0 +1,85 @@
+//! Every architecture is `classifier ∘ features`, and rejects inputs it cannot take by name.
+
+use burn::backend::Flex;
+use burn::prelude::*;
+use model::{Architecture, CifarResNetConfig, ModelSpec, ShapeError, SplitModel, TutorialCnnConfig};
+
+fn tiny_specs() -> Vec<ModelSpec> {
+    let tutorial = TutorialCnnConfig { conv_channels: [3, 4, 2], kernel_sizes: [3, 3, 3], hidden: [8, 6] };
+    vec![
+        ModelSpec {
+            architecture: Architecture::TutorialCnn(tutorial),
+            num_classes: 3,
+            channels: 3,
+            image_size: [12, 12],
+        },
+        ModelSpec {
+            architecture: Architecture::CifarResnet(CifarResNetConfig { depth: 8, width: 4 }),
+            num_classes: 5,
+            channels: 3,
+            image_size: [12, 12],
+        },
+    ]
+}
+
+#[test]
+fn forward_is_classifier_of_features() {
+    let device = Default::default();
+    for spec in tiny_specs() {
+        let model = spec.init::<Flex>(&device).unwrap();
+        let x = Tensor::<Flex, 4>::random([2, 3, 12, 12], burn::tensor::Distribution::Default, &device);
+        let features = model.features(x.clone());
+        let split = model.classifier(features.clone());
+        let direct = model.forward(x);
+        assert_eq!(direct.dims(), [2, spec.num_classes]);
+        split.into_data().assert_approx_eq::<f32>(&direct.into_data(), Default::default());
+        assert_eq!(features.dims()[0], 2);
+    }
+}
+
+#[test]
+fn bad_shapes_name_the_expected_shape() {
+    let device = Default::default();
+    let [tutorial, resnet] = &tiny_specs()[..] else { unreachable!() };
+    let tutorial = tutorial.init::<Flex>(&device).unwrap();
+    let resnet = resnet.init::<Flex>(&device).unwrap();
+
+    let grey = Tensor::<Flex, 4>::zeros([1, 1, 12, 12], &device);
+    assert_eq!(tutorial.try_forward(grey).unwrap_err(), ShapeError::Channels { expected: 3, got: 1 });
+
+    let wrong_size = Tensor::<Flex, 4>::zeros([1, 3, 16, 12], &device);
+    let err = tutorial.try_forward(wrong_size).unwrap_err();
+    assert!(err.to_string().contains("12×12 images, got 16×12"), "{err}");
+
+    let tiny = Tensor::<Flex, 4>::zeros([1, 3, 2, 2], &device);
+    let err = resnet.try_forward(tiny).unwrap_err();
+    assert!(err.to_string().contains("at least 4×4"), "{err}");
+
+    let bigger = Tensor::<Flex, 4>::zeros([1, 3, 20, 20], &device);
+    assert_eq!(resnet.try_forward(bigger).unwrap().dims(), [1, 5]);
+}
+
+#[test]
+fn invalid_specs_are_errors_not_panics() {
+    let mut spec = tiny_specs().remove(1);
+    spec.architecture = Architecture::CifarResnet(CifarResNetConfig { depth: 21, width: 16 });
+    assert!(spec.init::<Flex>(&Default::default()).unwrap_err().contains("6n + 2"));
+
+    let mut spec = tiny_specs().remove(0);
+    spec.image_size = [6, 6];
+    assert!(spec.init::<Flex>(&Default::default()).unwrap_err().contains("at least 7×7"));
+}
+
+#[test]
+fn specs_read_from_toml_and_reject_unknown_keys() {
+    let spec: ModelSpec = toml::from_str(
+        "num_classes = 10\nchannels = 3\nimage_size = [32, 32]\n[architecture]\nname = \"cifar_resnet\"\ndepth = 20\n",
+    )
+    .unwrap();
+    assert_eq!(spec.architecture, Architecture::CifarResnet(CifarResNetConfig { depth: 20, width: 16 }));
+    let err = toml::from_str::<ModelSpec>(
+        "num_classes = 10\nchannels = 3\nimage_size = [32, 32]\n[architecture]\nname = \"cifar_resnet\"\ndepht = 20\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("depht"), "{err}");
+}

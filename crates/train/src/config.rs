@@ -1,0 +1,272 @@
+//! A training run as written in a TOML file. The resolved config is saved in the run folder,
+//! so a run can be rebuilt, resumed or explained from that folder alone.
+
+use std::path::{Path, PathBuf};
+
+use data::{Augmentation, Normalization};
+use model::{Architecture, ModelSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+
+/// The configs shipped inside the binary, usable by name (`--config cifar`).
+pub const EMBEDDED: [(&str, &str); 4] = [
+    ("shapes", include_str!("../../../configs/shapes.toml")),
+    ("cifar", include_str!("../../../configs/cifar.toml")),
+    ("cats_dogs", include_str!("../../../configs/cats_dogs.toml")),
+    ("cifar_jpeg", include_str!("../../../configs/cifar_jpeg.toml")),
+];
+
+/// The config used when none is given.
+pub const DEFAULT: &str = "shapes";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    #[serde(default)]
+    pub seed: u64,
+    pub model: Architecture,
+    pub data: DataConfig,
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub schedule: Schedule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The CIFAR-10 binary batches (downloaded when missing).
+    Cifar10,
+    /// `dir/<class>/*.jpg|png`.
+    Folder,
+    /// The embedded synthetic shapes.
+    Shapes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub source: Source,
+    /// Where the files are (cifar10, folder); `--data-dir` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// How many images to generate (shapes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    /// Fraction of the images held out for validation.
+    pub validation: f64,
+    /// `[height, width]` the images are resized to.
+    pub image_size: [usize; 2],
+    #[serde(default)]
+    pub normalization: Normalization,
+    #[serde(default)]
+    pub augmentation: Augmentation,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerConfig {
+    Sgd {
+        lr: f64,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default)]
+        nesterov: bool,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    Adam {
+        lr: f64,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+}
+
+impl OptimizerConfig {
+    pub fn lr(&self) -> f64 {
+        match *self {
+            OptimizerConfig::Sgd { lr, .. } | OptimizerConfig::Adam { lr, .. } => lr,
+        }
+    }
+
+    fn set_lr(&mut self, value: f64) {
+        match self {
+            OptimizerConfig::Sgd { lr, .. } | OptimizerConfig::Adam { lr, .. } => *lr = value,
+        }
+    }
+}
+
+/// How the learning rate moves over the run, as a pure function of the position in it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Schedule {
+    #[default]
+    Constant,
+    /// Half a cosine from the base rate down to 0 over all steps.
+    Cosine,
+    /// Multiplied by `gamma` at each milestone epoch.
+    Step { milestones: Vec<usize>, gamma: f64 },
+}
+
+impl Schedule {
+    /// The rate for `step` of `steps_per_epoch` in 0-based `epoch` of `epochs`.
+    pub fn lr(&self, base: f64, epoch: usize, step: usize, steps_per_epoch: usize, epochs: usize) -> f64 {
+        match self {
+            Schedule::Constant => base,
+            Schedule::Cosine => {
+                let done = (epoch * steps_per_epoch + step) as f64;
+                let total = (epochs * steps_per_epoch).max(1) as f64;
+                0.5 * base * (1.0 + (std::f64::consts::PI * done / total).cos())
+            }
+            Schedule::Step { milestones, gamma } => {
+                base * gamma.powi(milestones.iter().filter(|&&m| epoch >= m).count() as i32)
+            }
+        }
+    }
+}
+
+/// Values from the command line that replace the file's.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub lr: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+impl TrainConfig {
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, TrainError> {
+        let config: TrainConfig =
+            toml::from_str(text).map_err(|e| TrainError::Config { origin: origin.into(), message: e.to_string() })?;
+        config.validate().map_err(|message| TrainError::Config { origin: origin.into(), message })?;
+        Ok(config)
+    }
+
+    /// `name` is a file path, or the name of an embedded config. Returns the config and a short
+    /// name for the run folder.
+    pub fn load(name: &str) -> Result<(Self, String), TrainError> {
+        let path = Path::new(name);
+        if path.is_file() {
+            let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("run").to_string();
+            return Ok((Self::parse(&text, name)?, stem));
+        }
+        match EMBEDDED.iter().find(|(n, _)| *n == name.trim_end_matches(".toml")) {
+            Some((n, text)) => Ok((Self::parse(text, &format!("embedded config `{n}`"))?, n.to_string())),
+            None => Err(TrainError::Config {
+                origin: name.into(),
+                message: format!(
+                    "no such file, and not one of the embedded configs: {}",
+                    EMBEDDED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                ),
+            }),
+        }
+    }
+
+    pub fn apply(&mut self, overrides: &Overrides) -> Result<(), TrainError> {
+        if let Some(dir) = &overrides.data_dir {
+            self.data.dir = Some(dir.clone());
+        }
+        if let Some(epochs) = overrides.epochs {
+            self.epochs = epochs;
+        }
+        if let Some(batch_size) = overrides.batch_size {
+            self.batch_size = batch_size;
+        }
+        if let Some(lr) = overrides.lr {
+            self.optimizer.set_lr(lr);
+        }
+        if let Some(seed) = overrides.seed {
+            self.seed = seed;
+        }
+        self.validate().map_err(|message| TrainError::Config { origin: "command line".into(), message })
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.epochs == 0 {
+            return Err("epochs must be at least 1".into());
+        }
+        if self.batch_size < 2 {
+            return Err("batch_size must be at least 2 (BatchNorm needs two images)".into());
+        }
+        if !(0.0..1.0).contains(&self.data.validation) {
+            return Err(format!("data.validation is a fraction in [0, 1), got {}", self.data.validation));
+        }
+        if self.optimizer.lr() <= 0.0 || !self.optimizer.lr().is_finite() {
+            return Err(format!("the learning rate must be positive, got {}", self.optimizer.lr()));
+        }
+        match self.data.source {
+            Source::Shapes if self.data.count.is_none() => Err("data.count is required for source = \"shapes\"".into()),
+            Source::Folder if self.data.dir.is_none() => {
+                Err("data.dir (or --data-dir) is required for source = \"folder\"".into())
+            }
+            _ => self.model_spec(2).validate(),
+        }
+    }
+
+    /// The model this config trains, for a data set of `num_classes` classes.
+    pub fn model_spec(&self, num_classes: usize) -> ModelSpec {
+        ModelSpec {
+            architecture: self.model.clone(),
+            num_classes,
+            channels: 3,
+            image_size: self.data.image_size,
+        }
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a config always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_embedded_config_parses_and_round_trips() {
+        for (name, text) in EMBEDDED {
+            let config = TrainConfig::parse(text, name).unwrap();
+            assert_eq!(TrainConfig::parse(&config.to_toml(), name).unwrap(), config, "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let text = EMBEDDED[0].1.replace("batch_size", "batchsize");
+        let err = TrainConfig::parse(&text, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("x.toml") && err.contains("batchsize"), "{err}");
+        let text = EMBEDDED[0].1.replace("momentum", "momentun");
+        assert!(TrainConfig::parse(&text, "x").unwrap_err().to_string().contains("momentun"));
+    }
+
+    #[test]
+    fn the_tutorials_config_is_the_tutorials_run() {
+        let (c, _) = TrainConfig::load("cats_dogs").unwrap();
+        assert_eq!((c.epochs, c.batch_size, c.data.image_size), (15, 16, [128, 128]));
+        assert_eq!(c.optimizer, OptimizerConfig::Sgd { lr: 0.01, momentum: 0.0, nesterov: false, weight_decay: 0.0 });
+        assert!(matches!(c.model, Architecture::TutorialCnn(_)));
+    }
+
+    #[test]
+    fn schedules() {
+        let cosine = Schedule::Cosine;
+        assert_eq!(cosine.lr(0.1, 0, 0, 10, 4), 0.1);
+        assert!((cosine.lr(0.1, 2, 0, 10, 4) - 0.05).abs() < 1e-12);
+        let step = Schedule::Step { milestones: vec![2, 3], gamma: 0.1 };
+        assert_eq!(step.lr(1.0, 1, 5, 10, 4), 1.0);
+        assert!((step.lr(1.0, 3, 0, 10, 4) - 0.01).abs() < 1e-12);
+    }
+
+    #[test]
+    fn overrides_replace_and_are_checked() {
+        let (mut c, _) = TrainConfig::load("shapes").unwrap();
+        c.apply(&Overrides { epochs: Some(2), lr: Some(0.5), ..Default::default() }).unwrap();
+        assert_eq!((c.epochs, c.optimizer.lr()), (2, 0.5));
+        assert!(c.apply(&Overrides { batch_size: Some(1), ..Default::default() }).is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! `--device cpu|cuda[:N]`, and running generic code on the backend it names.
+//!
+//! burn fixes the backend at compile time, so a device choice is turned into a call of a
+//! generic function: implement [`OnBackend`] once and [`DeviceChoice::run`] dispatches it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::TrainError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    #[default]
+    Cpu,
+    Cuda(usize),
+}
+
+impl FromStr for DeviceChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceChoice::Cuda)
+                .ok_or_else(|| format!("unknown device `{s}`: use cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceChoice::Cpu => write!(f, "cpu"),
+            DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// Work generic over the backend; `B::InnerBackend` is what inference runs on.
+pub trait OnBackend {
+    type Output;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+}
+
+/// The CPU backend.
+pub type Cpu = Autodiff<Flex>;
+
+impl DeviceChoice {
+    pub fn run<W: OnBackend>(self, work: W) -> Result<W::Output, TrainError> {
+        match self {
+            DeviceChoice::Cpu => Ok(work.run::<Cpu>(Default::default())),
+            DeviceChoice::Cuda(index) => cuda::run(index, work),
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::*;
+    use burn::backend::Cuda;
+    use burn::backend::cuda::CudaDevice;
+    use burn::prelude::*;
+
+    pub fn run<W: OnBackend>(index: usize, work: W) -> Result<W::Output, TrainError> {
+        let device = CudaDevice::new(index);
+        probe(&device).map_err(|why| TrainError::Device(format!("CUDA device {index} is not usable: {why}")))?;
+        Ok(work.run::<Autodiff<Cuda>>(device))
+    }
+
+    /// cubecl panics when the driver or the device is missing; turn that into an error.
+    fn probe(device: &CudaDevice) -> Result<(), String> {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let result = std::panic::catch_unwind(|| Tensor::<Cuda, 1>::ones([1], device).into_scalar());
+        std::panic::set_hook(hook);
+        result.map(|_| ()).map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "no CUDA driver or device".into())
+        })
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+mod cuda {
+    use super::*;
+
+    pub fn run<W: OnBackend>(_index: usize, _work: W) -> Result<W::Output, TrainError> {
+        Err(TrainError::Device(
+            "this build has no CUDA support: rebuild with `--features cuda` (e.g. `cargo run --release \
+             --features cuda -p train -- --device cuda`)"
+                .into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_devices() {
+        assert_eq!("cpu".parse(), Ok(DeviceChoice::Cpu));
+        assert_eq!("cuda".parse(), Ok(DeviceChoice::Cuda(0)));
+        assert_eq!("cuda:3".parse(), Ok(DeviceChoice::Cuda(3)));
+        assert!("gpu".parse::<DeviceChoice>().unwrap_err().contains("cpu, cuda or cuda:N"));
+        assert_eq!(DeviceChoice::Cuda(2).to_string(), "cuda:2");
+    }
+}

@@ -1,0 +1,255 @@
+//! The training loop: epochs of SGD/Adam steps on augmented batches, a validation pass on the
+//! inner (non-autodiff) backend, then a checkpoint. Everything random is drawn from the config's
+//! seed and the epoch number, so a resumed run continues exactly where an uninterrupted one
+//! would be.
+
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use data::{Batch, Batcher, ImageSet};
+use model::{Network, SplitModel};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use crate::config::OptimizerConfig;
+use crate::run_dir::{CheckpointState, EpochMetrics, RunDir};
+use crate::{TrainConfig, TrainError};
+
+/// Live numbers of the epoch so far.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchProgress {
+    pub batch: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub images_per_second: f64,
+    pub lr: f64,
+}
+
+/// Hooks for showing progress; the library prints nothing itself.
+pub trait Observer {
+    fn epoch_started(&mut self, _epoch: usize, _epochs: usize, _batches: usize) {}
+    fn batch_finished(&mut self, _progress: &BatchProgress) {}
+    fn validating(&mut self, _batches: usize) {}
+    fn epoch_finished(&mut self, _metrics: &EpochMetrics, _is_best: bool) {}
+}
+
+impl Observer for () {}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub first_epoch: usize,
+    pub epochs: usize,
+    pub best_epoch: usize,
+    pub best_val_acc: f64,
+    pub last: Option<EpochMetrics>,
+    /// Accuracy of the best model on the source's test set, when it has one.
+    pub test_acc: Option<f64>,
+    pub seconds: f64,
+}
+
+/// Trains (or resumes) the run in `run` on `device`.
+pub fn fit<B: AutodiffBackend>(
+    config: &TrainConfig,
+    train: &ImageSet,
+    validation: &ImageSet,
+    test: Option<&ImageSet>,
+    run: &RunDir,
+    resume: bool,
+    device: &B::Device,
+    observer: &mut dyn Observer,
+) -> Result<Summary, TrainError> {
+    let trainer: Trainer<B> = Trainer { config, train, validation, test, run, resume, device, observer };
+    match config.optimizer {
+        OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => {
+            let momentum = (momentum > 0.0).then(|| {
+                MomentumConfig::new().with_momentum(momentum).with_dampening(0.0).with_nesterov(nesterov)
+            });
+            let decay = (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32));
+            trainer.run(SgdConfig::new().with_momentum(momentum).with_weight_decay(decay).init())
+        }
+        OptimizerConfig::Adam { weight_decay, .. } => {
+            let decay = (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32));
+            trainer.run(AdamConfig::new().with_weight_decay(decay).init())
+        }
+    }
+}
+
+struct Trainer<'a, B: AutodiffBackend> {
+    config: &'a TrainConfig,
+    train: &'a ImageSet,
+    validation: &'a ImageSet,
+    test: Option<&'a ImageSet>,
+    run: &'a RunDir,
+    resume: bool,
+    device: &'a B::Device,
+    observer: &'a mut dyn Observer,
+}
+
+impl<B: AutodiffBackend> Trainer<'_, B> {
+    fn run<O: Optimizer<Network<B>, B>>(self, optimizer: O) -> Result<Summary, TrainError> {
+        let started = Instant::now();
+        let config = self.config;
+        B::seed(self.device, config.seed);
+        let spec = config.model_spec(self.train.class_names.len());
+        let mut model = spec.init::<B>(self.device).map_err(|m| TrainError::run(&self.run.path, m))?;
+        let mut optimizer = optimizer;
+        let mut state = CheckpointState { epoch: 0, val_acc: 0.0, best_val_acc: f64::NEG_INFINITY, best_epoch: 0 };
+
+        if self.resume {
+            if let Some((epoch, _)) = self.run.last_checkpoint()? {
+                state = self.run.checkpoint_state(epoch)?;
+                model = self.run.load_model(crate::Weights::Epoch(epoch), self.device)?;
+                optimizer = optimizer.load_record(self.run.load_optimizer(epoch, self.device)?);
+            }
+            self.run.truncate_metrics(state.epoch)?;
+        }
+
+        let batcher = Batcher {
+            image_size: config.data.image_size,
+            normalization: config.data.normalization,
+            augmentation: config.data.augmentation,
+            seed: config.seed,
+        };
+        let first_epoch = state.epoch + 1;
+        let mut last = None;
+        let loss_fn = CrossEntropyLossConfig::new().init(self.device);
+        for epoch in first_epoch..=config.epochs {
+            let epoch_start = Instant::now();
+            let order = self.epoch_order(epoch);
+            let batches = order.len() / config.batch_size;
+            self.observer.epoch_started(epoch, config.epochs, batches);
+            let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+            let mut lr = 0.0;
+            let (sender, receiver) = sync_channel::<Batch>(2);
+            let chunks: Vec<&[usize]> = order.chunks_exact(config.batch_size).collect();
+            let result = std::thread::scope(|scope| -> Result<(), TrainError> {
+                // Decode and augment the next batches while the model trains on this one.
+                let train = self.train;
+                scope.spawn(move || {
+                    for chunk in &chunks {
+                        let samples: Vec<_> = chunk.iter().map(|&i| (i, &train.samples[i])).collect();
+                        if sender.send(batcher.batch(&samples, epoch)).is_err() {
+                            return;
+                        }
+                    }
+                });
+                for (step, batch) in receiver.iter().enumerate() {
+                    lr = config.schedule.lr(config.optimizer.lr(), epoch - 1, step, batches, config.epochs);
+                    let (images, labels) = batch.to_tensors::<B>(self.device);
+                    let logits = model.forward(images);
+                    let loss = loss_fn.forward(logits.clone(), labels.clone());
+                    let loss_value: f32 = loss.clone().into_scalar().elem();
+                    if !loss_value.is_finite() {
+                        let kept = match state.epoch {
+                            0 => "No checkpoint was written.".to_string(),
+                            e => format!("The checkpoint of epoch {e} is intact."),
+                        };
+                        return Err(TrainError::Diverged { loss: loss_value, epoch, batch: step + 1, kept });
+                    }
+                    let grads = GradientsParams::from_grads(loss.backward(), &model);
+                    model = optimizer.step(lr, model.clone(), grads);
+
+                    loss_sum += loss_value as f64 * batch.labels.len() as f64;
+                    correct += count_correct(logits, labels);
+                    seen += batch.labels.len();
+                    self.observer.batch_finished(&BatchProgress {
+                        batch: step + 1,
+                        loss: loss_sum / seen as f64,
+                        accuracy: correct as f64 / seen as f64,
+                        images_per_second: seen as f64 / epoch_start.elapsed().as_secs_f64(),
+                        lr,
+                    });
+                }
+                Ok(())
+            });
+            result?;
+
+            let valid = model.valid();
+            self.observer.validating(self.validation.len().div_ceil(config.batch_size));
+            let (val_loss, val_acc) = evaluate(&valid, self.validation, &batcher, config.batch_size, self.device);
+            let is_best = val_acc > state.best_val_acc;
+            if is_best {
+                state.best_val_acc = val_acc;
+                state.best_epoch = epoch;
+            }
+            state.epoch = epoch;
+            state.val_acc = val_acc;
+            self.run.save_checkpoint(&model, optimizer.to_record(), &state)?;
+            let metrics = EpochMetrics {
+                epoch,
+                train_loss: loss_sum / seen.max(1) as f64,
+                train_acc: correct as f64 / seen.max(1) as f64,
+                val_loss,
+                val_acc,
+                lr,
+                seconds: epoch_start.elapsed().as_secs_f64(),
+            };
+            self.run.append_metrics(&metrics)?;
+            self.observer.epoch_finished(&metrics, is_best);
+            last = Some(metrics);
+        }
+
+        let test_acc = match self.test {
+            Some(test) if state.best_epoch > 0 => {
+                let best = self.run.load_model::<B::InnerBackend>(crate::Weights::Best, self.device)?;
+                Some(evaluate(&best, test, &batcher, config.batch_size, self.device).1)
+            }
+            _ => None,
+        };
+        Ok(Summary {
+            first_epoch,
+            epochs: config.epochs,
+            best_epoch: state.best_epoch,
+            best_val_acc: state.best_val_acc,
+            last,
+            test_acc,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The order of the training images in `epoch`: a shuffle drawn from (seed, epoch).
+    fn epoch_order(&self, epoch: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.train.len()).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(self.config.seed.wrapping_add(epoch as u64 * 7919)));
+        order
+    }
+}
+
+/// Mean cross-entropy and accuracy of `model` on `set`, without augmentation. An empty set
+/// gives `(NaN, NaN)`.
+pub fn evaluate<B: Backend>(
+    model: &Network<B>,
+    set: &ImageSet,
+    batcher: &Batcher,
+    batch_size: usize,
+    device: &B::Device,
+) -> (f64, f64) {
+    let batcher = Batcher { augmentation: Default::default(), ..*batcher };
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    let indexed: Vec<_> = set.samples.iter().enumerate().collect();
+    for chunk in indexed.chunks(batch_size.max(1)) {
+        let batch = batcher.batch(chunk, 0);
+        let (images, labels) = batch.to_tensors::<B>(device);
+        let logits = model.forward(images);
+        let loss: f32 = loss_fn.forward(logits.clone(), labels.clone()).into_scalar().elem();
+        loss_sum += loss as f64 * chunk.len() as f64;
+        correct += count_correct(logits, labels);
+    }
+    let n = set.len() as f64;
+    (loss_sum / n, correct as f64 / n)
+}
+
+fn count_correct<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> usize {
+    let predicted = logits.argmax(1).flatten::<1>(0, 1);
+    predicted.equal(labels).int().sum().into_scalar().elem::<i64>() as usize
+}

@@ -1,0 +1,260 @@
+//! The run folder: the unit a user hands from `train` to `explain`.
+//!
+//! ```text
+//! runs/<name>-NNN/
+//!   config.toml              the resolved config (command-line overrides applied)
+//!   classes.txt              one class name per line, in label order
+//!   metrics.csv              one row per finished epoch
+//!   checkpoints/epoch-NNNN/  model.mpk, optimizer.mpk, state.json
+//!   best/                    model.mpk, state.json of the best validation accuracy
+//! ```
+//! Every file is written to a temporary name and renamed, and a checkpoint folder appears
+//! only when complete: a crash or kill never leaves a half-written checkpoint behind.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
+use model::{Network, SplitModel};
+use serde::{Deserialize, Serialize};
+
+use crate::{TrainConfig, TrainError};
+
+pub const METRICS_HEADER: &str = "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds";
+
+/// One epoch's numbers, a row of `metrics.csv`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+impl EpochMetrics {
+    fn csv_row(&self) -> String {
+        format!(
+            "{},{:.6},{:.6},{:.6},{:.6},{:.6e},{:.2}",
+            self.epoch, self.train_loss, self.train_acc, self.val_loss, self.val_acc, self.lr, self.seconds
+        )
+    }
+}
+
+/// What a checkpoint knows besides the weights: where the run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// The last finished epoch, 1-based.
+    pub epoch: usize,
+    pub val_acc: f64,
+    pub best_val_acc: f64,
+    pub best_epoch: usize,
+}
+
+/// Which weights of a run to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    Best,
+    Last,
+    Epoch(usize),
+}
+
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+type Bytes = NamedMpkBytesRecorder<FullPrecisionSettings>;
+
+impl RunDir {
+    /// `root/<name>-NNN` with the first free NNN.
+    pub fn next_free(root: &Path, name: &str) -> PathBuf {
+        (1..).map(|n| root.join(format!("{name}-{n:03}"))).find(|p| !p.exists()).expect("unbounded")
+    }
+
+    /// The run under `root` whose last checkpoint is the most recent.
+    pub fn latest(root: &Path) -> Result<RunDir, TrainError> {
+        let newest = fs::read_dir(root)
+            .map_err(|e| TrainError::io(root, e))?
+            .filter_map(|e| e.ok().map(|e| RunDir { path: e.path() }))
+            .filter_map(|run| {
+                let (_, checkpoint) = run.last_checkpoint().ok()??;
+                let modified = fs::metadata(checkpoint).and_then(|m| m.modified()).ok()?;
+                Some((modified, run))
+            })
+            .max_by_key(|(modified, _)| *modified);
+        newest.map(|(_, run)| run).ok_or_else(|| {
+            TrainError::run(root, "holds no run with a checkpoint; train one first (cargo run --release -p train)")
+        })
+    }
+
+    /// Starts a new run folder; refuses one that already holds a run.
+    pub fn create(path: &Path, config: &TrainConfig, class_names: &[String]) -> Result<RunDir, TrainError> {
+        if path.join("config.toml").exists() {
+            return Err(TrainError::run(path, "already holds a run: pass --resume to continue it, or another --out"));
+        }
+        fs::create_dir_all(path.join("checkpoints")).map_err(|e| TrainError::io(path, e))?;
+        let run = RunDir { path: path.to_path_buf() };
+        write_atomic(&run.path.join("config.toml"), config.to_toml().as_bytes())?;
+        write_atomic(&run.path.join("classes.txt"), (class_names.join("\n") + "\n").as_bytes())?;
+        write_atomic(&run.path.join("metrics.csv"), format!("{METRICS_HEADER}\n").as_bytes())?;
+        Ok(run)
+    }
+
+    /// An existing run folder.
+    pub fn open(path: &Path) -> Result<RunDir, TrainError> {
+        if !path.join("config.toml").is_file() {
+            return Err(TrainError::run(path, "is not a run folder (no config.toml); pass the --out folder of a `train` run"));
+        }
+        Ok(RunDir { path: path.to_path_buf() })
+    }
+
+    pub fn config(&self) -> Result<TrainConfig, TrainError> {
+        let path = self.path.join("config.toml");
+        let text = fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+        TrainConfig::parse(&text, &path.display().to_string())
+    }
+
+    pub fn class_names(&self) -> Result<Vec<String>, TrainError> {
+        let path = self.path.join("classes.txt");
+        let text = fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+        Ok(text.lines().map(str::to_string).collect())
+    }
+
+    /// The newest complete checkpoint: `(epoch, folder)`.
+    pub fn last_checkpoint(&self) -> Result<Option<(usize, PathBuf)>, TrainError> {
+        let dir = self.path.join("checkpoints");
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let newest = fs::read_dir(&dir)
+            .map_err(|e| TrainError::io(&dir, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let epoch = e.file_name().to_str()?.strip_prefix("epoch-")?.parse().ok()?;
+                Some((epoch, e.path()))
+            })
+            .max_by_key(|(epoch, _)| *epoch);
+        Ok(newest)
+    }
+
+    fn checkpoint_dir(&self, epoch: usize) -> PathBuf {
+        self.path.join("checkpoints").join(format!("epoch-{epoch:04}"))
+    }
+
+    /// Writes a complete checkpoint folder, then makes it visible with one rename.
+    pub fn save_checkpoint<B: Backend, O: Record<B>>(
+        &self,
+        model: &Network<B>,
+        optimizer: O,
+        state: &CheckpointState,
+    ) -> Result<(), TrainError> {
+        let partial = self.path.join("checkpoints").join(format!(".epoch-{:04}.partial", state.epoch));
+        let _ = fs::remove_dir_all(&partial);
+        fs::create_dir_all(&partial).map_err(|e| TrainError::io(&partial, e))?;
+        write_atomic(&partial.join("model.mpk"), &encode(model.clone().into_record(), &partial)?)?;
+        write_atomic(&partial.join("optimizer.mpk"), &encode(optimizer, &partial)?)?;
+        write_state(&partial, state)?;
+        let done = self.checkpoint_dir(state.epoch);
+        let _ = fs::remove_dir_all(&done);
+        fs::rename(&partial, &done).map_err(|e| TrainError::io(&done, e))?;
+        if state.best_epoch == state.epoch {
+            let best = self.path.join("best");
+            fs::create_dir_all(&best).map_err(|e| TrainError::io(&best, e))?;
+            fs::copy(done.join("model.mpk"), best.join("model.mpk.partial")).map_err(|e| TrainError::io(&best, e))?;
+            fs::rename(best.join("model.mpk.partial"), best.join("model.mpk")).map_err(|e| TrainError::io(&best, e))?;
+            write_state(&best, state)?;
+        }
+        Ok(())
+    }
+
+    pub fn checkpoint_state(&self, epoch: usize) -> Result<CheckpointState, TrainError> {
+        read_state(&self.checkpoint_dir(epoch))
+    }
+
+    /// The optimizer state saved with `epoch`.
+    pub fn load_optimizer<B: Backend, O: Record<B>>(&self, epoch: usize, device: &B::Device) -> Result<O, TrainError> {
+        decode(&self.checkpoint_dir(epoch).join("optimizer.mpk"), device)
+    }
+
+    /// Rebuilds the model from the run's config and loads the chosen weights into it.
+    pub fn load_model<B: Backend>(&self, weights: Weights, device: &B::Device) -> Result<Network<B>, TrainError> {
+        let folder = match weights {
+            Weights::Best => self.path.join("best"),
+            Weights::Epoch(epoch) => self.checkpoint_dir(epoch),
+            Weights::Last => match self.last_checkpoint()? {
+                Some((_, folder)) => folder,
+                None => return Err(TrainError::run(&self.path, "has no checkpoint yet")),
+            },
+        };
+        let spec = self.config()?.model_spec(self.class_names()?.len());
+        let model = spec.init::<B>(device).map_err(|m| TrainError::run(&self.path, m))?;
+        let file = folder.join("model.mpk");
+        let record = decode(&file, device).map_err(|e| {
+            TrainError::run(&file, format!("does not hold a {} checkpoint matching config.toml ({e})", model.architecture()))
+        })?;
+        Ok(model.load_record(record))
+    }
+
+    /// Adds a row to `metrics.csv`.
+    pub fn append_metrics(&self, row: &EpochMetrics) -> Result<(), TrainError> {
+        let path = self.path.join("metrics.csv");
+        let mut file = fs::OpenOptions::new().append(true).open(&path).map_err(|e| TrainError::io(&path, e))?;
+        writeln!(file, "{}", row.csv_row()).map_err(|e| TrainError::io(&path, e))
+    }
+
+    /// Drops rows after `epoch`, written by a run that died before its checkpoint landed.
+    pub fn truncate_metrics(&self, epoch: usize) -> Result<(), TrainError> {
+        let path = self.path.join("metrics.csv");
+        let text = fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|line| line.split(',').next().and_then(|e| e.parse::<usize>().ok()).is_none_or(|e| e <= epoch))
+            .collect();
+        write_atomic(&path, (kept.join("\n") + "\n").as_bytes())
+    }
+}
+
+fn encode<B: Backend, R: Record<B>>(record: R, place: &Path) -> Result<Vec<u8>, TrainError> {
+    Recorder::<B>::record(&Bytes::default(), record, ()).map_err(|e| TrainError::run(place, e.to_string()))
+}
+
+fn decode<B: Backend, R: Record<B>>(path: &Path, device: &B::Device) -> Result<R, TrainError> {
+    let bytes = fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    // A foreign or damaged file can make the decoder panic deep inside; keep that an error.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Recorder::<B>::load(&Bytes::default(), bytes, device)
+    }));
+    std::panic::set_hook(hook);
+    match result {
+        Ok(Ok(record)) => Ok(record),
+        Ok(Err(e)) => Err(TrainError::run(path, e.to_string())),
+        Err(_) => Err(TrainError::run(path, "is damaged or of another model")),
+    }
+}
+
+fn write_state(dir: &Path, state: &CheckpointState) -> Result<(), TrainError> {
+    let json = serde_json::to_vec_pretty(state).expect("state serialises");
+    write_atomic(&dir.join("state.json"), &json)
+}
+
+fn read_state(dir: &Path) -> Result<CheckpointState, TrainError> {
+    let path = dir.join("state.json");
+    let text = fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
+    serde_json::from_slice(&text).map_err(|e| TrainError::run(&path, e.to_string()))
+}
+
+/// Writes `bytes` beside `path` and renames it into place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| TrainError::io(dir, e))?;
+    file.write_all(bytes).map_err(|e| TrainError::io(path, e))?;
+    file.as_file().sync_all().map_err(|e| TrainError::io(path, e))?;
+    file.persist(path).map_err(|e| TrainError::io(path, e.error))?;
+    Ok(())
+}
