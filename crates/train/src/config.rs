@@ -240,7 +240,7 @@ mod tests {
         let text = EMBEDDED[0].1.replace("batch_size", "batchsize");
         let err = TrainConfig::parse(&text, "x.toml").unwrap_err().to_string();
         assert!(err.contains("x.toml") && err.contains("batchsize"), "{err}");
-        let text = EMBEDDED[0].1.replace("momentum", "momentun");
+        let text = EMBEDDED[1].1.replace("momentum", "momentun");
         assert!(TrainConfig::parse(&text, "x").unwrap_err().to_string().contains("momentun"));
     }
 

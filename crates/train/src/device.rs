@@ -53,6 +53,14 @@ pub trait OnBackend {
 pub type Cpu = Autodiff<Flex>;
 
 impl DeviceChoice {
+    /// Fails early, with the fix, when the device cannot be used by this build or machine.
+    pub fn check(self) -> Result<(), TrainError> {
+        match self {
+            DeviceChoice::Cpu => Ok(()),
+            DeviceChoice::Cuda(index) => cuda::check(index),
+        }
+    }
+
     pub fn run<W: OnBackend>(self, work: W) -> Result<W::Output, TrainError> {
         match self {
             DeviceChoice::Cpu => Ok(work.run::<Cpu>(Default::default())),
@@ -68,10 +76,14 @@ mod cuda {
     use burn::backend::cuda::CudaDevice;
     use burn::prelude::*;
 
+    pub fn check(index: usize) -> Result<(), TrainError> {
+        probe(&CudaDevice::new(index))
+            .map_err(|why| TrainError::Device(format!("CUDA device {index} is not usable: {why}")))
+    }
+
     pub fn run<W: OnBackend>(index: usize, work: W) -> Result<W::Output, TrainError> {
-        let device = CudaDevice::new(index);
-        probe(&device).map_err(|why| TrainError::Device(format!("CUDA device {index} is not usable: {why}")))?;
-        Ok(work.run::<Autodiff<Cuda>>(device))
+        check(index)?;
+        Ok(work.run::<Autodiff<Cuda>>(CudaDevice::new(index)))
     }
 
     /// cubecl panics when the driver or the device is missing; turn that into an error.
@@ -94,7 +106,11 @@ mod cuda {
 mod cuda {
     use super::*;
 
-    pub fn run<W: OnBackend>(_index: usize, _work: W) -> Result<W::Output, TrainError> {
+    pub fn run<W: OnBackend>(index: usize, _work: W) -> Result<W::Output, TrainError> {
+        Err(check(index).unwrap_err())
+    }
+
+    pub fn check(_index: usize) -> Result<(), TrainError> {
         Err(TrainError::Device(
             "this build has no CUDA support: rebuild with `--features cuda` (e.g. `cargo run --release \
              --features cuda -p train -- --device cuda`)"

@@ -69,6 +69,7 @@ fn run(args: Args) -> Result<()> {
         lr: args.lr,
         seed: args.seed,
     };
+    args.device.check()?;
     let (run_path, config) = if args.resume {
         resume_target(&args, &overrides)?
     } else {
