@@ -1,4 +1,4 @@
-"""Training throughput of the same networks and batch as `cargo bench -p train --bench throughput`,
+"""Training throughput of the same networks and batch as `cargo run -p train --example throughput`,
 in PyTorch on the CPU: prints `torch <arch> batch=<n> img/s median=<x> runs=[...]`."""
 
 import statistics

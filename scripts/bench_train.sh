@@ -12,8 +12,8 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/pip" install -q torch numpy
 fi
 
-cargo bench -q -p train --bench throughput --no-run
-burn=$(cargo bench -q -p train --bench throughput -- "$arch" "$batch" "$steps" "$repeats" | tail -n1)
+cargo build -q -p train --example throughput
+burn=$(cargo run -q -p train --example throughput -- "$arch" "$batch" "$steps" "$repeats" | tail -n1)
 torch=$(cd scripts && ../$venv/bin/python bench_train.py "$arch" "$batch" "$steps" "$repeats" | tail -n1)
 echo "$burn"
 echo "$torch"

@@ -5,8 +5,8 @@
 use burn::prelude::*;
 use data::{Batcher, ImageSet};
 use model::SplitModel;
-use train::device::Cpu;
 use train::config::OptimizerConfig;
+use train::device::Cpu;
 use train::{RunDir, TrainConfig, TrainError, Weights, dataset};
 
 type Inner = burn::backend::Flex;
@@ -38,10 +38,27 @@ fn config(epochs: usize, count: usize, lr: f64) -> TrainConfig {
     .unwrap()
 }
 
-fn train(config: &TrainConfig, dir: &std::path::Path, resume: bool) -> Result<train::Summary, TrainError> {
+fn train(
+    config: &TrainConfig,
+    dir: &std::path::Path,
+    resume: bool,
+) -> Result<train::Summary, TrainError> {
     let data = dataset::load(&config.data, config.seed, &()).unwrap();
-    let run = if resume { RunDir::open(dir)? } else { RunDir::create(dir, config, data.class_names())? };
-    train::fit::<Cpu>(config, &data.train, &data.validation, None, &run, resume, &Default::default(), &mut ())
+    let run = if resume {
+        RunDir::open(dir)?
+    } else {
+        RunDir::create(dir, config, data.class_names())?
+    };
+    train::fit::<Cpu>(
+        config,
+        &data.train,
+        &data.validation,
+        None,
+        &run,
+        resume,
+        &Default::default(),
+        &mut (),
+    )
 }
 
 fn logits(run: &RunDir, weights: Weights, images: &ImageSet, config: &TrainConfig) -> TensorData {
@@ -60,7 +77,9 @@ fn logits(run: &RunDir, weights: Weights, images: &ImageSet, config: &TrainConfi
 
 fn metrics_without_time(run: &std::path::Path) -> Vec<String> {
     let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect()
+    text.lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
 }
 
 #[test]
@@ -69,11 +88,19 @@ fn a_short_run_learns_well_above_chance_on_held_out_images() {
     let config = config(6, 1500, 3e-3);
     let summary = train(&config, dir.path(), false).unwrap();
     // Four classes: chance is 25%.
-    assert!(summary.best_val_acc >= 0.6, "best validation accuracy {}", summary.best_val_acc);
+    assert!(
+        summary.best_val_acc >= 0.6,
+        "best validation accuracy {}",
+        summary.best_val_acc
+    );
     let rows = metrics_without_time(dir.path());
     assert_eq!(rows.len(), 7, "header + one row per epoch: {rows:?}");
     assert!(dir.path().join("best/model.mpk").is_file());
-    assert!(dir.path().join("checkpoints/epoch-0006/optimizer.mpk").is_file());
+    assert!(
+        dir.path()
+            .join("checkpoints/epoch-0006/optimizer.mpk")
+            .is_file()
+    );
 }
 
 #[test]
@@ -88,28 +115,55 @@ fn resuming_gives_the_same_model_as_an_uninterrupted_run() {
 
     let config = config(2, 160, 3e-3);
     let images = data::shapes::generate(8, 16, 99);
-    let a = logits(&RunDir::open(straight.path()).unwrap(), Weights::Last, &images, &config);
-    let b = logits(&RunDir::open(resumed.path()).unwrap(), Weights::Last, &images, &config);
+    let a = logits(
+        &RunDir::open(straight.path()).unwrap(),
+        Weights::Last,
+        &images,
+        &config,
+    );
+    let b = logits(
+        &RunDir::open(resumed.path()).unwrap(),
+        Weights::Last,
+        &images,
+        &config,
+    );
     a.assert_approx_eq::<f32>(&b, burn::tensor::Tolerance::absolute(1e-5));
-    assert_eq!(metrics_without_time(straight.path()), metrics_without_time(resumed.path()));
+    assert_eq!(
+        metrics_without_time(straight.path()),
+        metrics_without_time(resumed.path())
+    );
 }
 
 #[test]
 fn a_checkpoint_reloads_to_identical_logits() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(1, 64, 3e-3);
-    let class_names: Vec<String> = data::shapes::CLASS_NAMES.iter().map(|s| s.to_string()).collect();
+    let class_names: Vec<String> = data::shapes::CLASS_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let run = RunDir::create(dir.path(), &config, &class_names).unwrap();
     let device = Default::default();
     let model = config.model_spec(4).init::<Inner>(&device).unwrap();
     let images = data::shapes::generate(8, 16, 5);
-    let batcher = Batcher { image_size: [16, 16], normalization: Default::default(), augmentation: Default::default(), seed: 0 };
+    let batcher = Batcher {
+        image_size: [16, 16],
+        normalization: Default::default(),
+        augmentation: Default::default(),
+        seed: 0,
+    };
     let samples: Vec<_> = images.samples.iter().enumerate().collect();
     let (x, _) = batcher.batch(&samples, 0).to_tensors::<Inner>(&device);
     let before = model.forward(x).into_data();
 
-    let state = train::run_dir::CheckpointState { epoch: 1, val_acc: 0.5, best_val_acc: 0.5, best_epoch: 1 };
-    run.save_checkpoint(&model, model.clone().into_record(), &state).unwrap();
+    let state = train::run_dir::CheckpointState {
+        epoch: 1,
+        val_acc: 0.5,
+        best_val_acc: 0.5,
+        best_epoch: 1,
+    };
+    run.save_checkpoint(&model, model.clone().into_record(), &state)
+        .unwrap();
     assert_eq!(before, logits(&run, Weights::Best, &images, &config));
     assert_eq!(before, logits(&run, Weights::Epoch(1), &images, &config));
 }
@@ -119,7 +173,12 @@ fn divergence_stops_with_a_clear_error_and_keeps_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let sgd = |epochs, lr| {
         let mut c = config(epochs, 96, 3e-3);
-        c.optimizer = OptimizerConfig::Sgd { lr, momentum: 0.0, nesterov: false, weight_decay: 0.0 };
+        c.optimizer = OptimizerConfig::Sgd {
+            lr,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        };
         c
     };
     train(&sgd(1, 0.01), dir.path(), false).unwrap();
@@ -129,10 +188,14 @@ fn divergence_stops_with_a_clear_error_and_keeps_the_last_checkpoint() {
     let err = train(&wild, dir.path(), true).unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, TrainError::Diverged { .. }), "{message}");
-    assert!(message.contains("checkpoint of epoch 1 is intact"), "{message}");
+    assert!(
+        message.contains("checkpoint of epoch 1 is intact"),
+        "{message}"
+    );
     let run = RunDir::open(dir.path()).unwrap();
     assert_eq!(run.last_checkpoint().unwrap().unwrap().0, 1);
-    run.load_model::<Inner>(Weights::Last, &Default::default()).unwrap();
+    run.load_model::<Inner>(Weights::Last, &Default::default())
+        .unwrap();
 }
 
 #[test]
@@ -141,6 +204,9 @@ fn a_damaged_checkpoint_is_an_error_not_a_panic() {
     train(&config(1, 64, 3e-3), dir.path(), false).unwrap();
     std::fs::write(dir.path().join("best/model.mpk"), b"garbage").unwrap();
     let run = RunDir::open(dir.path()).unwrap();
-    let err = run.load_model::<Inner>(Weights::Best, &Default::default()).unwrap_err().to_string();
+    let err = run
+        .load_model::<Inner>(Weights::Best, &Default::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("best/model.mpk"), "{err}");
 }

@@ -1,1 +1,12 @@
+//! Class activation maps of split models: capture the last conv activation A and the gradient
+//! of a class score with respect to it, weight the channels, and post-process the map.
+//!
+//! Each method is a small pure function of (activations, gradients); capture and
+//! post-processing exist once. This crate knows nothing about files or command lines.
 
+mod capture;
+mod grad_cam;
+pub mod postprocess;
+
+pub use capture::{Capture, CaptureError, Target, capture};
+pub use grad_cam::{grad_cam, grad_cam_weights};

@@ -20,8 +20,10 @@ pub struct Normalization {
 
 impl Normalization {
     /// The ImageNet statistics torchvision models and the CIFAR ResNets expect.
-    pub const IMAGENET: Normalization =
-        Normalization { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+    pub const IMAGENET: Normalization = Normalization {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
 }
 
 impl Default for Normalization {
@@ -49,7 +51,10 @@ impl Augmentation {
     pub fn apply(&self, pixels: &[u8], [height, width]: [usize; 2], rng: &mut StdRng) -> Vec<u8> {
         let pad = self.crop_padding as i64;
         let (dy, dx) = if pad > 0 {
-            (rng.random_range(-pad..=pad) as isize, rng.random_range(-pad..=pad) as isize)
+            (
+                rng.random_range(-pad..=pad) as isize,
+                rng.random_range(-pad..=pad) as isize,
+            )
         } else {
             (0, 0)
         };
@@ -106,17 +111,22 @@ impl Batcher {
         let [height, width] = self.image_size;
         let plane = height * width;
         let mut images = vec![0f32; samples.len() * 3 * plane];
-        images.par_chunks_mut(3 * plane).zip(samples.par_iter()).for_each(|(out, (index, sample))| {
-            let augmented;
-            let pixels = if self.augmentation.is_identity() {
-                &sample.pixels
-            } else {
-                let mut rng = StdRng::seed_from_u64(self.augment_seed(epoch, *index));
-                augmented = self.augmentation.apply(&sample.pixels, self.image_size, &mut rng);
-                &augmented
-            };
-            self.normalize_into(pixels, out);
-        });
+        images
+            .par_chunks_mut(3 * plane)
+            .zip(samples.par_iter())
+            .for_each(|(out, (index, sample))| {
+                let augmented;
+                let pixels = if self.augmentation.is_identity() {
+                    &sample.pixels
+                } else {
+                    let mut rng = StdRng::seed_from_u64(self.augment_seed(epoch, *index));
+                    augmented = self
+                        .augmentation
+                        .apply(&sample.pixels, self.image_size, &mut rng);
+                    &augmented
+                };
+                self.normalize_into(pixels, out);
+            });
         Batch {
             images,
             labels: samples.iter().map(|(_, s)| s.label).collect(),
@@ -145,14 +155,22 @@ mod tests {
     use super::*;
 
     fn sample(pixels: Vec<u8>) -> Sample {
-        Sample { pixels, label: 1, path: None, objects: vec![] }
+        Sample {
+            pixels,
+            label: 1,
+            path: None,
+            objects: vec![],
+        }
     }
 
     #[test]
     fn normalises_to_chw() {
         let batcher = Batcher {
             image_size: [1, 2],
-            normalization: Normalization { mean: [0.0, 0.5, 0.0], std: [1.0, 0.5, 2.0] },
+            normalization: Normalization {
+                mean: [0.0, 0.5, 0.0],
+                std: [1.0, 0.5, 2.0],
+            },
             augmentation: Augmentation::default(),
             seed: 0,
         };
@@ -166,7 +184,10 @@ mod tests {
     #[test]
     fn flip_and_shift_move_pixels_and_pad_with_zeros() {
         let pixels: Vec<u8> = (1..=12).collect(); // 2×2 image
-        let flip = Augmentation { crop_padding: 0, horizontal_flip: true };
+        let flip = Augmentation {
+            crop_padding: 0,
+            horizontal_flip: true,
+        };
         let mut seen = std::collections::HashSet::new();
         for seed in 0..20 {
             seen.insert(flip.apply(&pixels, [2, 2], &mut StdRng::seed_from_u64(seed)));
@@ -174,7 +195,10 @@ mod tests {
         let flipped = vec![4, 5, 6, 1, 2, 3, 10, 11, 12, 7, 8, 9];
         assert_eq!(seen, [pixels.clone(), flipped].into_iter().collect());
 
-        let crop = Augmentation { crop_padding: 1, horizontal_flip: false };
+        let crop = Augmentation {
+            crop_padding: 1,
+            horizontal_flip: false,
+        };
         for seed in 0..20 {
             let out = crop.apply(&pixels, [2, 2], &mut StdRng::seed_from_u64(seed));
             // Every output pixel is either an input pixel or zero padding.
@@ -189,10 +213,15 @@ mod tests {
         let batcher = Batcher {
             image_size: [4, 4],
             normalization: Normalization::IMAGENET,
-            augmentation: Augmentation { crop_padding: 2, horizontal_flip: true },
+            augmentation: Augmentation {
+                crop_padding: 2,
+                horizontal_flip: true,
+            },
             seed: 9,
         };
-        let samples: Vec<Sample> = (0..8).map(|i| sample((0..48).map(|p| (p * 5 + i) as u8).collect())).collect();
+        let samples: Vec<Sample> = (0..8)
+            .map(|i| sample((0..48).map(|p| (p * 5 + i) as u8).collect()))
+            .collect();
         let all: Vec<_> = samples.iter().enumerate().collect();
         let whole = batcher.batch(&all, 3);
         let tail = batcher.batch(&all[4..], 3);

@@ -16,8 +16,18 @@ const PIXELS: usize = SIDE * SIDE;
 const FOLDER: &str = "cifar-10-batches-bin";
 pub const ARCHIVE_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
 pub const ARCHIVE_SHA256: &str = "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd";
-pub const CLASS_NAMES: [&str; 10] =
-    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+pub const CLASS_NAMES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
 
 /// Which files of the data set to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,14 +50,22 @@ impl CifarSplit {
 /// The folder holding the batch files: `dir` itself or its `cifar-10-batches-bin`.
 pub fn batches_dir(dir: &Path) -> PathBuf {
     let nested = dir.join(FOLDER);
-    if nested.is_dir() { nested } else { dir.to_path_buf() }
+    if nested.is_dir() {
+        nested
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Reads one split from `dir` (the batch folder or its parent).
 pub fn load(dir: &Path, split: CifarSplit) -> Result<ImageSet, DataError> {
     let folder = batches_dir(dir);
     let files = split.files();
-    let missing: Vec<_> = files.iter().filter(|f| !folder.join(f).is_file()).cloned().collect();
+    let missing: Vec<_> = files
+        .iter()
+        .filter(|f| !folder.join(f).is_file())
+        .cloned()
+        .collect();
     if !missing.is_empty() {
         return Err(DataError::CifarMissing {
             dir: folder,
@@ -70,7 +88,10 @@ pub fn load(dir: &Path, split: CifarSplit) -> Result<ImageSet, DataError> {
 /// Reads every record of one batch file, checking its size and labels.
 pub fn read_batch(path: &Path) -> Result<Vec<Sample>, DataError> {
     let bytes = std::fs::read(path).map_err(DataError::io(path))?;
-    let not_cifar = |reason: String| DataError::NotCifar { path: path.to_path_buf(), reason };
+    let not_cifar = |reason: String| DataError::NotCifar {
+        path: path.to_path_buf(),
+        reason,
+    };
     if bytes.is_empty() || bytes.len() % RECORD_BYTES != 0 {
         return Err(not_cifar(format!(
             "its size, {} bytes, is not a whole number of {RECORD_BYTES}-byte records (truncated download?)",
@@ -87,14 +108,21 @@ pub fn read_batch(path: &Path) -> Result<Vec<Sample>, DataError> {
                     "record {index} has label {label}, CIFAR-10 labels are 0–9 (a CIFAR-100 file?)"
                 )));
             }
-            Ok(Sample { pixels: planar_to_interleaved(&record[1..]), label, path: None, objects: vec![] })
+            Ok(Sample {
+                pixels: planar_to_interleaved(&record[1..]),
+                label,
+                path: None,
+                objects: vec![],
+            })
         })
         .collect()
 }
 
 /// CHW planes → HWC pixels.
 fn planar_to_interleaved(planes: &[u8]) -> Vec<u8> {
-    (0..PIXELS).flat_map(|p| [planes[p], planes[PIXELS + p], planes[2 * PIXELS + p]]).collect()
+    (0..PIXELS)
+        .flat_map(|p| [planes[p], planes[PIXELS + p], planes[2 * PIXELS + p]])
+        .collect()
 }
 
 /// Makes sure `dir` holds the binary files, downloading and unpacking the official archive
@@ -130,13 +158,20 @@ pub fn ensure_downloaded(dir: &Path, progress: &dyn Progress) -> Result<PathBuf,
 
 fn load_is_possible(dir: &Path) -> bool {
     let folder = batches_dir(dir);
-    CifarSplit::Train.files().iter().chain(&CifarSplit::Test.files()).all(|f| folder.join(f).is_file())
+    CifarSplit::Train
+        .files()
+        .iter()
+        .chain(&CifarSplit::Test.files())
+        .all(|f| folder.join(f).is_file())
 }
 
 /// Streams `url` into `path` through a `.part` file, so an interrupted download never looks
 /// complete.
 fn download(url: &str, path: &Path, progress: &dyn Progress) -> Result<(), DataError> {
-    let fail = |reason: String| DataError::Download { url: url.to_string(), reason };
+    let fail = |reason: String| DataError::Download {
+        url: url.to_string(),
+        reason,
+    };
     let response = ureq::get(url).call().map_err(|e| fail(e.to_string()))?;
     let total = response.body().content_length();
     let partial = path.with_extension("gz.part");
@@ -153,7 +188,10 @@ fn download(url: &str, path: &Path, progress: &dyn Progress) -> Result<(), DataE
         progress.advance(n as u64);
     }
     progress.finish();
-    out.into_inner().map_err(|e| DataError::Io { path: partial.clone(), source: e.into_error() })?;
+    out.into_inner().map_err(|e| DataError::Io {
+        path: partial.clone(),
+        source: e.into_error(),
+    })?;
     std::fs::rename(&partial, path).map_err(DataError::io(path))
 }
 
@@ -161,10 +199,18 @@ fn verify_sha256(path: &Path, expected: &str) -> Result<(), DataError> {
     let mut file = File::open(path).map_err(DataError::io(path))?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).map_err(DataError::io(path))?;
-    let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let got: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     if got != expected {
         let _ = std::fs::remove_file(path);
-        return Err(DataError::Checksum { path: path.to_path_buf(), got, expected: expected.into() });
+        return Err(DataError::Checksum {
+            path: path.to_path_buf(),
+            got,
+            expected: expected.into(),
+        });
     }
     Ok(())
 }
@@ -200,7 +246,10 @@ mod tests {
         bytes.truncate(3000);
         std::fs::write(&path, bytes).unwrap();
         let err = read_batch(&path).unwrap_err().to_string();
-        assert!(err.contains("3000 bytes") && err.contains("truncated"), "{err}");
+        assert!(
+            err.contains("3000 bytes") && err.contains("truncated"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -217,7 +266,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("test_batch.bin"), record(0, 0)).unwrap();
         let err = load(dir.path(), CifarSplit::Train).unwrap_err().to_string();
-        assert!(err.contains("data_batch_1.bin") && err.contains(ARCHIVE_URL), "{err}");
+        assert!(
+            err.contains("data_batch_1.bin") && err.contains(ARCHIVE_URL),
+            "{err}"
+        );
         let test = load(dir.path(), CifarSplit::Test).unwrap();
         assert_eq!(test.len(), 1);
         assert_eq!(test.class_names[0], "airplane");
@@ -228,7 +280,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.tar.gz");
         std::fs::write(&path, b"not the archive").unwrap();
-        assert!(matches!(verify_sha256(&path, ARCHIVE_SHA256), Err(DataError::Checksum { .. })));
+        assert!(matches!(
+            verify_sha256(&path, ARCHIVE_SHA256),
+            Err(DataError::Checksum { .. })
+        ));
         assert!(!path.exists());
     }
 }

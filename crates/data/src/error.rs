@@ -25,8 +25,14 @@ pub enum DataError {
     },
     #[error("download of {url} failed: {reason}")]
     Download { url: String, reason: String },
-    #[error("{path}: checksum mismatch (SHA-256 {got}, expected {expected}); the file was removed, try again")]
-    Checksum { path: PathBuf, got: String, expected: String },
+    #[error(
+        "{path}: checksum mismatch (SHA-256 {got}, expected {expected}); the file was removed, try again"
+    )]
+    Checksum {
+        path: PathBuf,
+        got: String,
+        expected: String,
+    },
     #[error("{root} has no class folders with images in them; expected {root}/<class>/*.jpg|png")]
     EmptyFolder { root: PathBuf },
     #[error("{0}")]

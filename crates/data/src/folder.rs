@@ -30,7 +30,12 @@ pub fn load(
         .into_par_iter()
         .map(|(path, label)| {
             let result = read_image(&path, image_size)
-                .map(|pixels| Sample { pixels, label, path: Some(path.clone()), objects: vec![] })
+                .map(|pixels| Sample {
+                    pixels,
+                    label,
+                    path: Some(path.clone()),
+                    objects: vec![],
+                })
                 .map_err(|reason| Skipped { path, reason });
             progress.advance(1);
             result
@@ -45,9 +50,18 @@ pub fn load(
         }
     }
     if samples.is_empty() {
-        return Err(DataError::EmptyFolder { root: root.to_path_buf() });
+        return Err(DataError::EmptyFolder {
+            root: root.to_path_buf(),
+        });
     }
-    Ok((ImageSet { samples, class_names, image_size }, skipped))
+    Ok((
+        ImageSet {
+            samples,
+            class_names,
+            image_size,
+        },
+        skipped,
+    ))
 }
 
 /// The sorted class folders and every image file in them with its label.
@@ -61,7 +75,10 @@ pub fn list(root: &Path) -> Result<(Vec<String>, Vec<(PathBuf, usize)>), DataErr
     let mut files = Vec::new();
     let mut names = Vec::new();
     for (name, dir) in classes {
-        let images: Vec<PathBuf> = read_dir_sorted(&dir)?.into_iter().filter(|p| has_image_extension(p)).collect();
+        let images: Vec<PathBuf> = read_dir_sorted(&dir)?
+            .into_iter()
+            .filter(|p| has_image_extension(p))
+            .collect();
         if images.is_empty() {
             continue;
         }
@@ -69,7 +86,9 @@ pub fn list(root: &Path) -> Result<(Vec<String>, Vec<(PathBuf, usize)>), DataErr
         names.push(name);
     }
     if names.is_empty() {
-        return Err(DataError::EmptyFolder { root: root.to_path_buf() });
+        return Err(DataError::EmptyFolder {
+            root: root.to_path_buf(),
+        });
     }
     Ok((names, files))
 }
@@ -122,9 +141,17 @@ mod tests {
         for class in ["dogs", "cats", "empty"] {
             std::fs::create_dir(root.path().join(class)).unwrap();
         }
-        GrayImage::from_pixel(20, 10, Luma([200])).save(root.path().join("cats/grey.png")).unwrap();
-        RgbaImage::from_pixel(8, 8, Rgba([10, 20, 30, 128])).save(root.path().join("dogs/rgba.png")).unwrap();
-        std::fs::write(root.path().join("dogs/broken.jpg"), b"\xff\xd8 not really a jpeg").unwrap();
+        GrayImage::from_pixel(20, 10, Luma([200]))
+            .save(root.path().join("cats/grey.png"))
+            .unwrap();
+        RgbaImage::from_pixel(8, 8, Rgba([10, 20, 30, 128]))
+            .save(root.path().join("dogs/rgba.png"))
+            .unwrap();
+        std::fs::write(
+            root.path().join("dogs/broken.jpg"),
+            b"\xff\xd8 not really a jpeg",
+        )
+        .unwrap();
         std::fs::write(root.path().join("dogs/notes.txt"), b"ignored").unwrap();
 
         let (set, skipped) = load(root.path(), [4, 6], &()).unwrap();
@@ -141,6 +168,9 @@ mod tests {
     fn folder_without_images_is_an_error() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("a")).unwrap();
-        assert!(matches!(load(root.path(), [4, 4], &()), Err(DataError::EmptyFolder { .. })));
+        assert!(matches!(
+            load(root.path(), [4, 4], &()),
+            Err(DataError::EmptyFolder { .. })
+        ));
     }
 }

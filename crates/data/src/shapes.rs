@@ -28,8 +28,14 @@ pub fn generate_pairs(count: usize, side: usize, seed: u64) -> ImageSet {
 }
 
 fn build(count: usize, side: usize, seed: u64, objects: usize) -> ImageSet {
-    assert!(side >= 16, "synthetic shapes need images of at least 16×16 pixels");
-    let samples = (0..count).into_par_iter().map(|i| render(side, seed, i as u64, objects)).collect();
+    assert!(
+        side >= 16,
+        "synthetic shapes need images of at least 16×16 pixels"
+    );
+    let samples = (0..count)
+        .into_par_iter()
+        .map(|i| render(side, seed, i as u64, objects))
+        .collect();
     ImageSet {
         samples,
         class_names: CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
@@ -59,7 +65,12 @@ fn render(side: usize, seed: u64, index: u64, objects: usize) -> Sample {
         let bbox = shape.paint(&mut pixels, side, colour);
         placed.push((class, bbox));
     }
-    Sample { pixels, label: placed[0].0, path: None, objects: placed }
+    Sample {
+        pixels,
+        label: placed[0].0,
+        path: None,
+        objects: placed,
+    }
 }
 
 /// A shape of class `class` centred at `(cx, cy)` with half-size `r`, in pixels.
@@ -85,7 +96,12 @@ impl Shape {
     fn frame(&self) -> BoundingBox {
         let lo = |c: f32| (c - self.r - 1.0).max(0.0) as usize;
         let hi = |c: f32| (c + self.r + 2.0) as usize;
-        BoundingBox { x0: lo(self.cx), y0: lo(self.cy), x1: hi(self.cx), y1: hi(self.cy) }
+        BoundingBox {
+            x0: lo(self.cx),
+            y0: lo(self.cy),
+            x1: hi(self.cx),
+            y1: hi(self.cy),
+        }
     }
 
     /// Whether the pixel centre `(x, y)` lies inside the shape.
@@ -102,7 +118,12 @@ impl Shape {
 
     /// Paints the shape and returns the tight box of the painted pixels.
     fn paint(&self, pixels: &mut [u8], side: usize, colour: [u8; 3]) -> BoundingBox {
-        let mut bbox = BoundingBox { x0: side, y0: side, x1: 0, y1: 0 };
+        let mut bbox = BoundingBox {
+            x0: side,
+            y0: side,
+            x1: 0,
+            y1: 0,
+        };
         for y in 0..side {
             for x in 0..side {
                 if self.covers(x as f32 + 0.5, y as f32 + 0.5) {
@@ -160,7 +181,11 @@ mod tests {
     #[test]
     fn every_class_appears_and_boxes_hold_the_object_colour() {
         let set = generate(200, 32, 3);
-        assert!(set.class_counts().iter().all(|&n| n > 25), "{:?}", set.class_counts());
+        assert!(
+            set.class_counts().iter().all(|&n| n > 25),
+            "{:?}",
+            set.class_counts()
+        );
         for s in &set.samples {
             let (class, b) = s.objects[0];
             assert_eq!(class, s.label);
@@ -174,7 +199,9 @@ mod tests {
     fn pairs_hold_two_different_classes_in_separate_boxes() {
         let set = generate_pairs(50, 48, 4);
         for s in &set.samples {
-            let [(c0, b0), (c1, b1)] = s.objects[..] else { panic!("two objects expected") };
+            let [(c0, b0), (c1, b1)] = s.objects[..] else {
+                panic!("two objects expected")
+            };
             assert_ne!(c0, c1);
             assert!(!overlaps(&b0, &b1));
         }
@@ -193,7 +220,8 @@ mod tests {
             sums[s.label].1 += 1;
         }
         let means: Vec<f64> = sums.iter().map(|(s, n)| s / *n as f64).collect();
-        let spread = means.iter().cloned().fold(f64::MIN, f64::max) - means.iter().cloned().fold(f64::MAX, f64::min);
+        let spread = means.iter().cloned().fold(f64::MIN, f64::max)
+            - means.iter().cloned().fold(f64::MAX, f64::min);
         assert!(spread < 20.0, "class colour means {means:?}");
     }
 }

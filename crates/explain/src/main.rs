@@ -19,9 +19,12 @@ use train::{DeviceChoice, OnBackend, RunDir, TrainConfig, Weights, dataset};
 /// Without --image, evaluates the run's held-out validation images (the same split `train`
 /// held out) and prints the accuracy per class.
 #[derive(Parser, Debug)]
-#[command(version, after_help = "Examples:
+#[command(
+    version,
+    after_help = "Examples:
   explain                                   # the most recent run under runs/
-  explain --run runs/cats_dogs-001 --image cat.jpg dog.png --top-k 2")]
+  explain --run runs/cats_dogs-001 --image cat.jpg dog.png --top-k 2"
+)]
 struct Args {
     /// Run folder written by `train` [default: the run under runs/ with the newest checkpoint].
     #[arg(long)]
@@ -47,7 +50,10 @@ fn parse_weights(s: &str) -> Result<Weights, String> {
     match s {
         "best" => Ok(Weights::Best),
         "last" => Ok(Weights::Last),
-        n => n.parse().map(Weights::Epoch).map_err(|_| format!("`{s}`: use best, last or an epoch number")),
+        n => n
+            .parse()
+            .map(Weights::Epoch)
+            .map_err(|_| format!("`{s}`: use best, last or an epoch number")),
     }
 }
 
@@ -69,21 +75,44 @@ fn run(args: Args) -> Result<()> {
         config.data.dir = Some(dir.clone());
     }
     let class_names = run.class_names()?;
-    let images = if args.image.is_empty() { None } else { Some(read_images(&args.image, &config, &class_names)?) };
-    args.device.run(Report { args: &args, run: &run, config: &config, class_names: &class_names, images })?
+    let images = if args.image.is_empty() {
+        None
+    } else {
+        Some(read_images(&args.image, &config, &class_names)?)
+    };
+    args.device.run(Report {
+        args: &args,
+        run: &run,
+        config: &config,
+        class_names: &class_names,
+        images,
+    })?
 }
 
 /// The given files, decoded at the run's input size (label unknown: 0).
-fn read_images(paths: &[PathBuf], config: &TrainConfig, class_names: &[String]) -> Result<ImageSet> {
+fn read_images(
+    paths: &[PathBuf],
+    config: &TrainConfig,
+    class_names: &[String],
+) -> Result<ImageSet> {
     let samples = paths
         .iter()
         .map(|path| {
             let pixels = data::folder::read_image(path, config.data.image_size)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            Ok(Sample { pixels, label: 0, path: Some(path.clone()), objects: vec![] })
+            Ok(Sample {
+                pixels,
+                label: 0,
+                path: Some(path.clone()),
+                objects: vec![],
+            })
         })
         .collect::<Result<_>>()?;
-    Ok(ImageSet { samples, class_names: class_names.to_vec(), image_size: config.data.image_size })
+    Ok(ImageSet {
+        samples,
+        class_names: class_names.to_vec(),
+        image_size: config.data.image_size,
+    })
 }
 
 struct Report<'a> {
@@ -98,7 +127,9 @@ impl OnBackend for Report<'_> {
     type Output = Result<()>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
-        let model = self.run.load_model::<B::InnerBackend>(self.args.weights, &device)?;
+        let model = self
+            .run
+            .load_model::<B::InnerBackend>(self.args.weights, &device)?;
         let batcher = Batcher {
             image_size: self.config.data.image_size,
             normalization: self.config.data.normalization,
@@ -113,16 +144,27 @@ impl OnBackend for Report<'_> {
 }
 
 impl Report<'_> {
-    fn print_validation<B: Backend>(&self, model: &Network<B>, batcher: &Batcher, device: &B::Device) -> Result<()> {
-        let data = dataset::load(&self.config.data, self.config.seed, &()).context("reloading the run's data")?;
+    fn print_validation<B: Backend>(
+        &self,
+        model: &Network<B>,
+        batcher: &Batcher,
+        device: &B::Device,
+    ) -> Result<()> {
+        let data = dataset::load(&self.config.data, self.config.seed, &())
+            .context("reloading the run's data")?;
         if data.class_names() != self.class_names {
-            bail!("the data set's classes differ from {}/classes.txt", self.run.path.display());
+            bail!(
+                "the data set's classes differ from {}/classes.txt",
+                self.run.path.display()
+            );
         }
         let set = &data.validation;
         if set.is_empty() {
             bail!("the run held out no validation images (data.validation = 0)");
         }
-        let predicted = predict(model, set, batcher, device).into_iter().map(|p| argmax(&p));
+        let predicted = predict(model, set, batcher, device)
+            .into_iter()
+            .map(|p| argmax(&p));
         let mut per_class = vec![(0usize, 0usize); self.class_names.len()];
         for (sample, guess) in set.samples.iter().zip(predicted) {
             per_class[sample.label].1 += 1;
@@ -137,7 +179,10 @@ impl Report<'_> {
             100.0 * correct as f64 / set.len() as f64
         );
         for (name, (right, total)) in self.class_names.iter().zip(per_class) {
-            println!("  {name:>16}: {right:>5}/{total:<5} {:6.2}%", 100.0 * right as f64 / total.max(1) as f64);
+            println!(
+                "  {name:>16}: {right:>5}/{total:<5} {:6.2}%",
+                100.0 * right as f64 / total.max(1) as f64
+            );
         }
         Ok(())
     }
@@ -150,7 +195,11 @@ fn print_predictions<B: Backend>(
     top_k: usize,
     device: &B::Device,
 ) -> Result<()> {
-    for (sample, probabilities) in images.samples.iter().zip(predict(model, images, batcher, device)) {
+    for (sample, probabilities) in images
+        .samples
+        .iter()
+        .zip(predict(model, images, batcher, device))
+    {
         let mut ranked: Vec<(usize, f32)> = probabilities.into_iter().enumerate().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         let top: Vec<String> = ranked
@@ -158,13 +207,22 @@ fn print_predictions<B: Backend>(
             .take(top_k.max(1))
             .map(|(class, p)| format!("{} {:.1}%", images.class_names[*class], 100.0 * p))
             .collect();
-        println!("{}: {}", sample.path.as_deref().unwrap_or("?".as_ref()).display(), top.join(", "));
+        println!(
+            "{}: {}",
+            sample.path.as_deref().unwrap_or("?".as_ref()).display(),
+            top.join(", ")
+        );
     }
     Ok(())
 }
 
 /// Class probabilities of every image, in batches.
-fn predict<B: Backend>(model: &Network<B>, set: &ImageSet, batcher: &Batcher, device: &B::Device) -> Vec<Vec<f32>> {
+fn predict<B: Backend>(
+    model: &Network<B>,
+    set: &ImageSet,
+    batcher: &Batcher,
+    device: &B::Device,
+) -> Vec<Vec<f32>> {
     let indexed: Vec<_> = set.samples.iter().enumerate().collect();
     indexed
         .chunks(64)
@@ -172,12 +230,22 @@ fn predict<B: Backend>(model: &Network<B>, set: &ImageSet, batcher: &Batcher, de
             let (images, _) = batcher.batch(chunk, 0).to_tensors::<B>(device);
             let probabilities = softmax(model.forward(images), 1);
             let classes = probabilities.dims()[1];
-            let flat = probabilities.into_data().to_vec::<f32>().expect("f32 probabilities");
-            flat.chunks(classes).map(<[f32]>::to_vec).collect::<Vec<_>>()
+            let flat = probabilities
+                .into_data()
+                .to_vec::<f32>()
+                .expect("f32 probabilities");
+            flat.chunks(classes)
+                .map(<[f32]>::to_vec)
+                .collect::<Vec<_>>()
         })
         .collect()
 }
 
 fn argmax(values: &[f32]) -> usize {
-    values.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0)
+    values
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .unwrap_or(0)
 }

@@ -30,7 +30,10 @@ impl ModelSpec {
     /// Rejects specs that cannot be built, with a message that says what to change.
     pub fn validate(&self) -> Result<(), String> {
         if self.num_classes < 2 {
-            return Err(format!("a classifier needs at least 2 classes, got {}", self.num_classes));
+            return Err(format!(
+                "a classifier needs at least 2 classes, got {}",
+                self.num_classes
+            ));
         }
         if self.channels == 0 {
             return Err("images need at least one channel".into());
@@ -44,8 +47,14 @@ impl ModelSpec {
                         cfg.kernel_sizes, self.image_size
                     ));
                 }
-                if cfg.kernel_sizes.contains(&0) || cfg.conv_channels.contains(&0) || cfg.hidden.contains(&0) {
-                    return Err("tutorial_cnn kernel sizes, channels and hidden sizes must be positive".into());
+                if cfg.kernel_sizes.contains(&0)
+                    || cfg.conv_channels.contains(&0)
+                    || cfg.hidden.contains(&0)
+                {
+                    return Err(
+                        "tutorial_cnn kernel sizes, channels and hidden sizes must be positive"
+                            .into(),
+                    );
                 }
             }
             Architecture::CifarResnet(cfg) => {
@@ -56,7 +65,10 @@ impl ModelSpec {
                     ));
                 }
                 if cfg.width == 0 || cfg.width % 2 != 0 {
-                    return Err(format!("cifar_resnet width must be even and positive, got {}", cfg.width));
+                    return Err(format!(
+                        "cifar_resnet width must be even and positive, got {}",
+                        cfg.width
+                    ));
                 }
             }
         }

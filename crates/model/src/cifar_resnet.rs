@@ -26,7 +26,10 @@ pub struct CifarResNetConfig {
 
 impl Default for CifarResNetConfig {
     fn default() -> Self {
-        Self { depth: 20, width: 16 }
+        Self {
+            depth: 20,
+            width: 16,
+        }
     }
 }
 
@@ -38,8 +41,15 @@ impl CifarResNetConfig {
 
     /// # Panics
     /// If `depth` is not 6n + 2: [`crate::ModelSpec::validate`] reports that as an error first.
-    pub fn init<B: Backend>(&self, channels: usize, num_classes: usize, device: &B::Device) -> CifarResNet<B> {
-        let blocks = self.blocks_per_stage().expect("CIFAR ResNet depth must be 6n + 2");
+    pub fn init<B: Backend>(
+        &self,
+        channels: usize,
+        num_classes: usize,
+        device: &B::Device,
+    ) -> CifarResNet<B> {
+        let blocks = self
+            .blocks_per_stage()
+            .expect("CIFAR ResNet depth must be 6n + 2");
         let w = self.width;
         let stage = |input: usize, output: usize, stride: usize| -> Vec<BasicBlock<B>> {
             (0..blocks)
@@ -61,7 +71,12 @@ impl CifarResNetConfig {
     }
 }
 
-fn conv3x3<B: Backend>(input: usize, output: usize, stride: usize, device: &B::Device) -> Conv2d<B> {
+fn conv3x3<B: Backend>(
+    input: usize,
+    output: usize,
+    stride: usize,
+    device: &B::Device,
+) -> Conv2d<B> {
     Conv2dConfig::new([input, output], [3, 3])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -133,7 +148,10 @@ impl<B: Backend> SplitModel<B> for CifarResNet<B> {
 
     fn input_shape(&self) -> InputShape {
         // Two stride-2 stages: below 4 pixels the last map would be a single padded pixel.
-        InputShape::AtLeast { channels: self.channels, min: 4 }
+        InputShape::AtLeast {
+            channels: self.channels,
+            min: 4,
+        }
     }
 
     fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -159,7 +177,9 @@ mod tests {
     fn option_a_shortcut_subsamples_and_pads_channels() {
         let device = Default::default();
         let block = BasicBlock::<Flex>::new(2, 4, 2, &device);
-        let x = Tensor::<Flex, 1, Int>::arange(0..32, &device).float().reshape([1, 2, 4, 4]);
+        let x = Tensor::<Flex, 1, Int>::arange(0..32, &device)
+            .float()
+            .reshape([1, 2, 4, 4]);
         let out = block.shortcut(x).into_data().to_vec::<f32>().unwrap();
         // Channels: one zero channel, the two inputs at even rows/columns, one zero channel.
         let expected = [

@@ -24,21 +24,41 @@ pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4
     let mean = sum / count;
     let var = (sum_sq / count - mean.clone().square()).clamp_min(0.0);
 
-    update_running_stats(bn, mean.clone().detach().reshape([c]), var.clone().detach().reshape([c]), count);
+    update_running_stats(
+        bn,
+        mean.clone().detach().reshape([c]),
+        var.clone().detach().reshape([c]),
+        count,
+    );
 
     let scale = bn.gamma.val().reshape([1, c, 1]) / (var + bn.epsilon).sqrt();
     let shift = bn.beta.val().reshape([1, c, 1]) - mean * scale.clone();
     (x3 * scale + shift).reshape([n, c, h, w])
 }
 
-fn update_running_stats<B: Backend>(bn: &BatchNorm<B>, mean: Tensor<B, 1>, var: Tensor<B, 1>, count: f64) {
+fn update_running_stats<B: Backend>(
+    bn: &BatchNorm<B>,
+    mean: Tensor<B, 1>,
+    var: Tensor<B, 1>,
+    count: f64,
+) {
     let m = bn.momentum;
     let unbiased = var * (count / (count - 1.0).max(1.0));
     let device = mean.device();
     let running_mean = bn.running_mean.value_sync().to_device(&device);
     let running_var = bn.running_var.value_sync().to_device(&device);
-    bn.running_mean.update(running_mean.mul_scalar(1.0 - m).add(mean.mul_scalar(m)).detach());
-    bn.running_var.update(running_var.mul_scalar(1.0 - m).add(unbiased.mul_scalar(m)).detach());
+    bn.running_mean.update(
+        running_mean
+            .mul_scalar(1.0 - m)
+            .add(mean.mul_scalar(m))
+            .detach(),
+    );
+    bn.running_var.update(
+        running_var
+            .mul_scalar(1.0 - m)
+            .add(unbiased.mul_scalar(m))
+            .detach(),
+    );
 }
 
 #[cfg(test)]
@@ -54,7 +74,8 @@ mod tests {
     #[test]
     fn matches_burns_batch_norm_in_training_and_its_gradient() {
         let device = Default::default();
-        let x = Tensor::<Ad, 4>::random([3, 4, 5, 6], Distribution::Normal(1.0, 2.0), &device).require_grad();
+        let x = Tensor::<Ad, 4>::random([3, 4, 5, 6], Distribution::Normal(1.0, 2.0), &device)
+            .require_grad();
         let mut bn = BatchNormConfig::new(4).init::<Ad>(&device);
         bn.gamma = Param::from_data([1.0f32, 1.5, 0.5, 2.0], &device);
         bn.beta = Param::from_data([0.0f32, -0.5, 0.25, 1.0], &device);
@@ -68,21 +89,41 @@ mod tests {
         ours_data.assert_approx_eq::<f32>(&theirs.to_data(), Tolerance::rel_abs(1e-4, 1e-4));
         let g_theirs = (theirs * weights).sum().backward();
         let (ours, theirs) = (x.grad(&g_ours).unwrap(), x_theirs.grad(&g_theirs).unwrap());
-        ours.into_data().assert_approx_eq::<f32>(&theirs.into_data(), Tolerance::rel_abs(1e-3, 1e-4));
+        ours.into_data()
+            .assert_approx_eq::<f32>(&theirs.into_data(), Tolerance::rel_abs(1e-3, 1e-4));
     }
 
     #[test]
     fn running_statistics_follow_pytorch() {
         let device = Default::default();
         // Channel 0 holds 1, 2, 3, 4; channel 1 holds 10 everywhere.
-        let data = TensorData::new(vec![1.0f32, 2.0, 10.0, 10.0, 3.0, 4.0, 10.0, 10.0], [2, 2, 1, 2]);
+        let data = TensorData::new(
+            vec![1.0f32, 2.0, 10.0, 10.0, 3.0, 4.0, 10.0, 10.0],
+            [2, 2, 1, 2],
+        );
         let x = Tensor::<Ad, 4>::from_data(data, &device);
         let bn = BatchNormConfig::new(2).init::<Ad>(&device);
         let _ = batch_norm(&bn, x);
-        let mean = bn.running_mean.value_sync().into_data().to_vec::<f32>().unwrap();
-        let var = bn.running_var.value_sync().into_data().to_vec::<f32>().unwrap();
+        let mean = bn
+            .running_mean
+            .value_sync()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let var = bn
+            .running_var
+            .value_sync()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
         // 0.9 · initial + 0.1 · batch; the variance of 1..4 is 5/3 unbiased.
-        assert!((mean[0] - 0.25).abs() < 1e-6 && (mean[1] - 1.0).abs() < 1e-6, "{mean:?}");
-        assert!((var[0] - (0.9 + 0.1 * 5.0 / 3.0)).abs() < 1e-5 && (var[1] - 0.9).abs() < 1e-6, "{var:?}");
+        assert!(
+            (mean[0] - 0.25).abs() < 1e-6 && (mean[1] - 1.0).abs() < 1e-6,
+            "{mean:?}"
+        );
+        assert!(
+            (var[0] - (0.9 + 0.1 * 5.0 / 3.0)).abs() < 1e-5 && (var[1] - 0.9).abs() < 1e-6,
+            "{var:?}"
+        );
     }
 }

@@ -25,7 +25,10 @@ impl InputShape {
             return Err(ShapeError::EmptyBatch);
         }
         if channels != self.channels() {
-            return Err(ShapeError::Channels { expected: self.channels(), got: channels });
+            return Err(ShapeError::Channels {
+                expected: self.channels(),
+                got: channels,
+            });
         }
         match *self {
             InputShape::Fixed { size: [h, w], .. } if [h, w] != [height, width] => {
@@ -38,7 +41,12 @@ impl InputShape {
                 })
             }
             InputShape::AtLeast { min, .. } if height < min || width < min => {
-                Err(ShapeError::TooSmall { architecture, min, got_height: height, got_width: width })
+                Err(ShapeError::TooSmall {
+                    architecture,
+                    min,
+                    got_height: height,
+                    got_width: width,
+                })
             }
             _ => Ok(()),
         }
@@ -69,7 +77,8 @@ pub trait SplitModel<B: Backend> {
 
     /// `forward`, after checking the input shape.
     fn try_forward(&self, images: Tensor<B, 4>) -> Result<Tensor<B, 2>, ShapeError> {
-        self.input_shape().check(self.architecture(), images.dims())?;
+        self.input_shape()
+            .check(self.architecture(), images.dims())?;
         Ok(self.forward(images))
     }
 }

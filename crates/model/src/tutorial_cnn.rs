@@ -23,14 +23,20 @@ pub struct TutorialCnnConfig {
 
 impl Default for TutorialCnnConfig {
     fn default() -> Self {
-        Self { conv_channels: [6, 9, 6], kernel_sizes: [5, 7, 9], hidden: [1024, 128] }
+        Self {
+            conv_channels: [6, 9, 6],
+            kernel_sizes: [5, 7, 9],
+            hidden: [1024, 128],
+        }
     }
 }
 
 impl TutorialCnnConfig {
     /// The side of the last activation map for an input side, if the image is large enough.
     pub fn feature_side(&self, side: usize) -> Option<usize> {
-        self.kernel_sizes.iter().try_fold(side, |s, &k| s.checked_sub(k - 1).filter(|&s| s > 0))
+        self.kernel_sizes
+            .iter()
+            .try_fold(side, |s, &k| s.checked_sub(k - 1).filter(|&s| s > 0))
     }
 
     /// The smallest input side the three valid convolutions accept.
@@ -87,7 +93,10 @@ impl<B: Backend> SplitModel<B> for TutorialCnn<B> {
     }
 
     fn input_shape(&self) -> InputShape {
-        InputShape::Fixed { channels: self.channels, size: self.image_size }
+        InputShape::Fixed {
+            channels: self.channels,
+            size: self.image_size,
+        }
     }
 
     fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {

@@ -2,10 +2,16 @@
 
 use burn::backend::Flex;
 use burn::prelude::*;
-use model::{Architecture, CifarResNetConfig, ModelSpec, ShapeError, SplitModel, TutorialCnnConfig};
+use model::{
+    Architecture, CifarResNetConfig, ModelSpec, ShapeError, SplitModel, TutorialCnnConfig,
+};
 
 fn tiny_specs() -> Vec<ModelSpec> {
-    let tutorial = TutorialCnnConfig { conv_channels: [3, 4, 2], kernel_sizes: [3, 3, 3], hidden: [8, 6] };
+    let tutorial = TutorialCnnConfig {
+        conv_channels: [3, 4, 2],
+        kernel_sizes: [3, 3, 3],
+        hidden: [8, 6],
+    };
     vec![
         ModelSpec {
             architecture: Architecture::TutorialCnn(tutorial),
@@ -27,12 +33,15 @@ fn forward_is_classifier_of_features() {
     let device = Default::default();
     for spec in tiny_specs() {
         let model = spec.init::<Flex>(&device).unwrap();
-        let x = Tensor::<Flex, 4>::random([2, 3, 12, 12], burn::tensor::Distribution::Default, &device);
+        let x =
+            Tensor::<Flex, 4>::random([2, 3, 12, 12], burn::tensor::Distribution::Default, &device);
         let features = model.features(x.clone());
         let split = model.classifier(features.clone());
         let direct = model.forward(x);
         assert_eq!(direct.dims(), [2, spec.num_classes]);
-        split.into_data().assert_approx_eq::<f32>(&direct.into_data(), Default::default());
+        split
+            .into_data()
+            .assert_approx_eq::<f32>(&direct.into_data(), Default::default());
         assert_eq!(features.dims()[0], 2);
     }
 }
@@ -40,12 +49,20 @@ fn forward_is_classifier_of_features() {
 #[test]
 fn bad_shapes_name_the_expected_shape() {
     let device = Default::default();
-    let [tutorial, resnet] = &tiny_specs()[..] else { unreachable!() };
+    let [tutorial, resnet] = &tiny_specs()[..] else {
+        unreachable!()
+    };
     let tutorial = tutorial.init::<Flex>(&device).unwrap();
     let resnet = resnet.init::<Flex>(&device).unwrap();
 
     let grey = Tensor::<Flex, 4>::zeros([1, 1, 12, 12], &device);
-    assert_eq!(tutorial.try_forward(grey).unwrap_err(), ShapeError::Channels { expected: 3, got: 1 });
+    assert_eq!(
+        tutorial.try_forward(grey).unwrap_err(),
+        ShapeError::Channels {
+            expected: 3,
+            got: 1
+        }
+    );
 
     let wrong_size = Tensor::<Flex, 4>::zeros([1, 3, 16, 12], &device);
     let err = tutorial.try_forward(wrong_size).unwrap_err();
@@ -62,12 +79,23 @@ fn bad_shapes_name_the_expected_shape() {
 #[test]
 fn invalid_specs_are_errors_not_panics() {
     let mut spec = tiny_specs().remove(1);
-    spec.architecture = Architecture::CifarResnet(CifarResNetConfig { depth: 21, width: 16 });
-    assert!(spec.init::<Flex>(&Default::default()).unwrap_err().contains("6n + 2"));
+    spec.architecture = Architecture::CifarResnet(CifarResNetConfig {
+        depth: 21,
+        width: 16,
+    });
+    assert!(
+        spec.init::<Flex>(&Default::default())
+            .unwrap_err()
+            .contains("6n + 2")
+    );
 
     let mut spec = tiny_specs().remove(0);
     spec.image_size = [6, 6];
-    assert!(spec.init::<Flex>(&Default::default()).unwrap_err().contains("at least 7×7"));
+    assert!(
+        spec.init::<Flex>(&Default::default())
+            .unwrap_err()
+            .contains("at least 7×7")
+    );
 }
 
 #[test]
@@ -76,7 +104,13 @@ fn specs_read_from_toml_and_reject_unknown_keys() {
         "num_classes = 10\nchannels = 3\nimage_size = [32, 32]\n[architecture]\nname = \"cifar_resnet\"\ndepth = 20\n",
     )
     .unwrap();
-    assert_eq!(spec.architecture, Architecture::CifarResnet(CifarResNetConfig { depth: 20, width: 16 }));
+    assert_eq!(
+        spec.architecture,
+        Architecture::CifarResnet(CifarResNetConfig {
+            depth: 20,
+            width: 16
+        })
+    );
     let err = toml::from_str::<ModelSpec>(
         "num_classes = 10\nchannels = 3\nimage_size = [32, 32]\n[architecture]\nname = \"cifar_resnet\"\ndepht = 20\n",
     )

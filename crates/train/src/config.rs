@@ -14,7 +14,10 @@ pub const EMBEDDED: [(&str, &str); 4] = [
     ("shapes", include_str!("../../../configs/shapes.toml")),
     ("cifar", include_str!("../../../configs/cifar.toml")),
     ("cats_dogs", include_str!("../../../configs/cats_dogs.toml")),
-    ("cifar_jpeg", include_str!("../../../configs/cifar_jpeg.toml")),
+    (
+        "cifar_jpeg",
+        include_str!("../../../configs/cifar_jpeg.toml"),
+    ),
 ];
 
 /// The config used when none is given.
@@ -112,7 +115,14 @@ pub enum Schedule {
 
 impl Schedule {
     /// The rate for `step` of `steps_per_epoch` in 0-based `epoch` of `epochs`.
-    pub fn lr(&self, base: f64, epoch: usize, step: usize, steps_per_epoch: usize, epochs: usize) -> f64 {
+    pub fn lr(
+        &self,
+        base: f64,
+        epoch: usize,
+        step: usize,
+        steps_per_epoch: usize,
+        epochs: usize,
+    ) -> f64 {
         match self {
             Schedule::Constant => base,
             Schedule::Cosine => {
@@ -140,9 +150,14 @@ pub struct Overrides {
 impl TrainConfig {
     /// Parses TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, TrainError> {
-        let config: TrainConfig =
-            toml::from_str(text).map_err(|e| TrainError::Config { origin: origin.into(), message: e.to_string() })?;
-        config.validate().map_err(|message| TrainError::Config { origin: origin.into(), message })?;
+        let config: TrainConfig = toml::from_str(text).map_err(|e| TrainError::Config {
+            origin: origin.into(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|message| TrainError::Config {
+            origin: origin.into(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -152,16 +167,30 @@ impl TrainConfig {
         let path = Path::new(name);
         if path.is_file() {
             let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("run").to_string();
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("run")
+                .to_string();
             return Ok((Self::parse(&text, name)?, stem));
         }
-        match EMBEDDED.iter().find(|(n, _)| *n == name.trim_end_matches(".toml")) {
-            Some((n, text)) => Ok((Self::parse(text, &format!("embedded config `{n}`"))?, n.to_string())),
+        match EMBEDDED
+            .iter()
+            .find(|(n, _)| *n == name.trim_end_matches(".toml"))
+        {
+            Some((n, text)) => Ok((
+                Self::parse(text, &format!("embedded config `{n}`"))?,
+                n.to_string(),
+            )),
             None => Err(TrainError::Config {
                 origin: name.into(),
                 message: format!(
                     "no such file, and not one of the embedded configs: {}",
-                    EMBEDDED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    EMBEDDED
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             }),
         }
@@ -183,7 +212,10 @@ impl TrainConfig {
         if let Some(seed) = overrides.seed {
             self.seed = seed;
         }
-        self.validate().map_err(|message| TrainError::Config { origin: "command line".into(), message })
+        self.validate().map_err(|message| TrainError::Config {
+            origin: "command line".into(),
+            message,
+        })
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -194,13 +226,21 @@ impl TrainConfig {
             return Err("batch_size must be at least 2 (BatchNorm needs two images)".into());
         }
         if !(0.0..1.0).contains(&self.data.validation) {
-            return Err(format!("data.validation is a fraction in [0, 1), got {}", self.data.validation));
+            return Err(format!(
+                "data.validation is a fraction in [0, 1), got {}",
+                self.data.validation
+            ));
         }
         if self.optimizer.lr() <= 0.0 || !self.optimizer.lr().is_finite() {
-            return Err(format!("the learning rate must be positive, got {}", self.optimizer.lr()));
+            return Err(format!(
+                "the learning rate must be positive, got {}",
+                self.optimizer.lr()
+            ));
         }
         match self.data.source {
-            Source::Shapes if self.data.count.is_none() => Err("data.count is required for source = \"shapes\"".into()),
+            Source::Shapes if self.data.count.is_none() => {
+                Err("data.count is required for source = \"shapes\"".into())
+            }
             Source::Folder if self.data.dir.is_none() => {
                 Err("data.dir (or --data-dir) is required for source = \"folder\"".into())
             }
@@ -231,7 +271,11 @@ mod tests {
     fn every_embedded_config_parses_and_round_trips() {
         for (name, text) in EMBEDDED {
             let config = TrainConfig::parse(text, name).unwrap();
-            assert_eq!(TrainConfig::parse(&config.to_toml(), name).unwrap(), config, "{name}");
+            assert_eq!(
+                TrainConfig::parse(&config.to_toml(), name).unwrap(),
+                config,
+                "{name}"
+            );
         }
     }
 
@@ -241,14 +285,30 @@ mod tests {
         let err = TrainConfig::parse(&text, "x.toml").unwrap_err().to_string();
         assert!(err.contains("x.toml") && err.contains("batchsize"), "{err}");
         let text = EMBEDDED[1].1.replace("momentum", "momentun");
-        assert!(TrainConfig::parse(&text, "x").unwrap_err().to_string().contains("momentun"));
+        assert!(
+            TrainConfig::parse(&text, "x")
+                .unwrap_err()
+                .to_string()
+                .contains("momentun")
+        );
     }
 
     #[test]
     fn the_tutorials_config_is_the_tutorials_run() {
         let (c, _) = TrainConfig::load("cats_dogs").unwrap();
-        assert_eq!((c.epochs, c.batch_size, c.data.image_size), (15, 16, [128, 128]));
-        assert_eq!(c.optimizer, OptimizerConfig::Sgd { lr: 0.01, momentum: 0.0, nesterov: false, weight_decay: 0.0 });
+        assert_eq!(
+            (c.epochs, c.batch_size, c.data.image_size),
+            (15, 16, [128, 128])
+        );
+        assert_eq!(
+            c.optimizer,
+            OptimizerConfig::Sgd {
+                lr: 0.01,
+                momentum: 0.0,
+                nesterov: false,
+                weight_decay: 0.0
+            }
+        );
         assert!(matches!(c.model, Architecture::TutorialCnn(_)));
     }
 
@@ -257,7 +317,10 @@ mod tests {
         let cosine = Schedule::Cosine;
         assert_eq!(cosine.lr(0.1, 0, 0, 10, 4), 0.1);
         assert!((cosine.lr(0.1, 2, 0, 10, 4) - 0.05).abs() < 1e-12);
-        let step = Schedule::Step { milestones: vec![2, 3], gamma: 0.1 };
+        let step = Schedule::Step {
+            milestones: vec![2, 3],
+            gamma: 0.1,
+        };
         assert_eq!(step.lr(1.0, 1, 5, 10, 4), 1.0);
         assert!((step.lr(1.0, 3, 0, 10, 4) - 0.01).abs() < 1e-12);
     }
@@ -265,8 +328,19 @@ mod tests {
     #[test]
     fn overrides_replace_and_are_checked() {
         let (mut c, _) = TrainConfig::load("shapes").unwrap();
-        c.apply(&Overrides { epochs: Some(2), lr: Some(0.5), ..Default::default() }).unwrap();
+        c.apply(&Overrides {
+            epochs: Some(2),
+            lr: Some(0.5),
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!((c.epochs, c.optimizer.lr()), (2, 0.5));
-        assert!(c.apply(&Overrides { batch_size: Some(1), ..Default::default() }).is_err());
+        assert!(
+            c.apply(&Overrides {
+                batch_size: Some(1),
+                ..Default::default()
+            })
+            .is_err()
+        );
     }
 }

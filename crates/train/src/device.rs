@@ -90,7 +90,8 @@ mod cuda {
     fn probe(device: &CudaDevice) -> Result<(), String> {
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
-        let result = std::panic::catch_unwind(|| Tensor::<Cuda, 1>::ones([1], device).into_scalar());
+        let result =
+            std::panic::catch_unwind(|| Tensor::<Cuda, 1>::ones([1], device).into_scalar());
         std::panic::set_hook(hook);
         result.map(|_| ()).map_err(|panic| {
             panic
@@ -128,7 +129,12 @@ mod tests {
         assert_eq!("cpu".parse(), Ok(DeviceChoice::Cpu));
         assert_eq!("cuda".parse(), Ok(DeviceChoice::Cuda(0)));
         assert_eq!("cuda:3".parse(), Ok(DeviceChoice::Cuda(3)));
-        assert!("gpu".parse::<DeviceChoice>().unwrap_err().contains("cpu, cuda or cuda:N"));
+        assert!(
+            "gpu"
+                .parse::<DeviceChoice>()
+                .unwrap_err()
+                .contains("cpu, cuda or cuda:N")
+        );
         assert_eq!(DeviceChoice::Cuda(2).to_string(), "cuda:2");
     }
 }

@@ -20,17 +20,28 @@ pub enum TrainError {
         "the loss became {loss} at epoch {epoch}, batch {batch}: training diverged. {kept}\n\
          Lower the learning rate (--lr) and start again, or --resume from the last checkpoint"
     )]
-    Diverged { loss: f32, epoch: usize, batch: usize, kept: String },
+    Diverged {
+        loss: f32,
+        epoch: usize,
+        batch: usize,
+        kept: String,
+    },
     #[error("{0}")]
     Device(String),
 }
 
 impl TrainError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        TrainError::Io { path: path.to_path_buf(), source }
+        TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     pub fn run(path: &Path, message: impl Into<String>) -> Self {
-        TrainError::Run { path: path.to_path_buf(), message: message.into() }
+        TrainError::Run {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
     }
 }

@@ -67,14 +67,36 @@ pub fn fit<B: AutodiffBackend>(
     device: &B::Device,
     observer: &mut dyn Observer,
 ) -> Result<Summary, TrainError> {
-    let trainer: Trainer<B> = Trainer { config, train, validation, test, run, resume, device, observer };
+    let trainer: Trainer<B> = Trainer {
+        config,
+        train,
+        validation,
+        test,
+        run,
+        resume,
+        device,
+        observer,
+    };
     match config.optimizer {
-        OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => {
+        OptimizerConfig::Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+            ..
+        } => {
             let momentum = (momentum > 0.0).then(|| {
-                MomentumConfig::new().with_momentum(momentum).with_dampening(0.0).with_nesterov(nesterov)
+                MomentumConfig::new()
+                    .with_momentum(momentum)
+                    .with_dampening(0.0)
+                    .with_nesterov(nesterov)
             });
             let decay = (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32));
-            trainer.run(SgdConfig::new().with_momentum(momentum).with_weight_decay(decay).init())
+            trainer.run(
+                SgdConfig::new()
+                    .with_momentum(momentum)
+                    .with_weight_decay(decay)
+                    .init(),
+            )
         }
         OptimizerConfig::Adam { weight_decay, .. } => {
             let decay = (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32));
@@ -100,14 +122,23 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
         let config = self.config;
         B::seed(self.device, config.seed);
         let spec = config.model_spec(self.train.class_names.len());
-        let mut model = spec.init::<B>(self.device).map_err(|m| TrainError::run(&self.run.path, m))?;
+        let mut model = spec
+            .init::<B>(self.device)
+            .map_err(|m| TrainError::run(&self.run.path, m))?;
         let mut optimizer = optimizer;
-        let mut state = CheckpointState { epoch: 0, val_acc: 0.0, best_val_acc: f64::NEG_INFINITY, best_epoch: 0 };
+        let mut state = CheckpointState {
+            epoch: 0,
+            val_acc: 0.0,
+            best_val_acc: f64::NEG_INFINITY,
+            best_epoch: 0,
+        };
 
         if self.resume {
             if let Some((epoch, _)) = self.run.last_checkpoint()? {
                 state = self.run.checkpoint_state(epoch)?;
-                model = self.run.load_model(crate::Weights::Epoch(epoch), self.device)?;
+                model = self
+                    .run
+                    .load_model(crate::Weights::Epoch(epoch), self.device)?;
                 optimizer = optimizer.load_record(self.run.load_optimizer(epoch, self.device)?);
             }
             self.run.truncate_metrics(state.epoch)?;
@@ -136,14 +167,21 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
                 let train = self.train;
                 scope.spawn(move || {
                     for chunk in &chunks {
-                        let samples: Vec<_> = chunk.iter().map(|&i| (i, &train.samples[i])).collect();
+                        let samples: Vec<_> =
+                            chunk.iter().map(|&i| (i, &train.samples[i])).collect();
                         if sender.send(batcher.batch(&samples, epoch)).is_err() {
                             return;
                         }
                     }
                 });
                 for (step, batch) in receiver.iter().enumerate() {
-                    lr = config.schedule.lr(config.optimizer.lr(), epoch - 1, step, batches, config.epochs);
+                    lr = config.schedule.lr(
+                        config.optimizer.lr(),
+                        epoch - 1,
+                        step,
+                        batches,
+                        config.epochs,
+                    );
                     let (images, labels) = batch.to_tensors::<B>(self.device);
                     let logits = model.forward(images);
                     let loss = loss_fn.forward(logits.clone(), labels.clone());
@@ -153,7 +191,12 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
                             0 => "No checkpoint was written.".to_string(),
                             e => format!("The checkpoint of epoch {e} is intact."),
                         };
-                        return Err(TrainError::Diverged { loss: loss_value, epoch, batch: step + 1, kept });
+                        return Err(TrainError::Diverged {
+                            loss: loss_value,
+                            epoch,
+                            batch: step + 1,
+                            kept,
+                        });
                     }
                     let grads = GradientsParams::from_grads(loss.backward(), &model);
                     model = optimizer.step(lr, model.clone(), grads);
@@ -174,8 +217,15 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             result?;
 
             let valid = model.valid();
-            self.observer.validating(self.validation.len().div_ceil(config.batch_size));
-            let (val_loss, val_acc) = evaluate(&valid, self.validation, &batcher, config.batch_size, self.device);
+            self.observer
+                .validating(self.validation.len().div_ceil(config.batch_size));
+            let (val_loss, val_acc) = evaluate(
+                &valid,
+                self.validation,
+                &batcher,
+                config.batch_size,
+                self.device,
+            );
             let is_best = val_acc > state.best_val_acc;
             if is_best {
                 state.best_val_acc = val_acc;
@@ -183,7 +233,8 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
             }
             state.epoch = epoch;
             state.val_acc = val_acc;
-            self.run.save_checkpoint(&model, optimizer.to_record(), &state)?;
+            self.run
+                .save_checkpoint(&model, optimizer.to_record(), &state)?;
             let metrics = EpochMetrics {
                 epoch,
                 train_loss: loss_sum / seen.max(1) as f64,
@@ -200,7 +251,9 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
 
         let test_acc = match self.test {
             Some(test) if state.best_epoch > 0 => {
-                let best = self.run.load_model::<B::InnerBackend>(crate::Weights::Best, self.device)?;
+                let best = self
+                    .run
+                    .load_model::<B::InnerBackend>(crate::Weights::Best, self.device)?;
                 Some(evaluate(&best, test, &batcher, config.batch_size, self.device).1)
             }
             _ => None,
@@ -219,7 +272,9 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
     /// The order of the training images in `epoch`: a shuffle drawn from (seed, epoch).
     fn epoch_order(&self, epoch: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.train.len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(self.config.seed.wrapping_add(epoch as u64 * 7919)));
+        order.shuffle(&mut StdRng::seed_from_u64(
+            self.config.seed.wrapping_add(epoch as u64 * 7919),
+        ));
         order
     }
 }
@@ -233,7 +288,10 @@ pub fn evaluate<B: Backend>(
     batch_size: usize,
     device: &B::Device,
 ) -> (f64, f64) {
-    let batcher = Batcher { augmentation: Default::default(), ..*batcher };
+    let batcher = Batcher {
+        augmentation: Default::default(),
+        ..*batcher
+    };
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     let indexed: Vec<_> = set.samples.iter().enumerate().collect();
@@ -241,7 +299,10 @@ pub fn evaluate<B: Backend>(
         let batch = batcher.batch(chunk, 0);
         let (images, labels) = batch.to_tensors::<B>(device);
         let logits = model.forward(images);
-        let loss: f32 = loss_fn.forward(logits.clone(), labels.clone()).into_scalar().elem();
+        let loss: f32 = loss_fn
+            .forward(logits.clone(), labels.clone())
+            .into_scalar()
+            .elem();
         loss_sum += loss as f64 * chunk.len() as f64;
         correct += count_correct(logits, labels);
     }
@@ -251,5 +312,10 @@ pub fn evaluate<B: Backend>(
 
 fn count_correct<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> usize {
     let predicted = logits.argmax(1).flatten::<1>(0, 1);
-    predicted.equal(labels).int().sum().into_scalar().elem::<i64>() as usize
+    predicted
+        .equal(labels)
+        .int()
+        .sum()
+        .into_scalar()
+        .elem::<i64>() as usize
 }

@@ -8,7 +8,10 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use train::fit::BatchProgress;
-use train::{DeviceChoice, EpochMetrics, Observer, OnBackend, Overrides, RunDir, Summary, TrainConfig, config, dataset};
+use train::{
+    DeviceChoice, EpochMetrics, Observer, OnBackend, Overrides, RunDir, Summary, TrainConfig,
+    config, dataset,
+};
 
 /// Train a CNN image classifier whose features and classifier can be explained with Grad-CAM.
 ///
@@ -73,23 +76,38 @@ fn run(args: Args) -> Result<()> {
     let (run_path, config) = if args.resume {
         resume_target(&args, &overrides)?
     } else {
-        let (mut config, name) = TrainConfig::load(args.config.as_deref().unwrap_or(config::DEFAULT))?;
+        let (mut config, name) =
+            TrainConfig::load(args.config.as_deref().unwrap_or(config::DEFAULT))?;
         config.apply(&overrides)?;
-        let path = args.out.clone().unwrap_or_else(|| RunDir::next_free("runs".as_ref(), &name));
+        let path = args
+            .out
+            .clone()
+            .unwrap_or_else(|| RunDir::next_free("runs".as_ref(), &name));
         (path, config)
     };
 
     let bars = Bars::new(args.quiet);
     let data = dataset::load(&config.data, config.seed, &bars).context("loading the data set")?;
     for skipped in &data.skipped {
-        eprintln!("warning: skipped {}: {}", skipped.path.display(), skipped.reason);
+        eprintln!(
+            "warning: skipped {}: {}",
+            skipped.path.display(),
+            skipped.reason
+        );
     }
     if !data.skipped.is_empty() {
         eprintln!("warning: {} unreadable file(s) skipped", data.skipped.len());
     }
-    let run = if args.resume { RunDir::open(&run_path)? } else { RunDir::create(&run_path, &config, data.class_names())? };
+    let run = if args.resume {
+        RunDir::open(&run_path)?
+    } else {
+        RunDir::create(&run_path, &config, data.class_names())?
+    };
     if args.resume && run.class_names()? != data.class_names() {
-        bail!("the classes in the data set differ from {}/classes.txt", run.path.display());
+        bail!(
+            "the classes in the data set differ from {}/classes.txt",
+            run.path.display()
+        );
     }
     println!(
         "{} · {} train / {} validation images · {} classes · {} · run folder {}",
@@ -100,15 +118,27 @@ fn run(args: Args) -> Result<()> {
         args.device,
         run.path.display()
     );
-    let summary = args.device.run(Fit { config: &config, data: &data, run: &run, resume: args.resume, bars })??;
+    let summary = args.device.run(Fit {
+        config: &config,
+        data: &data,
+        run: &run,
+        resume: args.resume,
+        bars,
+    })??;
     report(&summary, &run);
     Ok(())
 }
 
 /// On --resume: the run folder and its saved config, with only --epochs allowed to change.
 fn resume_target(args: &Args, overrides: &Overrides) -> Result<(PathBuf, TrainConfig)> {
-    if args.config.is_some() || args.batch_size.is_some() || args.lr.is_some() || args.seed.is_some() {
-        bail!("--resume continues a run with its saved config.toml; only --epochs, --data-dir and --device may be given");
+    if args.config.is_some()
+        || args.batch_size.is_some()
+        || args.lr.is_some()
+        || args.seed.is_some()
+    {
+        bail!(
+            "--resume continues a run with its saved config.toml; only --epochs, --data-dir and --device may be given"
+        );
     }
     let run = match &args.out {
         Some(path) => RunDir::open(path)?,
@@ -120,7 +150,12 @@ fn resume_target(args: &Args, overrides: &Overrides) -> Result<(PathBuf, TrainCo
 }
 
 fn architecture_name(config: &TrainConfig) -> String {
-    toml::to_string(&config.model).unwrap_or_default().lines().map(str::trim).collect::<Vec<_>>().join(" ")
+    toml::to_string(&config.model)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 struct Fit<'a> {
@@ -151,7 +186,10 @@ impl OnBackend for Fit<'_> {
 
 fn report(summary: &Summary, run: &RunDir) {
     if summary.first_epoch > summary.epochs {
-        println!("nothing to do: the run already finished its {} epochs", summary.epochs);
+        println!(
+            "nothing to do: the run already finished its {} epochs",
+            summary.epochs
+        );
         return;
     }
     println!(
@@ -159,9 +197,16 @@ fn report(summary: &Summary, run: &RunDir) {
         summary.seconds,
         100.0 * summary.best_val_acc,
         summary.best_epoch,
-        summary.test_acc.map(|a| format!(", test accuracy {:.2}%", 100.0 * a)).unwrap_or_default()
+        summary
+            .test_acc
+            .map(|a| format!(", test accuracy {:.2}%", 100.0 * a))
+            .unwrap_or_default()
     );
-    println!("run folder: {}  (explain it with: cargo run --release -p explain -- --run {})", run.path.display(), run.path.display());
+    println!(
+        "run folder: {}  (explain it with: cargo run --release -p explain -- --run {})",
+        run.path.display(),
+        run.path.display()
+    );
 }
 
 /// indicatif bars for loading and for each epoch.
@@ -173,11 +218,19 @@ struct Bars {
 
 impl Bars {
     fn new(quiet: bool) -> Self {
-        Self { multi: MultiProgress::new(), current: Default::default(), quiet }
+        Self {
+            multi: MultiProgress::new(),
+            current: Default::default(),
+            quiet,
+        }
     }
 
     fn show(&self, bar: ProgressBar) -> ProgressBar {
-        let bar = if self.quiet { ProgressBar::hidden() } else { self.multi.add(bar) };
+        let bar = if self.quiet {
+            ProgressBar::hidden()
+        } else {
+            self.multi.add(bar)
+        };
         bar.enable_steady_tick(Duration::from_millis(200));
         *self.current.lock().unwrap() = Some(bar.clone());
         bar
@@ -189,13 +242,16 @@ impl Bars {
 }
 
 fn style(template: &str) -> ProgressStyle {
-    ProgressStyle::with_template(template).expect("valid template").progress_chars("=> ")
+    ProgressStyle::with_template(template)
+        .expect("valid template")
+        .progress_chars("=> ")
 }
 
 impl data::Progress for Bars {
     fn start(&self, what: &str, total: Option<u64>) {
         let bar = match total {
-            Some(n) => ProgressBar::new(n).with_style(style("{msg:>20} [{bar:30}] {pos}/{len} ({per_sec}, {eta})")),
+            Some(n) => ProgressBar::new(n)
+                .with_style(style("{msg:>20} [{bar:30}] {pos}/{len} ({per_sec}, {eta})")),
             None => ProgressBar::new_spinner(),
         };
         self.show(bar.with_message(what.to_string()));
@@ -217,7 +273,9 @@ impl data::Progress for Bars {
 impl Observer for Bars {
     fn epoch_started(&mut self, epoch: usize, epochs: usize, batches: usize) {
         let bar = ProgressBar::new(batches as u64)
-            .with_style(style("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})"))
+            .with_style(style(
+                "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})",
+            ))
             .with_prefix(format!("{epoch}/{epochs}"));
         self.show(bar);
     }

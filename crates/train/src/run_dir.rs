@@ -40,7 +40,13 @@ impl EpochMetrics {
     fn csv_row(&self) -> String {
         format!(
             "{},{:.6},{:.6},{:.6},{:.6},{:.6e},{:.2}",
-            self.epoch, self.train_loss, self.train_acc, self.val_loss, self.val_acc, self.lr, self.seconds
+            self.epoch,
+            self.train_loss,
+            self.train_acc,
+            self.val_loss,
+            self.val_acc,
+            self.lr,
+            self.seconds
         )
     }
 }
@@ -72,7 +78,10 @@ type Bytes = NamedMpkBytesRecorder<FullPrecisionSettings>;
 impl RunDir {
     /// `root/<name>-NNN` with the first free NNN.
     pub fn next_free(root: &Path, name: &str) -> PathBuf {
-        (1..).map(|n| root.join(format!("{name}-{n:03}"))).find(|p| !p.exists()).expect("unbounded")
+        (1..)
+            .map(|n| root.join(format!("{name}-{n:03}")))
+            .find(|p| !p.exists())
+            .expect("unbounded")
     }
 
     /// The run under `root` whose last checkpoint is the most recent.
@@ -87,29 +96,52 @@ impl RunDir {
             })
             .max_by_key(|(modified, _)| *modified);
         newest.map(|(_, run)| run).ok_or_else(|| {
-            TrainError::run(root, "holds no run with a checkpoint; train one first (cargo run --release -p train)")
+            TrainError::run(
+                root,
+                "holds no run with a checkpoint; train one first (cargo run --release -p train)",
+            )
         })
     }
 
     /// Starts a new run folder; refuses one that already holds a run.
-    pub fn create(path: &Path, config: &TrainConfig, class_names: &[String]) -> Result<RunDir, TrainError> {
+    pub fn create(
+        path: &Path,
+        config: &TrainConfig,
+        class_names: &[String],
+    ) -> Result<RunDir, TrainError> {
         if path.join("config.toml").exists() {
-            return Err(TrainError::run(path, "already holds a run: pass --resume to continue it, or another --out"));
+            return Err(TrainError::run(
+                path,
+                "already holds a run: pass --resume to continue it, or another --out",
+            ));
         }
         fs::create_dir_all(path.join("checkpoints")).map_err(|e| TrainError::io(path, e))?;
-        let run = RunDir { path: path.to_path_buf() };
+        let run = RunDir {
+            path: path.to_path_buf(),
+        };
         write_atomic(&run.path.join("config.toml"), config.to_toml().as_bytes())?;
-        write_atomic(&run.path.join("classes.txt"), (class_names.join("\n") + "\n").as_bytes())?;
-        write_atomic(&run.path.join("metrics.csv"), format!("{METRICS_HEADER}\n").as_bytes())?;
+        write_atomic(
+            &run.path.join("classes.txt"),
+            (class_names.join("\n") + "\n").as_bytes(),
+        )?;
+        write_atomic(
+            &run.path.join("metrics.csv"),
+            format!("{METRICS_HEADER}\n").as_bytes(),
+        )?;
         Ok(run)
     }
 
     /// An existing run folder.
     pub fn open(path: &Path) -> Result<RunDir, TrainError> {
         if !path.join("config.toml").is_file() {
-            return Err(TrainError::run(path, "is not a run folder (no config.toml); pass the --out folder of a `train` run"));
+            return Err(TrainError::run(
+                path,
+                "is not a run folder (no config.toml); pass the --out folder of a `train` run",
+            ));
         }
-        Ok(RunDir { path: path.to_path_buf() })
+        Ok(RunDir {
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn config(&self) -> Result<TrainConfig, TrainError> {
@@ -134,7 +166,12 @@ impl RunDir {
             .map_err(|e| TrainError::io(&dir, e))?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
-                let epoch = e.file_name().to_str()?.strip_prefix("epoch-")?.parse().ok()?;
+                let epoch = e
+                    .file_name()
+                    .to_str()?
+                    .strip_prefix("epoch-")?
+                    .parse()
+                    .ok()?;
                 Some((epoch, e.path()))
             })
             .max_by_key(|(epoch, _)| *epoch);
@@ -142,7 +179,9 @@ impl RunDir {
     }
 
     fn checkpoint_dir(&self, epoch: usize) -> PathBuf {
-        self.path.join("checkpoints").join(format!("epoch-{epoch:04}"))
+        self.path
+            .join("checkpoints")
+            .join(format!("epoch-{epoch:04}"))
     }
 
     /// Writes a complete checkpoint folder, then makes it visible with one rename.
@@ -152,11 +191,20 @@ impl RunDir {
         optimizer: O,
         state: &CheckpointState,
     ) -> Result<(), TrainError> {
-        let partial = self.path.join("checkpoints").join(format!(".epoch-{:04}.partial", state.epoch));
+        let partial = self
+            .path
+            .join("checkpoints")
+            .join(format!(".epoch-{:04}.partial", state.epoch));
         let _ = fs::remove_dir_all(&partial);
         fs::create_dir_all(&partial).map_err(|e| TrainError::io(&partial, e))?;
-        write_atomic(&partial.join("model.mpk"), &encode(model.clone().into_record(), &partial)?)?;
-        write_atomic(&partial.join("optimizer.mpk"), &encode(optimizer, &partial)?)?;
+        write_atomic(
+            &partial.join("model.mpk"),
+            &encode(model.clone().into_record(), &partial)?,
+        )?;
+        write_atomic(
+            &partial.join("optimizer.mpk"),
+            &encode(optimizer, &partial)?,
+        )?;
         write_state(&partial, state)?;
         let done = self.checkpoint_dir(state.epoch);
         let _ = fs::remove_dir_all(&done);
@@ -164,8 +212,10 @@ impl RunDir {
         if state.best_epoch == state.epoch {
             let best = self.path.join("best");
             fs::create_dir_all(&best).map_err(|e| TrainError::io(&best, e))?;
-            fs::copy(done.join("model.mpk"), best.join("model.mpk.partial")).map_err(|e| TrainError::io(&best, e))?;
-            fs::rename(best.join("model.mpk.partial"), best.join("model.mpk")).map_err(|e| TrainError::io(&best, e))?;
+            fs::copy(done.join("model.mpk"), best.join("model.mpk.partial"))
+                .map_err(|e| TrainError::io(&best, e))?;
+            fs::rename(best.join("model.mpk.partial"), best.join("model.mpk"))
+                .map_err(|e| TrainError::io(&best, e))?;
             write_state(&best, state)?;
         }
         Ok(())
@@ -176,12 +226,20 @@ impl RunDir {
     }
 
     /// The optimizer state saved with `epoch`.
-    pub fn load_optimizer<B: Backend, O: Record<B>>(&self, epoch: usize, device: &B::Device) -> Result<O, TrainError> {
+    pub fn load_optimizer<B: Backend, O: Record<B>>(
+        &self,
+        epoch: usize,
+        device: &B::Device,
+    ) -> Result<O, TrainError> {
         decode(&self.checkpoint_dir(epoch).join("optimizer.mpk"), device)
     }
 
     /// Rebuilds the model from the run's config and loads the chosen weights into it.
-    pub fn load_model<B: Backend>(&self, weights: Weights, device: &B::Device) -> Result<Network<B>, TrainError> {
+    pub fn load_model<B: Backend>(
+        &self,
+        weights: Weights,
+        device: &B::Device,
+    ) -> Result<Network<B>, TrainError> {
         let folder = match weights {
             Weights::Best => self.path.join("best"),
             Weights::Epoch(epoch) => self.checkpoint_dir(epoch),
@@ -191,10 +249,18 @@ impl RunDir {
             },
         };
         let spec = self.config()?.model_spec(self.class_names()?.len());
-        let model = spec.init::<B>(device).map_err(|m| TrainError::run(&self.path, m))?;
+        let model = spec
+            .init::<B>(device)
+            .map_err(|m| TrainError::run(&self.path, m))?;
         let file = folder.join("model.mpk");
         let record = decode(&file, device).map_err(|e| {
-            TrainError::run(&file, format!("does not hold a {} checkpoint matching config.toml ({e})", model.architecture()))
+            TrainError::run(
+                &file,
+                format!(
+                    "does not hold a {} checkpoint matching config.toml ({e})",
+                    model.architecture()
+                ),
+            )
         })?;
         Ok(model.load_record(record))
     }
@@ -202,7 +268,10 @@ impl RunDir {
     /// Adds a row to `metrics.csv`.
     pub fn append_metrics(&self, row: &EpochMetrics) -> Result<(), TrainError> {
         let path = self.path.join("metrics.csv");
-        let mut file = fs::OpenOptions::new().append(true).open(&path).map_err(|e| TrainError::io(&path, e))?;
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| TrainError::io(&path, e))?;
         writeln!(file, "{}", row.csv_row()).map_err(|e| TrainError::io(&path, e))
     }
 
@@ -212,14 +281,20 @@ impl RunDir {
         let text = fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
         let kept: Vec<&str> = text
             .lines()
-            .filter(|line| line.split(',').next().and_then(|e| e.parse::<usize>().ok()).is_none_or(|e| e <= epoch))
+            .filter(|line| {
+                line.split(',')
+                    .next()
+                    .and_then(|e| e.parse::<usize>().ok())
+                    .is_none_or(|e| e <= epoch)
+            })
             .collect();
         write_atomic(&path, (kept.join("\n") + "\n").as_bytes())
     }
 }
 
 fn encode<B: Backend, R: Record<B>>(record: R, place: &Path) -> Result<Vec<u8>, TrainError> {
-    Recorder::<B>::record(&Bytes::default(), record, ()).map_err(|e| TrainError::run(place, e.to_string()))
+    Recorder::<B>::record(&Bytes::default(), record, ())
+        .map_err(|e| TrainError::run(place, e.to_string()))
 }
 
 fn decode<B: Backend, R: Record<B>>(path: &Path, device: &B::Device) -> Result<R, TrainError> {
@@ -254,7 +329,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| TrainError::io(dir, e))?;
     file.write_all(bytes).map_err(|e| TrainError::io(path, e))?;
-    file.as_file().sync_all().map_err(|e| TrainError::io(path, e))?;
-    file.persist(path).map_err(|e| TrainError::io(path, e.error))?;
+    file.as_file()
+        .sync_all()
+        .map_err(|e| TrainError::io(path, e))?;
+    file.persist(path)
+        .map_err(|e| TrainError::io(path, e.error))?;
     Ok(())
 }

@@ -23,7 +23,11 @@ lr = 0.01
 "#;
 
 fn train(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_train")).args(args).current_dir(cwd).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
 }
 
 fn stderr(output: &Output) -> String {
@@ -34,36 +38,70 @@ fn stderr(output: &Output) -> String {
 fn a_config_file_run_writes_the_run_folder() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tiny.toml"), TINY).unwrap();
-    let out = train(&["--config", "tiny.toml", "--epochs", "2", "-q"], dir.path());
+    let out = train(
+        &["--config", "tiny.toml", "--epochs", "2", "-q"],
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let run = dir.path().join("runs/tiny-001");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("epoch   2:") && stdout.contains("runs/tiny-001"), "{stdout}");
+    assert!(
+        stdout.contains("epoch   2:") && stdout.contains("runs/tiny-001"),
+        "{stdout}"
+    );
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    assert!(metrics.starts_with("epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds\n1,"), "{metrics}");
+    assert!(
+        metrics.starts_with("epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds\n1,"),
+        "{metrics}"
+    );
     assert_eq!(metrics.lines().count(), 3);
-    assert!(std::fs::read_to_string(run.join("config.toml")).unwrap().contains("epochs = 2"));
-    assert_eq!(std::fs::read_to_string(run.join("classes.txt")).unwrap(), "circle\nsquare\ntriangle\ncross\n");
+    assert!(
+        std::fs::read_to_string(run.join("config.toml"))
+            .unwrap()
+            .contains("epochs = 2")
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("classes.txt")).unwrap(),
+        "circle\nsquare\ntriangle\ncross\n"
+    );
 
     // A second run gets the next folder; resuming the latest needs no path.
-    assert!(train(&["--config", "tiny.toml", "-q"], dir.path()).status.success());
+    assert!(
+        train(&["--config", "tiny.toml", "-q"], dir.path())
+            .status
+            .success()
+    );
     assert!(dir.path().join("runs/tiny-002/best/model.mpk").is_file());
     let resumed = train(&["--resume", "--epochs", "2", "-q"], dir.path());
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     assert!(String::from_utf8_lossy(&resumed.stdout).contains("runs/tiny-002"));
-    assert!(dir.path().join("runs/tiny-002/checkpoints/epoch-0002").is_dir());
+    assert!(
+        dir.path()
+            .join("runs/tiny-002/checkpoints/epoch-0002")
+            .is_dir()
+    );
 }
 
 #[test]
 fn mistakes_are_one_clear_line_and_exit_code_1() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("typo.toml"), TINY.replace("batch_size", "batchsize")).unwrap();
+    std::fs::write(
+        dir.path().join("typo.toml"),
+        TINY.replace("batch_size", "batchsize"),
+    )
+    .unwrap();
     let cases: [(&[&str], &str); 5] = [
         (&["--config", "typo.toml"], "batchsize"),
         (&["--config", "nope"], "shapes, cifar, cats_dogs"),
-        (&["--config", "cats_dogs", "--data-dir", "missing"], "missing: no such folder"),
+        (
+            &["--config", "cats_dogs", "--data-dir", "missing"],
+            "missing: no such folder",
+        ),
         (&["--resume", "--out", "."], "is not a run folder"),
-        (&["--config", "typo.toml", "--device", "tpu"], "use cpu, cuda or cuda:N"),
+        (
+            &["--config", "typo.toml", "--device", "tpu"],
+            "use cpu, cuda or cuda:N",
+        ),
     ];
     for (args, expected) in cases {
         let out = train(args, dir.path());

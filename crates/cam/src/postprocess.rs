@@ -1,0 +1,117 @@
+//! From a raw map to what is shown: ReLU, normalisation, resizing. Maps are row-major
+//! `height × width` slices of f32, one image at a time.
+
+/// How a map is scaled to [0, 1] after the ReLU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Normalization {
+    /// `(x − min) / (max(x − min) + 1e-7)`, as pytorch-grad-cam.
+    #[default]
+    MinMax,
+    /// `x / max`, as the Grad-CAM tutorial; an all-zero map stays zero.
+    Max,
+}
+
+/// ReLU then normalisation. An all-zero map stays all zero.
+pub fn relu_normalize(map: &[f32], mode: Normalization) -> Vec<f32> {
+    let relu: Vec<f32> = map.iter().map(|&v| v.max(0.0)).collect();
+    let max = relu.iter().copied().fold(0.0f32, f32::max);
+    match mode {
+        Normalization::MinMax => {
+            let min = relu.iter().copied().fold(f32::INFINITY, f32::min);
+            let span = relu.iter().map(|v| v - min).fold(0.0f32, f32::max) + 1e-7;
+            relu.iter().map(|v| (v - min) / span).collect()
+        }
+        Normalization::Max if max > 0.0 => relu.iter().map(|v| v / max).collect(),
+        Normalization::Max => relu,
+    }
+}
+
+/// Bilinear resizing with half-pixel centres and clamped edges, as OpenCV's `INTER_LINEAR`
+/// on float images (what pytorch-grad-cam and the tutorial call).
+pub fn resize_bilinear(
+    map: &[f32],
+    [height, width]: [usize; 2],
+    [out_h, out_w]: [usize; 2],
+) -> Vec<f32> {
+    assert_eq!(map.len(), height * width, "map size");
+    let axis = |out: usize, len: usize| -> Vec<(usize, usize, f32)> {
+        let scale = len as f32 / out as f32;
+        (0..out)
+            .map(|i| {
+                let src = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
+                let i0 = (src.floor() as usize).min(len - 1);
+                let i1 = (i0 + 1).min(len - 1);
+                (i0, i1, src - i0 as f32)
+            })
+            .collect()
+    };
+    let (rows, cols) = (axis(out_h, height), axis(out_w, width));
+    let mut out = Vec::with_capacity(out_h * out_w);
+    for &(y0, y1, fy) in &rows {
+        for &(x0, x1, fx) in &cols {
+            let at = |y: usize, x: usize| map[y * width + x];
+            let top = at(y0, x0) * (1.0 - fx) + at(y0, x1) * fx;
+            let bottom = at(y1, x0) * (1.0 - fx) + at(y1, x1) * fx;
+            out.push(top * (1.0 - fy) + bottom * fy);
+        }
+    }
+    out
+}
+
+/// `(x, y)` of the largest value (the first one on ties).
+pub fn peak(map: &[f32], width: usize) -> (usize, usize) {
+    let index = map
+        .iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > map[best] { i } else { best });
+    (index % width, index / width)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minmax_and_max_normalisation() {
+        let map = [-1.0, 0.0, 1.0, 3.0];
+        let minmax = relu_normalize(&map, Normalization::MinMax);
+        assert!(
+            (minmax[3] - 1.0).abs() < 1e-6
+                && minmax[0] == 0.0
+                && (minmax[2] - 1.0 / 3.0).abs() < 1e-6
+        );
+        assert_eq!(
+            relu_normalize(&map, Normalization::Max),
+            vec![0.0, 0.0, 1.0 / 3.0, 1.0]
+        );
+        assert_eq!(
+            relu_normalize(&[-2.0, -1.0], Normalization::MinMax),
+            vec![0.0, 0.0]
+        );
+        assert_eq!(
+            relu_normalize(&[-2.0, -1.0], Normalization::Max),
+            vec![0.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn bilinear_matches_opencv_half_pixel_rule() {
+        // cv2.resize(np.float32([[0, 1], [2, 3]]), (4, 4), interpolation=cv2.INTER_LINEAR)
+        let expected = [
+            0.0, 0.25, 0.75, 1.0, //
+            0.5, 0.75, 1.25, 1.5, //
+            1.5, 1.75, 2.25, 2.5, //
+            2.0, 2.25, 2.75, 3.0,
+        ];
+        assert_eq!(
+            resize_bilinear(&[0.0, 1.0, 2.0, 3.0], [2, 2], [4, 4]),
+            expected
+        );
+        // Downsampling by 2 averages pairs: source positions 0.5 and 2.5.
+        assert_eq!(
+            resize_bilinear(&[0.0, 2.0, 4.0, 6.0], [1, 4], [1, 2]),
+            vec![1.0, 5.0]
+        );
+        assert_eq!(peak(&expected, 4), (3, 3));
+    }
+}
