@@ -165,6 +165,15 @@ mod tests {
     }
 
     #[test]
+    fn cmyk_jpegs_become_rgb() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cmyk-red-4x4.jpg");
+        let pixels = read_image(&path, [4, 4]).unwrap();
+        for rgb in pixels.chunks(3) {
+            assert!(rgb[0] > 200 && rgb[1] < 50 && rgb[2] < 50, "{rgb:?}");
+        }
+    }
+
+    #[test]
     fn folder_without_images_is_an_error() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("a")).unwrap();
