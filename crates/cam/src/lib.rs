@@ -5,6 +5,7 @@
 //! post-processing exist once. This crate knows nothing about files or command lines.
 
 mod capture;
+pub mod figure;
 mod grad_cam;
 pub mod postprocess;
 

@@ -112,12 +112,16 @@ fn has_image_extension(path: &Path) -> bool {
 }
 
 /// Decodes any supported file (by content, not by name) to RGB at `[height, width]`.
-pub fn read_image(path: &Path, [height, width]: [usize; 2]) -> Result<Vec<u8>, String> {
-    let rgb = decode_rgb(path)?;
+pub fn read_image(path: &Path, size: [usize; 2]) -> Result<Vec<u8>, String> {
+    Ok(resize_rgb(decode_rgb(path)?, size))
+}
+
+/// RGB pixels at `[height, width]` (bilinear with antialiasing, as torchvision's `Resize`).
+pub fn resize_rgb(rgb: image::RgbImage, [height, width]: [usize; 2]) -> Vec<u8> {
     if rgb.dimensions() == (width as u32, height as u32) {
-        return Ok(rgb.into_raw());
+        return rgb.into_raw();
     }
-    Ok(image::imageops::resize(&rgb, width as u32, height as u32, FilterType::Triangle).into_raw())
+    image::imageops::resize(&rgb, width as u32, height as u32, FilterType::Triangle).into_raw()
 }
 
 /// Decodes a file to 8-bit RGB whatever its colour type (grey, RGBA, 16-bit, CMYK).

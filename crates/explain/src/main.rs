@@ -1,29 +1,35 @@
-//! `explain`: reloads a `train` run and shows what its model sees in images.
+//! `explain`: reloads a `train` run and shows where its model looks, with Grad-CAM.
 //!
-//! This first version reports predictions: the held-out accuracy of a run, per class, and the
-//! top classes of given image files. Grad-CAM maps and figures build on the same loading path.
+//! For each image: the class score's gradient with respect to the last conv activation gives
+//! the map (`cam`), which is written as the tutorial's three figures: `original.jpg`,
+//! `heatmap.jpg` and `superimposed.jpg`. `--accuracy` reports the held-out accuracy instead.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::AutodiffBackend;
+use cam::figure::{Colormap, heatmap, superimpose};
+use cam::postprocess::{Normalization, peak, relu_normalize, resize_bilinear};
+use cam::{Target, capture, grad_cam};
 use clap::Parser;
 use data::{Batcher, ImageSet, Sample};
+use image::RgbImage;
 use model::{Network, SplitModel};
 use train::{DeviceChoice, OnBackend, RunDir, TrainConfig, Weights, dataset};
 
-/// Reload a trained run and report what its model predicts.
+/// Reload a trained run and show where its model looks (Grad-CAM).
 ///
-/// Without --image, evaluates the run's held-out validation images (the same split `train`
-/// held out) and prints the accuracy per class.
+/// Without --image, explains the first --limit images the run held out for validation. Each
+/// image gets a folder under --out with original.jpg, heatmap.jpg and superimposed.jpg.
 #[derive(Parser, Debug)]
 #[command(
     version,
     after_help = "Examples:
-  explain                                   # the most recent run under runs/
-  explain --run runs/cats_dogs-001 --image cat.jpg dog.png --top-k 2"
+  explain                                    # the most recent run under runs/, 8 held-out images
+  explain --run runs/cats_dogs-001 --image cat.jpg --class dogs
+  explain --accuracy                         # held-out accuracy per class"
 )]
 struct Args {
     /// Run folder written by `train` [default: the run under runs/ with the newest checkpoint].
@@ -32,12 +38,30 @@ struct Args {
     /// Which weights: best, last, or an epoch number.
     #[arg(long, default_value = "best", value_parser = parse_weights)]
     weights: Weights,
-    /// Image files to classify instead of the validation split.
+    /// Image files to explain instead of held-out images.
     #[arg(long, num_args = 1..)]
     image: Vec<PathBuf>,
-    /// How many classes to list per image.
-    #[arg(long, default_value_t = 3)]
-    top_k: usize,
+    /// How many held-out images to explain.
+    #[arg(long, default_value_t = 8)]
+    limit: usize,
+    /// The class to explain, by index or name [default: each image's predicted class].
+    #[arg(long)]
+    class: Option<String>,
+    /// Output folder [default: <run>/explain].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Weight of the heatmap in superimposed.jpg (the tutorial's 0.4).
+    #[arg(long, default_value_t = 0.4)]
+    alpha: f32,
+    /// jet, turbo, viridis or inferno.
+    #[arg(long, default_value = "jet")]
+    colormap: Colormap,
+    /// minmax (pytorch-grad-cam) or max (the tutorial).
+    #[arg(long, default_value = "minmax", value_parser = parse_normalization)]
+    normalize: Normalization,
+    /// Report the held-out accuracy per class instead of drawing maps.
+    #[arg(long)]
+    accuracy: bool,
     /// Where the data set is, if it moved since training (replaces the config's data.dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -54,6 +78,14 @@ fn parse_weights(s: &str) -> Result<Weights, String> {
             .parse()
             .map(Weights::Epoch)
             .map_err(|_| format!("`{s}`: use best, last or an epoch number")),
+    }
+}
+
+fn parse_normalization(s: &str) -> Result<Normalization, String> {
+    match s {
+        "minmax" => Ok(Normalization::MinMax),
+        "max" => Ok(Normalization::Max),
+        _ => Err(format!("`{s}`: use minmax or max")),
     }
 }
 
@@ -75,76 +107,191 @@ fn run(args: Args) -> Result<()> {
         config.data.dir = Some(dir.clone());
     }
     let class_names = run.class_names()?;
-    let images = if args.image.is_empty() {
-        None
-    } else {
-        Some(read_images(&args.image, &config, &class_names)?)
+    let target = match &args.class {
+        None => Target::Predicted,
+        Some(class) => Target::Class(class_index(class, &class_names)?),
     };
-    args.device.run(Report {
+    let job = Job {
         args: &args,
         run: &run,
         config: &config,
         class_names: &class_names,
-        images,
-    })?
+        target,
+    };
+    args.device.run(job)?
 }
 
-/// The given files, decoded at the run's input size (label unknown: 0).
-fn read_images(
-    paths: &[PathBuf],
-    config: &TrainConfig,
-    class_names: &[String],
-) -> Result<ImageSet> {
-    let samples = paths
-        .iter()
-        .map(|path| {
-            let pixels = data::folder::read_image(path, config.data.image_size)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            Ok(Sample {
-                pixels,
-                label: 0,
-                path: Some(path.clone()),
-                objects: vec![],
-            })
-        })
-        .collect::<Result<_>>()?;
-    Ok(ImageSet {
-        samples,
-        class_names: class_names.to_vec(),
-        image_size: config.data.image_size,
-    })
+fn class_index(class: &str, names: &[String]) -> Result<usize> {
+    if let Some(i) = names.iter().position(|n| n == class) {
+        return Ok(i);
+    }
+    match class.parse::<usize>() {
+        Ok(i) if i < names.len() => Ok(i),
+        _ => bail!(
+            "--class {class}: not a class of this run ({})",
+            names.join(", ")
+        ),
+    }
 }
 
-struct Report<'a> {
+/// An image to explain: as shown (its own size) and as the model takes it.
+struct Item {
+    name: String,
+    original: RgbImage,
+    sample: Sample,
+}
+
+struct Job<'a> {
     args: &'a Args,
     run: &'a RunDir,
     config: &'a TrainConfig,
     class_names: &'a [String],
-    images: Option<ImageSet>,
+    target: Target,
 }
 
-impl OnBackend for Report<'_> {
+impl OnBackend for Job<'_> {
     type Output = Result<()>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
-        let model = self
-            .run
-            .load_model::<B::InnerBackend>(self.args.weights, &device)?;
         let batcher = Batcher {
             image_size: self.config.data.image_size,
             normalization: self.config.data.normalization,
             augmentation: Default::default(),
             seed: self.config.seed,
         };
-        match &self.images {
-            Some(images) => print_predictions(&model, images, &batcher, self.args.top_k, &device),
-            None => self.print_validation(&model, &batcher, &device),
+        if self.args.accuracy {
+            let model = self
+                .run
+                .load_model::<B::InnerBackend>(self.args.weights, &device)?;
+            return self.print_accuracy(&model, &batcher, &device);
         }
+        let model = self.run.load_model::<B>(self.args.weights, &device)?;
+        let items = self.items()?;
+        let out = self
+            .args
+            .out
+            .clone()
+            .unwrap_or_else(|| self.run.path.join("explain"));
+        for chunk in items.chunks(16) {
+            self.explain_batch::<B>(&model, chunk, &batcher, &out, &device)?;
+        }
+        println!("figures in {}", out.display());
+        Ok(())
     }
 }
 
-impl Report<'_> {
-    fn print_validation<B: Backend>(
+impl Job<'_> {
+    fn items(&self) -> Result<Vec<Item>> {
+        let size = self.config.data.image_size;
+        if self.args.image.is_empty() {
+            let data = dataset::load(&self.config.data, self.config.seed, &())
+                .context("reloading the run's data")?;
+            let [h, w] = size;
+            return Ok(data
+                .validation
+                .samples
+                .into_iter()
+                .take(self.args.limit)
+                .enumerate()
+                .map(|(i, sample)| Item {
+                    name: format!("{i:03}_label_{}", self.class_names[sample.label]),
+                    original: RgbImage::from_raw(w as u32, h as u32, sample.pixels.clone())
+                        .expect("sample size"),
+                    sample,
+                })
+                .collect());
+        }
+        self.args
+            .image
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let original = data::folder::decode_rgb(path)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let pixels = data::folder::resize_rgb(original.clone(), size);
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+                Ok(Item {
+                    name: format!("{i:03}_{stem}"),
+                    original,
+                    sample: Sample {
+                        pixels,
+                        label: 0,
+                        path: Some(path.clone()),
+                        objects: vec![],
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// One forward and one backward for the batch, then the figures of each image.
+    fn explain_batch<B: AutodiffBackend>(
+        &self,
+        model: &Network<B>,
+        items: &[Item],
+        batcher: &Batcher,
+        out: &Path,
+        device: &B::Device,
+    ) -> Result<()> {
+        let samples: Vec<_> = items.iter().map(|item| &item.sample).enumerate().collect();
+        let (images, _) = batcher
+            .batch(&samples, 0)
+            .to_tensors::<B::InnerBackend>(device);
+        model
+            .input_shape()
+            .check(model.architecture(), images.dims())?;
+        let captured = capture(model, images, &vec![self.target; items.len()])?;
+        let probabilities = softmax(captured.logits.clone(), 1)
+            .into_data()
+            .to_vec::<f32>()
+            .expect("f32");
+        let [_, _, h, w] = captured.activations.dims();
+        let maps = grad_cam(captured.activations, captured.gradients)
+            .into_data()
+            .to_vec::<f32>()
+            .expect("f32");
+        let classes = self.class_names.len();
+        for (i, item) in items.iter().enumerate() {
+            let map = relu_normalize(&maps[i * h * w..(i + 1) * h * w], self.args.normalize);
+            let (width, height) = item.original.dimensions();
+            let full = resize_bilinear(&map, [h, w], [height as usize, width as usize]);
+            let heat = heatmap(&full, width, height, self.args.colormap);
+            let folder = out.join(&item.name);
+            std::fs::create_dir_all(&folder)
+                .with_context(|| format!("creating {}", folder.display()))?;
+            for (file, picture) in [
+                ("original.jpg", &item.original),
+                ("heatmap.jpg", &heat),
+                (
+                    "superimposed.jpg",
+                    &superimpose(&item.original, &heat, self.args.alpha),
+                ),
+            ] {
+                picture
+                    .save(folder.join(file))
+                    .with_context(|| format!("writing {}", folder.join(file).display()))?;
+            }
+            let row = &probabilities[i * classes..(i + 1) * classes];
+            let predicted = argmax(row);
+            let target = captured.targets[i];
+            let (x, y) = peak(&full, width as usize);
+            let empty = if map.iter().all(|&v| v == 0.0) {
+                " (empty map: no positive evidence)"
+            } else {
+                ""
+            };
+            println!(
+                "{}: predicted {} ({:.1}%), explained {}, peak at ({x}, {y}){empty}",
+                item.name,
+                self.class_names[predicted],
+                100.0 * row[predicted],
+                self.class_names[target]
+            );
+        }
+        Ok(())
+    }
+
+    fn print_accuracy<B: Backend>(
         &self,
         model: &Network<B>,
         batcher: &Batcher,
@@ -186,34 +333,6 @@ impl Report<'_> {
         }
         Ok(())
     }
-}
-
-fn print_predictions<B: Backend>(
-    model: &Network<B>,
-    images: &ImageSet,
-    batcher: &Batcher,
-    top_k: usize,
-    device: &B::Device,
-) -> Result<()> {
-    for (sample, probabilities) in images
-        .samples
-        .iter()
-        .zip(predict(model, images, batcher, device))
-    {
-        let mut ranked: Vec<(usize, f32)> = probabilities.into_iter().enumerate().collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let top: Vec<String> = ranked
-            .iter()
-            .take(top_k.max(1))
-            .map(|(class, p)| format!("{} {:.1}%", images.class_names[*class], 100.0 * p))
-            .collect();
-        println!(
-            "{}: {}",
-            sample.path.as_deref().unwrap_or("?".as_ref()).display(),
-            top.join(", ")
-        );
-    }
-    Ok(())
 }
 
 /// Class probabilities of every image, in batches.

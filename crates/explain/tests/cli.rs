@@ -32,7 +32,7 @@ fn explain(args: &[&str], cwd: &Path) -> Output {
 }
 
 #[test]
-fn reports_held_out_accuracy_and_predicts_files() {
+fn explains_held_out_images_and_files_and_reports_accuracy() {
     let dir = tempfile::tempdir().unwrap();
     let config = TrainConfig::parse(CONFIG, "test").unwrap();
     let data = dataset::load(&config.data, config.seed, &()).unwrap();
@@ -50,33 +50,58 @@ fn reports_held_out_accuracy_and_predicts_files() {
     )
     .unwrap();
 
-    // No arguments: the latest run under ./runs, its validation split.
-    let out = explain(&[], dir.path());
+    // No arguments: the latest run under ./runs, its first held-out images, three figures each.
+    let out = explain(&["--limit", "3"], dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(stdout.matches("explained").count(), 3, "{stdout}");
+    let first = run_path.join("explain").join(format!(
+        "000_label_{}",
+        data.class_names()[data.validation.samples[0].label]
+    ));
+    for figure in ["original.jpg", "heatmap.jpg", "superimposed.jpg"] {
+        let picture = image::open(first.join(figure)).unwrap();
+        assert_eq!((picture.width(), picture.height()), (16, 16), "{figure}");
+    }
+
+    // A file keeps its own size in the figures; --class picks the explained score by name.
+    let file = dir.path().join("shape.png");
+    let big = image::imageops::resize(
+        &image::RgbImage::from_raw(16, 16, data.validation.samples[0].pixels.clone()).unwrap(),
+        40,
+        30,
+        image::imageops::FilterType::Nearest,
+    );
+    big.save(&file).unwrap();
+    let out = explain(
+        &[
+            "--image",
+            "shape.png",
+            "--class",
+            "cross",
+            "--out",
+            "figures",
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("000_shape: predicted ") && stdout.contains("explained cross"),
+        "{stdout}"
+    );
+    let superimposed = image::open(dir.path().join("figures/000_shape/superimposed.jpg")).unwrap();
+    assert_eq!((superimposed.width(), superimposed.height()), (40, 30));
+
+    let out = explain(&["--accuracy"], dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
     let expected = format!("{:.2}%", 100.0 * summary.best_val_acc);
     assert!(
         stdout.contains("held-out images correct") && stdout.contains(&expected),
         "{stdout} vs {expected}"
-    );
-    assert!(stdout.contains("triangle:"), "{stdout}");
-
-    // A file: the validation image of a known class, written as PNG.
-    let sample = &data.validation.samples[0];
-    let file = dir.path().join("shape.png");
-    image::RgbImage::from_raw(16, 16, sample.pixels.clone())
-        .unwrap()
-        .save(&file)
-        .unwrap();
-    let out = explain(&["--image", "shape.png", "--top-k", "4"], dir.path());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.starts_with("shape.png: ") && stdout.matches('%').count() == 4,
-        "{stdout}"
     );
 }
 
