@@ -17,6 +17,7 @@ use clap::Parser;
 use data::{Batcher, ImageSet, Sample};
 use image::RgbImage;
 use model::{Network, SplitModel};
+use serde::Serialize;
 use train::{DeviceChoice, OnBackend, RunDir, TrainConfig, Weights, dataset};
 
 /// Reload a trained run and show where its model looks (Grad-CAM).
@@ -139,6 +140,51 @@ struct Item {
     name: String,
     original: RgbImage,
     sample: Sample,
+    /// The true class, for held-out images.
+    label: Option<usize>,
+}
+
+/// One line of summary.json / summary.csv.
+#[derive(Serialize)]
+struct Record {
+    name: String,
+    path: Option<PathBuf>,
+    label: Option<String>,
+    predicted: String,
+    probability: f32,
+    top5: Vec<(String, f32)>,
+    target: String,
+    /// `[x, y]` of the map's maximum, in pixels of the original image.
+    peak: [usize; 2],
+    empty_map: bool,
+}
+
+fn write_summary(out: &Path, records: &[Record]) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let json = serde_json::to_string_pretty(records).expect("records serialise");
+    std::fs::write(out.join("summary.json"), json)
+        .with_context(|| format!("writing {}/summary.json", out.display()))?;
+    let mut csv = String::from("name,path,label,predicted,probability,target,peak_x,peak_y\n");
+    for r in records {
+        let path = r
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        csv += &format!(
+            "{},{},{},{},{:.6},{},{},{}\n",
+            r.name,
+            path.replace(',', "_"),
+            r.label.as_deref().unwrap_or(""),
+            r.predicted,
+            r.probability,
+            r.target,
+            r.peak[0],
+            r.peak[1]
+        );
+    }
+    std::fs::write(out.join("summary.csv"), csv)
+        .with_context(|| format!("writing {}/summary.csv", out.display()))
 }
 
 struct Job<'a> {
@@ -172,10 +218,12 @@ impl OnBackend for Job<'_> {
             .out
             .clone()
             .unwrap_or_else(|| self.run.path.join("explain"));
+        let mut records = Vec::new();
         for chunk in items.chunks(16) {
-            self.explain_batch::<B>(&model, chunk, &batcher, &out, &device)?;
+            records.extend(self.explain_batch::<B>(&model, chunk, &batcher, &out, &device)?);
         }
-        println!("figures in {}", out.display());
+        write_summary(&out, &records)?;
+        println!("figures and summary.json in {}", out.display());
         Ok(())
     }
 }
@@ -197,6 +245,7 @@ impl Job<'_> {
                     name: format!("{i:03}_label_{}", self.class_names[sample.label]),
                     original: RgbImage::from_raw(w as u32, h as u32, sample.pixels.clone())
                         .expect("sample size"),
+                    label: Some(sample.label),
                     sample,
                 })
                 .collect());
@@ -219,6 +268,7 @@ impl Job<'_> {
                         path: Some(path.clone()),
                         objects: vec![],
                     },
+                    label: None,
                 })
             })
             .collect()
@@ -232,7 +282,7 @@ impl Job<'_> {
         batcher: &Batcher,
         out: &Path,
         device: &B::Device,
-    ) -> Result<()> {
+    ) -> Result<Vec<Record>> {
         let samples: Vec<_> = items.iter().map(|item| &item.sample).enumerate().collect();
         let (images, _) = batcher
             .batch(&samples, 0)
@@ -251,6 +301,7 @@ impl Job<'_> {
             .to_vec::<f32>()
             .expect("f32");
         let classes = self.class_names.len();
+        let mut records = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let map = relu_normalize(&maps[i * h * w..(i + 1) * h * w], self.args.normalize);
             let (width, height) = item.original.dimensions();
@@ -287,8 +338,25 @@ impl Job<'_> {
                 100.0 * row[predicted],
                 self.class_names[target]
             );
+            let mut ranked: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+            records.push(Record {
+                name: item.name.clone(),
+                path: item.sample.path.clone(),
+                label: item.label.map(|l| self.class_names[l].clone()),
+                predicted: self.class_names[predicted].clone(),
+                probability: row[predicted],
+                top5: ranked
+                    .iter()
+                    .take(5)
+                    .map(|&(c, p)| (self.class_names[c].clone(), p))
+                    .collect(),
+                target: self.class_names[target].clone(),
+                peak: [x, y],
+                empty_map: !empty.is_empty(),
+            });
         }
-        Ok(())
+        Ok(records)
     }
 
     fn print_accuracy<B: Backend>(

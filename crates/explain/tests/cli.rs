@@ -95,6 +95,21 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
     );
     let superimposed = image::open(dir.path().join("figures/000_shape/superimposed.jpg")).unwrap();
     assert_eq!((superimposed.width(), superimposed.height()), (40, 30));
+    let figures: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("figures/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(figures[0]["target"], "cross");
+    assert_eq!(figures[0]["top5"].as_array().unwrap().len(), 4);
+    let peak = &figures[0]["peak"];
+    assert!(peak[0].as_u64().unwrap() < 40 && peak[1].as_u64().unwrap() < 30);
+    let csv = std::fs::read_to_string(dir.path().join("figures/summary.csv")).unwrap();
+    assert!(
+        csv.starts_with(
+            "name,path,label,predicted,probability,target,peak_x,peak_y\n000_shape,shape.png,,"
+        ),
+        "{csv}"
+    );
 
     let out = explain(&["--accuracy"], dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
