@@ -16,6 +16,8 @@ class TutorialCnn(nn.Module):
         self.norm1, self.conv1 = nn.BatchNorm2d(3), nn.Conv2d(3, c1, k1)
         self.norm2, self.conv2 = nn.BatchNorm2d(c1), nn.Conv2d(c1, c2, k2)
         self.norm3, self.conv3 = nn.BatchNorm2d(c2), nn.Conv2d(c2, c3, k3)
+        # A module, not F.relu, so that Grad-CAM libraries can hook the features' output.
+        self.act3 = nn.ReLU()
         side = image_size - (k1 - 1) - (k2 - 1) - (k3 - 1)
         self.fc1 = nn.Linear(c3 * side * side, hidden[0])
         self.fc2 = nn.Linear(hidden[0], hidden[1])
@@ -24,7 +26,7 @@ class TutorialCnn(nn.Module):
     def features(self, x):
         x = F.relu(self.conv1(self.norm1(x)))
         x = F.relu(self.conv2(self.norm2(x)))
-        return F.relu(self.conv3(self.norm3(x)))
+        return self.act3(self.conv3(self.norm3(x)))
 
     def classifier(self, a):
         x = F.relu(self.fc1(torch.flatten(a, 1)))

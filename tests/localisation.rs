@@ -3,7 +3,7 @@
 //! the map of each class peaks on its own shape.
 
 use burn::prelude::*;
-use cam::postprocess::{Normalization, peak, relu_normalize, resize_bilinear};
+use cam::postprocess::{Normalization, peak, relu_normalize, upsample};
 use cam::{Target, capture, grad_cam};
 use data::{Batcher, ImageSet, shapes};
 use model::Network;
@@ -56,10 +56,11 @@ fn peaks(
             .to_vec::<f32>()
             .unwrap();
         for map in maps.chunks(h * w) {
-            let full = resize_bilinear(
+            let full = upsample(
                 &relu_normalize(map, Normalization::MinMax),
                 [h, w],
                 [side, side],
+                Normalization::MinMax,
             );
             found.push(peak(&full, side));
         }

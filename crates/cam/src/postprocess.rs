@@ -58,6 +58,17 @@ pub fn resize_bilinear(
     out
 }
 
+/// A normalised map resized to `[out_h, out_w]` for display. In `MinMax` mode the result is
+/// normalised again, as pytorch-grad-cam does after resizing (interpolation rarely reaches
+/// the exact extremes); `Max` mode resizes only, as the tutorial does.
+pub fn upsample(map: &[f32], size: [usize; 2], out: [usize; 2], mode: Normalization) -> Vec<f32> {
+    let resized = resize_bilinear(map, size, out);
+    match mode {
+        Normalization::MinMax => relu_normalize(&resized, Normalization::MinMax),
+        Normalization::Max => resized,
+    }
+}
+
 /// `(x, y)` of the largest value (the first one on ties).
 pub fn peak(map: &[f32], width: usize) -> (usize, usize) {
     let index = map

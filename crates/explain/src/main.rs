@@ -11,7 +11,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::AutodiffBackend;
 use cam::figure::{Colormap, heatmap, superimpose};
-use cam::postprocess::{Normalization, peak, relu_normalize, resize_bilinear};
+use cam::postprocess::{Normalization, peak, relu_normalize, upsample};
 use cam::{Target, capture, grad_cam};
 use clap::Parser;
 use data::{Batcher, ImageSet, Sample};
@@ -305,7 +305,12 @@ impl Job<'_> {
         for (i, item) in items.iter().enumerate() {
             let map = relu_normalize(&maps[i * h * w..(i + 1) * h * w], self.args.normalize);
             let (width, height) = item.original.dimensions();
-            let full = resize_bilinear(&map, [h, w], [height as usize, width as usize]);
+            let full = upsample(
+                &map,
+                [h, w],
+                [height as usize, width as usize],
+                self.args.normalize,
+            );
             let heat = heatmap(&full, width, height, self.args.colormap);
             let folder = out.join(&item.name);
             std::fs::create_dir_all(&folder)

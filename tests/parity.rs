@@ -1,0 +1,103 @@
+//! Parity with pytorch-grad-cam: the same weights (a PyTorch `state_dict` loaded through
+//! burn-store), the same input, the same maps. Fixtures come from
+//! `scripts/make_gradcam_fixtures.py`; CI reads only the committed files.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use burn_store::{ModuleSnapshot, PytorchStore};
+use cam::postprocess::{Normalization, relu_normalize, upsample};
+use cam::{Target, capture, grad_cam};
+use model::{Architecture, ModelSpec, Network};
+use serde::Deserialize;
+use train::device::Cpu;
+
+type Inner = burn::backend::Flex;
+
+#[derive(Deserialize)]
+struct Fixture {
+    architecture: Architecture,
+    num_classes: usize,
+    image_size: [usize; 2],
+    input: Vec<f32>,
+    logits: Vec<f32>,
+    targets: Vec<usize>,
+    cam: Vec<f32>,
+}
+
+fn load(name: &str) -> (Fixture, Network<Cpu>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity");
+    let fixture: Fixture =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap())
+            .unwrap();
+    let spec = ModelSpec {
+        architecture: fixture.architecture.clone(),
+        num_classes: fixture.num_classes,
+        channels: 3,
+        image_size: fixture.image_size,
+    };
+    let mut model = spec.init::<Cpu>(&Default::default()).unwrap();
+    let mut store = PytorchStore::from_file(dir.join(format!("{name}.pt")));
+    let result = model.load_from(&mut store).unwrap();
+    // burn-store finds BatchNorm's gamma/beta under PyTorch's weight/bias but still lists those
+    // keys as unused; what matters is that no tensor of the model was left out (and the logits
+    // below agree).
+    assert!(
+        result.missing.is_empty() && result.errors.is_empty(),
+        "{result}"
+    );
+    (fixture, model)
+}
+
+fn check(name: &str) {
+    let (fixture, model) = load(name);
+    let [h, w] = fixture.image_size;
+    let batch = fixture.targets.len();
+    let images = Tensor::<Inner, 4>::from_data(
+        TensorData::new(fixture.input.clone(), [batch, 3, h, w]),
+        &Default::default(),
+    );
+    let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
+    let captured = capture(&model, images, &targets).unwrap();
+
+    let logits = captured.logits.clone().into_data().to_vec::<f32>().unwrap();
+    for (got, want) in logits.iter().zip(&fixture.logits) {
+        assert!(
+            (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+            "{name} logits: {logits:?} vs {:?}",
+            fixture.logits
+        );
+    }
+    let [_, _, mh, mw] = captured.activations.dims();
+    let maps = grad_cam(captured.activations, captured.gradients)
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    let mut worst = 0.0f32;
+    for (i, map) in maps.chunks(mh * mw).enumerate() {
+        let ours = upsample(
+            &relu_normalize(map, Normalization::MinMax),
+            [mh, mw],
+            [h, w],
+            Normalization::MinMax,
+        );
+        let theirs = &fixture.cam[i * h * w..(i + 1) * h * w];
+        worst = ours
+            .iter()
+            .zip(theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(worst, f32::max);
+    }
+    eprintln!("{name}: max |ours − pytorch-grad-cam| = {worst:.2e}");
+    assert!(worst <= 1e-4, "{name}: max abs difference {worst}");
+}
+
+#[test]
+fn cifar_resnet_maps_match_pytorch_grad_cam() {
+    check("cifar_resnet8_w4");
+}
+
+#[test]
+fn tutorial_cnn_maps_match_pytorch_grad_cam() {
+    check("tutorial_cnn_tiny");
+}
