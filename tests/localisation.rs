@@ -2,7 +2,6 @@
 //! briefly trained model peaks inside the object (pointing game), and on images with two shapes
 //! the map of each class peaks on its own shape.
 
-use burn::prelude::*;
 use cam::postprocess::{Normalization, peak, relu_normalize, upsample};
 use cam::{Target, capture, grad_cam};
 use data::{Batcher, ImageSet, shapes};
