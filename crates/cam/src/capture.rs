@@ -13,6 +13,8 @@ pub enum Target {
     /// The class with the largest logit.
     #[default]
     Predicted,
+    /// The class with the (n+1)-th largest logit: `Ranked(0)` is `Predicted`.
+    Ranked(usize),
     Class(usize),
 }
 
@@ -74,7 +76,9 @@ where
         .iter()
         .zip(scores.chunks(classes))
         .map(|(target, row)| match *target {
-            Target::Predicted => Ok(argmax(row)),
+            Target::Predicted => Ok(ranked(row, 0)),
+            Target::Ranked(n) if n < classes => Ok(ranked(row, n)),
+            Target::Ranked(n) => Err(CaptureError::NoSuchClass { class: n, classes }),
             Target::Class(class) if class < classes => Ok(class),
             Target::Class(class) => Err(CaptureError::NoSuchClass { class, classes }),
         })
@@ -98,10 +102,9 @@ where
     })
 }
 
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .unwrap_or(0)
+/// The index of the (n+1)-th largest value (ties keep the lower index first).
+fn ranked(row: &[f32], n: usize) -> usize {
+    let mut order: Vec<usize> = (0..row.len()).collect();
+    order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+    order[n]
 }

@@ -46,8 +46,11 @@ struct Args {
     #[arg(long, default_value_t = 8)]
     limit: usize,
     /// The class to explain, by index or name [default: each image's predicted class].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "top_k")]
     class: Option<String>,
+    /// Explain each image's N most likely classes (folders get a `_topN` suffix).
+    #[arg(long, default_value_t = 1)]
+    top_k: usize,
     /// Output folder [default: <run>/explain].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -108,16 +111,18 @@ fn run(args: Args) -> Result<()> {
         config.data.dir = Some(dir.clone());
     }
     let class_names = run.class_names()?;
-    let target = match &args.class {
-        None => Target::Predicted,
-        Some(class) => Target::Class(class_index(class, &class_names)?),
+    let targets = match &args.class {
+        None => (0..args.top_k.clamp(1, class_names.len()))
+            .map(Target::Ranked)
+            .collect(),
+        Some(class) => vec![Target::Class(class_index(class, &class_names)?)],
     };
     let job = Job {
         args: &args,
         run: &run,
         config: &config,
         class_names: &class_names,
-        target,
+        targets,
     };
     args.device.run(job)?
 }
@@ -192,7 +197,8 @@ struct Job<'a> {
     run: &'a RunDir,
     config: &'a TrainConfig,
     class_names: &'a [String],
-    target: Target,
+    /// One set of figures per target and image.
+    targets: Vec<Target>,
 }
 
 impl OnBackend for Job<'_> {
@@ -220,7 +226,11 @@ impl OnBackend for Job<'_> {
             .unwrap_or_else(|| self.run.path.join("explain"));
         let mut records = Vec::new();
         for chunk in items.chunks(16) {
-            records.extend(self.explain_batch::<B>(&model, chunk, &batcher, &out, &device)?);
+            for &target in &self.targets {
+                records.extend(
+                    self.explain_batch::<B>(&model, chunk, target, &batcher, &out, &device)?,
+                );
+            }
         }
         write_summary(&out, &records)?;
         println!("figures and summary.json in {}", out.display());
@@ -279,6 +289,7 @@ impl Job<'_> {
         &self,
         model: &Network<B>,
         items: &[Item],
+        target: Target,
         batcher: &Batcher,
         out: &Path,
         device: &B::Device,
@@ -290,7 +301,7 @@ impl Job<'_> {
         model
             .input_shape()
             .check(model.architecture(), images.dims())?;
-        let captured = capture(model, images, &vec![self.target; items.len()])?;
+        let captured = capture(model, images, &vec![target; items.len()])?;
         let probabilities = softmax(captured.logits.clone(), 1)
             .into_data()
             .to_vec::<f32>()
@@ -312,7 +323,13 @@ impl Job<'_> {
                 self.args.normalize,
             );
             let heat = heatmap(&full, width, height, self.args.colormap);
-            let folder = out.join(&item.name);
+            let name = match target {
+                Target::Ranked(n) if self.targets.len() > 1 => {
+                    format!("{}_top{}", item.name, n + 1)
+                }
+                _ => item.name.clone(),
+            };
+            let folder = out.join(&name);
             std::fs::create_dir_all(&folder)
                 .with_context(|| format!("creating {}", folder.display()))?;
             for (file, picture) in [
@@ -338,7 +355,7 @@ impl Job<'_> {
             };
             println!(
                 "{}: predicted {} ({:.1}%), explained {}, peak at ({x}, {y}){empty}",
-                item.name,
+                name,
                 self.class_names[predicted],
                 100.0 * row[predicted],
                 self.class_names[target]
@@ -346,7 +363,7 @@ impl Job<'_> {
             let mut ranked: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
             ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
             records.push(Record {
-                name: item.name.clone(),
+                name: name.clone(),
                 path: item.sample.path.clone(),
                 label: item.label.map(|l| self.class_names[l].clone()),
                 predicted: self.class_names[predicted].clone(),

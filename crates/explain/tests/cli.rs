@@ -111,6 +111,24 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         "{csv}"
     );
 
+    // --top-k: one set of figures per image and rank.
+    let out = explain(
+        &["--limit", "2", "--top-k", "2", "--out", "topk"],
+        dir.path(),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("explained")
+            .count(),
+        4
+    );
+    let second: Vec<_> = std::fs::read_dir(dir.path().join("topk"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with("_top2"))
+        .collect();
+    assert_eq!(second.len(), 2, "{second:?}");
+
     let out = explain(&["--accuracy"], dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let expected = format!("{:.2}%", 100.0 * summary.best_val_acc);
