@@ -203,7 +203,7 @@ fn report(summary: &Summary, run: &RunDir) {
             .unwrap_or_default()
     );
     println!(
-        "run folder: {}  (explain it with: cargo run --release -p explain -- --run {})",
+        "run folder: {}  (explain it with: cargo run -p explain -- --run {})",
         run.path.display(),
         run.path.display()
     );
