@@ -63,6 +63,10 @@ struct Args {
     /// minmax (pytorch-grad-cam) or max (the tutorial).
     #[arg(long, default_value = "minmax", value_parser = parse_normalization)]
     normalize: Normalization,
+    /// Also write cam_raw.npy (the map at feature resolution, before ReLU) and cam.npy (after
+    /// ReLU, min-max normalisation and resizing to the model input: pytorch-grad-cam's array).
+    #[arg(long)]
+    save_raw: bool,
     /// Report the held-out accuracy per class instead of drawing maps.
     #[arg(long)]
     accuracy: bool,
@@ -162,6 +166,22 @@ struct Record {
     /// `[x, y]` of the map's maximum, in pixels of the original image.
     peak: [usize; 2],
     empty_map: bool,
+}
+
+/// A float32 `height × width` array in NumPy's format.
+fn write_npy(path: &Path, values: &[f32], [height, width]: [usize; 2]) -> Result<()> {
+    use npyz::WriterBuilder;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[height as u64, width as u64])
+        .writer(std::io::BufWriter::new(file))
+        .begin_nd()?;
+    writer.extend(values.iter().copied())?;
+    writer
+        .finish()
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn write_summary(out: &Path, records: &[Record]) -> Result<()> {
@@ -343,6 +363,14 @@ impl Job<'_> {
                 picture
                     .save(folder.join(file))
                     .with_context(|| format!("writing {}", folder.join(file).display()))?;
+            }
+            if self.args.save_raw {
+                let raw = &maps[i * h * w..(i + 1) * h * w];
+                let [mh, mw] = self.config.data.image_size;
+                let minmax = Normalization::MinMax;
+                let cam = upsample(&relu_normalize(raw, minmax), [h, w], [mh, mw], minmax);
+                write_npy(&folder.join("cam_raw.npy"), raw, [h, w])?;
+                write_npy(&folder.join("cam.npy"), &cam, [mh, mw])?;
             }
             let row = &probabilities[i * classes..(i + 1) * classes];
             let predicted = argmax(row);

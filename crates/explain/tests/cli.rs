@@ -129,6 +129,35 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         .collect();
     assert_eq!(second.len(), 2, "{second:?}");
 
+    // --save-raw: the raw map and pytorch-grad-cam's array, consistent with each other.
+    let out = explain(&["--limit", "1", "--save-raw", "--out", "raw"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let folder = std::fs::read_dir(dir.path().join("raw"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let read = |name: &str| {
+        let bytes = std::fs::read(folder.join(name)).unwrap();
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        (npy.shape().to_vec(), npy.into_vec::<f32>().unwrap())
+    };
+    let (raw_shape, raw) = read("cam_raw.npy");
+    let (cam_shape, cam) = read("cam.npy");
+    assert_eq!((raw_shape, cam_shape), (vec![4, 4], vec![16, 16]));
+    let minmax = cam::postprocess::Normalization::MinMax;
+    let expected = cam::postprocess::upsample(
+        &cam::postprocess::relu_normalize(&raw, minmax),
+        [4, 4],
+        [16, 16],
+        minmax,
+    );
+    assert_eq!(cam, expected);
+
     let out = explain(&["--accuracy"], dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let expected = format!("{:.2}%", 100.0 * summary.best_val_acc);
