@@ -4,8 +4,10 @@ PyTorch, explained with pytorch-grad-cam's GradCAM, saved under tests/fixtures/p
     scripts/.venv/bin/pip install torch grad-cam
     cd scripts && ../scripts/.venv/bin/python make_gradcam_fixtures.py
 
-Per model: `<name>.pt` (state_dict, torch.save) and `<name>.json` (architecture, input,
-logits, targets, and GradCAM's maps: ReLU, min-max normalised, resized to the input size)."""
+Per model one `<name>.json`: the architecture, the float tensors of its `state_dict` under
+PyTorch's names (no weight file is committed: the test packs them into safetensors in memory
+and loads them through burn-store's PyTorch adapter), the input, the logits, the targets and
+GradCAM's maps (ReLU, min-max normalised, resized to the input size)."""
 
 import json
 from pathlib import Path
@@ -36,9 +38,14 @@ def fixture(name, model, architecture, size, targets):
     layer = model.layer3 if isinstance(model, CifarResNet) else model.act3
     with GradCAM(model=model, target_layers=[layer]) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
-    torch.save(model.state_dict(), OUT / f"{name}.pt")
+    state = {
+        key: {"shape": list(t.shape), "values": t.flatten().tolist()}
+        for key, t in model.state_dict().items()
+        if t.is_floating_point()
+    }
     (OUT / f"{name}.json").write_text(json.dumps({
         "architecture": architecture,
+        "state_dict": state,
         "num_classes": logits.shape[1],
         "image_size": list(size),
         "input": images.flatten().tolist(),

@@ -1,11 +1,13 @@
-//! Parity with pytorch-grad-cam: the same weights (a PyTorch `state_dict` loaded through
-//! burn-store), the same input, the same maps. Fixtures come from
-//! `scripts/make_gradcam_fixtures.py`; CI reads only the committed files.
+//! Parity with pytorch-grad-cam: the same weights (a PyTorch `state_dict`, under PyTorch's
+//! names, loaded through burn-store's PyTorch adapter), the same input, the same maps.
+//! Fixtures come from `scripts/make_gradcam_fixtures.py`; CI reads only the committed JSON.
+
+use std::collections::BTreeMap;
 
 use std::path::Path;
 
 use burn::prelude::*;
-use burn_store::{ModuleSnapshot, PytorchStore};
+use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use cam::postprocess::{Normalization, relu_normalize, upsample};
 use cam::{Target, capture, grad_cam};
 use model::{Architecture, ModelSpec, Network};
@@ -15,8 +17,15 @@ use train::device::Cpu;
 type Inner = burn::backend::Flex;
 
 #[derive(Deserialize)]
+struct Tensor1d {
+    shape: Vec<usize>,
+    values: Vec<f32>,
+}
+
+#[derive(Deserialize)]
 struct Fixture {
     architecture: Architecture,
+    state_dict: BTreeMap<String, Tensor1d>,
     num_classes: usize,
     image_size: [usize; 2],
     input: Vec<f32>,
@@ -37,7 +46,9 @@ fn load(name: &str) -> (Fixture, Network<Cpu>) {
         image_size: fixture.image_size,
     };
     let mut model = spec.init::<Cpu>(&Default::default()).unwrap();
-    let mut store = PytorchStore::from_file(dir.join(format!("{name}.pt")));
+    let mut store = SafetensorsStore::from_bytes(Some(safetensors_bytes(&fixture.state_dict)))
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .skip_enum_variants(true);
     let result = model.load_from(&mut store).unwrap();
     // burn-store finds BatchNorm's gamma/beta under PyTorch's weight/bias but still lists those
     // keys as unused; what matters is that no tensor of the model was left out (and the logits
@@ -47,6 +58,28 @@ fn load(name: &str) -> (Fixture, Network<Cpu>) {
         "{result}"
     );
     (fixture, model)
+}
+
+/// The state_dict as a safetensors file in memory, keys and layouts as PyTorch wrote them.
+fn safetensors_bytes(state: &BTreeMap<String, Tensor1d>) -> Vec<u8> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = state
+        .iter()
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                t.shape.clone(),
+                t.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views = bytes.iter().map(|(k, shape, data)| {
+        (
+            k.clone(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                .unwrap(),
+        )
+    });
+    safetensors::serialize(views, None).unwrap()
 }
 
 fn check(name: &str) {
