@@ -35,8 +35,6 @@ pub enum DataError {
     },
     #[error("{root} has no class folders with images in them; expected {root}/<class>/*.jpg|png")]
     EmptyFolder { root: PathBuf },
-    #[error("{0}")]
-    Invalid(String),
 }
 
 impl DataError {
