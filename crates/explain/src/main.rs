@@ -1,34 +1,45 @@
 //! `explain`: reloads a `train` run and shows where its model looks, with Grad-CAM.
 //!
-//! For each image: the class score's gradient with respect to the last conv activation gives
-//! the map (`cam`), which is written as the tutorial's three figures: `original.jpg`,
-//! `heatmap.jpg` and `superimposed.jpg`. `--accuracy` reports the held-out accuracy instead.
+//! image → preprocess → features → classifier → score → backward → map → figures.
+//! Files given with `--image` get a folder each (original.jpg, heatmap.jpg, superimposed.jpg);
+//! held-out images (`--split`) get the tutorial's per-class folders and an `index.html` gallery.
 
-use std::path::{Path, PathBuf};
+mod accuracy;
+mod explainer;
+mod gallery;
+mod output;
+mod source;
 
-use anyhow::{Context, Result, bail};
-use burn::prelude::*;
-use burn::tensor::activation::softmax;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
 use burn::tensor::backend::AutodiffBackend;
-use cam::figure::{Colormap, heatmap, superimpose};
-use cam::postprocess::{Normalization, peak, relu_normalize, upsample};
-use cam::{Target, capture, grad_cam};
+use cam::Target;
+use cam::figure::Colormap;
+use cam::postprocess::Normalization;
 use clap::Parser;
-use data::{Batcher, ImageSet, Sample};
-use image::RgbImage;
-use model::{Network, SplitModel};
-use serde::Serialize;
-use train::{DeviceChoice, OnBackend, RunDir, TrainConfig, Weights, dataset};
+use data::Batcher;
+use indicatif::{ProgressBar, ProgressStyle};
+use model::Network;
+use rayon::prelude::*;
+use train::{DeviceChoice, OnBackend, RunDir, TrainConfig, Weights};
+
+use explainer::{BatchMaps, argmax, explain_batch, top};
+use output::{Layout, Record, Style};
+use source::{Item, Split};
 
 /// Reload a trained run and show where its model looks (Grad-CAM).
 ///
-/// Without --image, explains the first --limit images the run held out for validation. Each
-/// image gets a folder under --out with original.jpg, heatmap.jpg and superimposed.jpg.
+/// With --image, each file gets a folder under --out with original.jpg, heatmap.jpg and
+/// superimposed.jpg. Otherwise the first --limit images of a split of the run's data are
+/// explained in the tutorial's layout: {originals,heatmaps,superimposed}/<true class>/
+/// <index>_label_<predicted>.jpg, with an index.html gallery that opens in any browser.
 #[derive(Parser, Debug)]
 #[command(
     version,
     after_help = "Examples:
-  explain                                    # the most recent run under runs/, 8 held-out images
+  explain                                    # latest run under runs/, 8 held-out images
+  explain --run runs/cats_dogs-001 --split val --limit all
   explain --run runs/cats_dogs-001 --image cat.jpg --class dogs
   explain --accuracy                         # held-out accuracy per class"
 )]
@@ -39,16 +50,20 @@ struct Args {
     /// Which weights: best, last, or an epoch number.
     #[arg(long, default_value = "best", value_parser = parse_weights)]
     weights: Weights,
-    /// Image files to explain instead of held-out images.
-    #[arg(long, num_args = 1..)]
+    /// Image files to explain instead of the run's images.
+    #[arg(long, num_args = 1.., conflicts_with = "split")]
     image: Vec<PathBuf>,
-    /// How many held-out images to explain.
-    #[arg(long, default_value_t = 8)]
+    /// Which of the run's images to explain: val (held out by the run) or test (a data set's
+    /// own test set, e.g. CIFAR-10's).
+    #[arg(long, value_enum, default_value = "val")]
+    split: Split,
+    /// How many images of the split to explain, or `all`.
+    #[arg(long, default_value = "8", value_parser = parse_limit)]
     limit: usize,
     /// The class to explain, by index or name [default: each image's predicted class].
     #[arg(long, conflicts_with = "top_k")]
     class: Option<String>,
-    /// Explain each image's N most likely classes (folders get a `_topN` suffix).
+    /// Explain each image's N most likely classes (files get a `_topN` suffix).
     #[arg(long, default_value_t = 1)]
     top_k: usize,
     /// Output folder [default: <run>/explain].
@@ -64,9 +79,13 @@ struct Args {
     #[arg(long, default_value = "minmax", value_parser = parse_normalization)]
     normalize: Normalization,
     /// Also write cam_raw.npy (the map at feature resolution, before ReLU) and cam.npy (after
-    /// ReLU, min-max normalisation and resizing to the model input: pytorch-grad-cam's array).
-    #[arg(long)]
+    /// ReLU, min-max normalisation and resizing to the model input: pytorch-grad-cam's array),
+    /// in each image's folder (--image only).
+    #[arg(long, requires = "image")]
     save_raw: bool,
+    /// Images per forward/backward pass.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    batch_size: u16,
     /// Report the held-out accuracy per class instead of drawing maps.
     #[arg(long)]
     accuracy: bool,
@@ -86,6 +105,15 @@ fn parse_weights(s: &str) -> Result<Weights, String> {
             .parse()
             .map(Weights::Epoch)
             .map_err(|_| format!("`{s}`: use best, last or an epoch number")),
+    }
+}
+
+fn parse_limit(s: &str) -> Result<usize, String> {
+    match s {
+        "all" => Ok(usize::MAX),
+        n => n
+            .parse()
+            .map_err(|_| format!("`{s}`: use a number of images or `all`")),
     }
 }
 
@@ -121,12 +149,14 @@ fn run(args: Args) -> Result<()> {
             .collect(),
         Some(class) => vec![Target::Class(class_index(class, &class_names)?)],
     };
+    let out = args.out.clone().unwrap_or_else(|| run.path.join("explain"));
     let job = Job {
         args: &args,
         run: &run,
         config: &config,
         class_names: &class_names,
         targets,
+        out,
     };
     args.device.run(job)?
 }
@@ -144,74 +174,6 @@ fn class_index(class: &str, names: &[String]) -> Result<usize> {
     }
 }
 
-/// An image to explain: as shown (its own size) and as the model takes it.
-struct Item {
-    name: String,
-    original: RgbImage,
-    sample: Sample,
-    /// The true class, for held-out images.
-    label: Option<usize>,
-}
-
-/// One line of summary.json / summary.csv.
-#[derive(Serialize)]
-struct Record {
-    name: String,
-    path: Option<PathBuf>,
-    label: Option<String>,
-    predicted: String,
-    probability: f32,
-    top5: Vec<(String, f32)>,
-    target: String,
-    /// `[x, y]` of the map's maximum, in pixels of the original image.
-    peak: [usize; 2],
-    empty_map: bool,
-}
-
-/// A float32 `height × width` array in NumPy's format.
-fn write_npy(path: &Path, values: &[f32], [height, width]: [usize; 2]) -> Result<()> {
-    use npyz::WriterBuilder;
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut writer = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&[height as u64, width as u64])
-        .writer(std::io::BufWriter::new(file))
-        .begin_nd()?;
-    writer.extend(values.iter().copied())?;
-    writer
-        .finish()
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-fn write_summary(out: &Path, records: &[Record]) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let json = serde_json::to_string_pretty(records).expect("records serialise");
-    std::fs::write(out.join("summary.json"), json)
-        .with_context(|| format!("writing {}/summary.json", out.display()))?;
-    let mut csv = String::from("name,path,label,predicted,probability,target,peak_x,peak_y\n");
-    for r in records {
-        let path = r
-            .path
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        csv += &format!(
-            "{},{},{},{},{:.6},{},{},{}\n",
-            r.name,
-            path.replace(',', "_"),
-            r.label.as_deref().unwrap_or(""),
-            r.predicted,
-            r.probability,
-            r.target,
-            r.peak[0],
-            r.peak[1]
-        );
-    }
-    std::fs::write(out.join("summary.csv"), csv)
-        .with_context(|| format!("writing {}/summary.csv", out.display()))
-}
-
 struct Job<'a> {
     args: &'a Args,
     run: &'a RunDir,
@@ -219,6 +181,7 @@ struct Job<'a> {
     class_names: &'a [String],
     /// One set of figures per target and image.
     targets: Vec<Target>,
+    out: PathBuf,
 }
 
 impl OnBackend for Job<'_> {
@@ -235,254 +198,221 @@ impl OnBackend for Job<'_> {
             let model = self
                 .run
                 .load_model::<B::InnerBackend>(self.args.weights, &device)?;
-            return self.print_accuracy(&model, &batcher, &device);
+            return accuracy::report(
+                self.run,
+                self.config,
+                self.class_names,
+                &model,
+                &batcher,
+                &device,
+            );
         }
         let model = self.run.load_model::<B>(self.args.weights, &device)?;
-        let items = self.items()?;
-        let out = self
-            .args
-            .out
-            .clone()
-            .unwrap_or_else(|| self.run.path.join("explain"));
-        let mut records = Vec::new();
-        for chunk in items.chunks(16) {
-            for &target in &self.targets {
-                records.extend(
-                    self.explain_batch::<B>(&model, chunk, target, &batcher, &out, &device)?,
+        let size = self.config.data.image_size;
+        let (items, layout) = if self.args.image.is_empty() {
+            let split = source::split(
+                self.run,
+                self.config,
+                self.args.split,
+                self.args.limit,
+                self.class_names,
+            )?;
+            println!(
+                "explaining {} of the {} {} images",
+                split.items.len(),
+                split.total,
+                self.args.split.name()
+            );
+            if split.unreadable > 0 {
+                println!(
+                    "{} image(s) could not be read and were skipped",
+                    split.unreadable
                 );
             }
-        }
-        write_summary(&out, &records)?;
-        println!("figures and summary.json in {}", out.display());
+            (split.items, Layout::PerClass)
+        } else {
+            (source::files(&self.args.image, size)?, Layout::PerImage)
+        };
+        std::fs::create_dir_all(&self.out)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", self.out.display()))?;
+        let records = self.explain_all::<B>(&model, items, layout, &batcher, &device)?;
+        output::write_summary(&self.out, &records)?;
+        let title = format!("Grad-CAM · {}", self.run.path.display());
+        gallery::write(&self.out, &title, &records)?;
+        self.report(&records);
         Ok(())
     }
 }
 
 impl Job<'_> {
-    fn items(&self) -> Result<Vec<Item>> {
-        let size = self.config.data.image_size;
-        if self.args.image.is_empty() {
-            let data = dataset::load(&self.config.data, self.config.seed, &())
-                .context("reloading the run's data")?;
-            let [h, w] = size;
-            return Ok(data
-                .validation
-                .samples
-                .into_iter()
-                .take(self.args.limit)
-                .enumerate()
-                .map(|(i, sample)| Item {
-                    name: format!("{i:03}_label_{}", self.class_names[sample.label]),
-                    original: RgbImage::from_raw(w as u32, h as u32, sample.pixels.clone())
-                        .expect("sample size"),
-                    label: Some(sample.label),
-                    sample,
+    /// Batch by batch: read the originals, compute the maps, draw the figures in parallel.
+    fn explain_all<B: AutodiffBackend>(
+        &self,
+        model: &Network<B>,
+        mut items: Vec<Item>,
+        layout: Layout,
+        batcher: &Batcher,
+        device: &B::Device,
+    ) -> Result<Vec<Record>> {
+        let bar = progress_bar(items.len() * self.targets.len());
+        let verbose = items.len() <= 32;
+        let mut records = Vec::new();
+        let mut unreadable = 0;
+        for chunk in items.chunks_mut(self.args.batch_size as usize) {
+            let size = self.config.data.image_size;
+            let failures: Vec<String> = chunk
+                .par_iter_mut()
+                .filter_map(|item| {
+                    let path = item.sample.path.clone();
+                    item.load_original(size).err().map(|e| match path {
+                        Some(p) => format!("{}: {e}", p.display()),
+                        None => e,
+                    })
                 })
-                .collect());
+                .collect();
+            for failure in &failures {
+                bar.suspend(|| eprintln!("skipped {failure}"));
+            }
+            unreadable += failures.len();
+            let ready: Vec<&Item> = chunk.iter().filter(|i| i.original.is_some()).collect();
+            if ready.is_empty() {
+                continue;
+            }
+            let samples: Vec<_> = ready.iter().map(|item| &item.sample).collect();
+            for &target in &self.targets {
+                let maps = explain_batch(model, &samples, target, batcher, device)?;
+                for record in self.draw_batch(&ready, &maps, target, layout)? {
+                    if verbose {
+                        bar.suspend(|| println!("{}", describe(&record)));
+                    }
+                    records.push(record);
+                }
+                bar.inc(ready.len() as u64);
+            }
         }
-        self.args
-            .image
-            .iter()
-            .enumerate()
-            .map(|(i, path)| {
-                let original = data::folder::decode_rgb(path)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                let pixels = data::folder::resize_rgb(original.clone(), size);
-                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
-                Ok(Item {
-                    name: format!("{i:03}_{stem}"),
+        bar.finish_and_clear();
+        if unreadable > 0 {
+            println!("{unreadable} image(s) could not be read and were skipped");
+        }
+        Ok(records)
+    }
+
+    fn draw_batch(
+        &self,
+        items: &[&Item],
+        maps: &BatchMaps,
+        target: Target,
+        layout: Layout,
+    ) -> Result<Vec<Record>> {
+        let style = Style {
+            normalization: self.args.normalize,
+            colormap: self.args.colormap,
+            alpha: self.args.alpha,
+        };
+        items
+            .par_iter()
+            .zip(&maps.explained)
+            .map(|(item, explained)| {
+                let names = self.class_names;
+                let predicted = argmax(&explained.probabilities);
+                let stem = match target {
+                    Target::Ranked(n) if self.targets.len() > 1 => {
+                        format!("{}_top{}", item.name, n + 1)
+                    }
+                    _ => item.name.clone(),
+                };
+                let class = item.label.map_or("", |l| names[l].as_str());
+                let figures = layout.figures(&stem, class, &names[predicted]);
+                let original = item.original.as_ref().expect("loaded before drawing");
+                let drawn = output::draw(
+                    &self.out,
+                    &figures,
                     original,
-                    sample: Sample {
-                        pixels,
-                        label: 0,
-                        path: Some(path.clone()),
-                        objects: vec![],
-                    },
-                    label: None,
+                    &explained.map,
+                    maps.map_size,
+                    style,
+                )?;
+                if let (true, Some(folder)) = (self.args.save_raw, &figures.raw_folder) {
+                    output::write_raw(
+                        &self.out.join(folder),
+                        &explained.map,
+                        maps.map_size,
+                        self.config.data.image_size,
+                    )?;
+                }
+                Ok(Record {
+                    name: stem,
+                    path: item.sample.path.clone(),
+                    label: item.label.map(|l| names[l].clone()),
+                    predicted: names[predicted].clone(),
+                    probability: explained.probabilities[predicted],
+                    top5: top(&explained.probabilities, 5)
+                        .into_iter()
+                        .map(|(c, p)| (names[c].clone(), p))
+                        .collect(),
+                    target: names[explained.target].clone(),
+                    target_probability: explained.probabilities[explained.target],
+                    peak: drawn.peak,
+                    empty_map: drawn.empty,
+                    figures,
                 })
             })
             .collect()
     }
 
-    /// One forward and one backward for the batch, then the figures of each image.
-    fn explain_batch<B: AutodiffBackend>(
-        &self,
-        model: &Network<B>,
-        items: &[Item],
-        target: Target,
-        batcher: &Batcher,
-        out: &Path,
-        device: &B::Device,
-    ) -> Result<Vec<Record>> {
-        let samples: Vec<_> = items.iter().map(|item| &item.sample).enumerate().collect();
-        let (images, _) = batcher
-            .batch(&samples, 0)
-            .to_tensors::<B::InnerBackend>(device);
-        model
-            .input_shape()
-            .check(model.architecture(), images.dims())?;
-        let captured = capture(model, images, &vec![target; items.len()])?;
-        let probabilities = softmax(captured.logits.clone(), 1)
-            .into_data()
-            .to_vec::<f32>()
-            .expect("f32");
-        let [_, _, h, w] = captured.activations.dims();
-        let maps = grad_cam(captured.activations, captured.gradients)
-            .into_data()
-            .to_vec::<f32>()
-            .expect("f32");
-        let classes = self.class_names.len();
-        let mut records = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let map = relu_normalize(&maps[i * h * w..(i + 1) * h * w], self.args.normalize);
-            let (width, height) = item.original.dimensions();
-            let full = upsample(
-                &map,
-                [h, w],
-                [height as usize, width as usize],
-                self.args.normalize,
-            );
-            let heat = heatmap(&full, width, height, self.args.colormap);
-            let name = match target {
-                Target::Ranked(n) if self.targets.len() > 1 => {
-                    format!("{}_top{}", item.name, n + 1)
-                }
-                _ => item.name.clone(),
-            };
-            let folder = out.join(&name);
-            std::fs::create_dir_all(&folder)
-                .with_context(|| format!("creating {}", folder.display()))?;
-            for (file, picture) in [
-                ("original.jpg", &item.original),
-                ("heatmap.jpg", &heat),
-                (
-                    "superimposed.jpg",
-                    &superimpose(&item.original, &heat, self.args.alpha),
-                ),
-            ] {
-                picture
-                    .save(folder.join(file))
-                    .with_context(|| format!("writing {}", folder.join(file).display()))?;
-            }
-            if self.args.save_raw {
-                let raw = &maps[i * h * w..(i + 1) * h * w];
-                let [mh, mw] = self.config.data.image_size;
-                let minmax = Normalization::MinMax;
-                let cam = upsample(&relu_normalize(raw, minmax), [h, w], [mh, mw], minmax);
-                write_npy(&folder.join("cam_raw.npy"), raw, [h, w])?;
-                write_npy(&folder.join("cam.npy"), &cam, [mh, mw])?;
-            }
-            let row = &probabilities[i * classes..(i + 1) * classes];
-            let predicted = argmax(row);
-            let target = captured.targets[i];
-            let (x, y) = peak(&full, width as usize);
-            let empty = if map.iter().all(|&v| v == 0.0) {
-                " (empty map: no positive evidence)"
-            } else {
-                ""
-            };
+    fn report(&self, records: &[Record]) {
+        let labelled: Vec<bool> = records.iter().filter_map(Record::correct).collect();
+        if !labelled.is_empty() {
+            let correct = labelled.iter().filter(|&&c| c).count();
             println!(
-                "{}: predicted {} ({:.1}%), explained {}, peak at ({x}, {y}){empty}",
-                name,
-                self.class_names[predicted],
-                100.0 * row[predicted],
-                self.class_names[target]
-            );
-            let mut ranked: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
-            ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-            records.push(Record {
-                name: name.clone(),
-                path: item.sample.path.clone(),
-                label: item.label.map(|l| self.class_names[l].clone()),
-                predicted: self.class_names[predicted].clone(),
-                probability: row[predicted],
-                top5: ranked
-                    .iter()
-                    .take(5)
-                    .map(|&(c, p)| (self.class_names[c].clone(), p))
-                    .collect(),
-                target: self.class_names[target].clone(),
-                peak: [x, y],
-                empty_map: !empty.is_empty(),
-            });
-        }
-        Ok(records)
-    }
-
-    fn print_accuracy<B: Backend>(
-        &self,
-        model: &Network<B>,
-        batcher: &Batcher,
-        device: &B::Device,
-    ) -> Result<()> {
-        let data = dataset::load(&self.config.data, self.config.seed, &())
-            .context("reloading the run's data")?;
-        if data.class_names() != self.class_names {
-            bail!(
-                "the data set's classes differ from {}/classes.txt",
-                self.run.path.display()
+                "{correct}/{} explained images predicted correctly ({:.1}%)",
+                labelled.len(),
+                100.0 * correct as f64 / labelled.len() as f64
             );
         }
-        let set = &data.validation;
-        if set.is_empty() {
-            bail!("the run held out no validation images (data.validation = 0)");
+        let empty = records.iter().filter(|r| r.empty_map).count();
+        if empty > 0 {
+            println!(
+                "{empty} map(s) were all zero: nothing in those images raised the explained score"
+            );
         }
-        let predicted = predict(model, set, batcher, device)
-            .into_iter()
-            .map(|p| argmax(&p));
-        let mut per_class = vec![(0usize, 0usize); self.class_names.len()];
-        for (sample, guess) in set.samples.iter().zip(predicted) {
-            per_class[sample.label].1 += 1;
-            per_class[sample.label].0 += usize::from(guess == sample.label);
-        }
-        let correct: usize = per_class.iter().map(|c| c.0).sum();
         println!(
-            "{}: {}/{} held-out images correct ({:.2}%)",
-            self.run.path.display(),
-            correct,
-            set.len(),
-            100.0 * correct as f64 / set.len() as f64
+            "figures, summary.json and the gallery: {}",
+            self.out.join("index.html").display()
         );
-        for (name, (right, total)) in self.class_names.iter().zip(per_class) {
-            println!(
-                "  {name:>16}: {right:>5}/{total:<5} {:6.2}%",
-                100.0 * right as f64 / total.max(1) as f64
-            );
-        }
-        Ok(())
     }
 }
 
-/// Class probabilities of every image, in batches.
-fn predict<B: Backend>(
-    model: &Network<B>,
-    set: &ImageSet,
-    batcher: &Batcher,
-    device: &B::Device,
-) -> Vec<Vec<f32>> {
-    let indexed: Vec<_> = set.samples.iter().enumerate().collect();
-    indexed
-        .chunks(64)
-        .flat_map(|chunk| {
-            let (images, _) = batcher.batch(chunk, 0).to_tensors::<B>(device);
-            let probabilities = softmax(model.forward(images), 1);
-            let classes = probabilities.dims()[1];
-            let flat = probabilities
-                .into_data()
-                .to_vec::<f32>()
-                .expect("f32 probabilities");
-            flat.chunks(classes)
-                .map(<[f32]>::to_vec)
-                .collect::<Vec<_>>()
-        })
-        .collect()
+fn describe(r: &Record) -> String {
+    let truth = r
+        .label
+        .as_ref()
+        .map(|l| format!(" (true {l})"))
+        .unwrap_or_default();
+    let empty = if r.empty_map {
+        " (empty map: no positive evidence)"
+    } else {
+        ""
+    };
+    format!(
+        "{}: predicted {} ({:.1}%){truth}, explained {}, peak at ({}, {}){empty}",
+        r.name,
+        r.predicted,
+        100.0 * r.probability,
+        r.target,
+        r.peak[0],
+        r.peak[1]
+    )
 }
 
-fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .unwrap_or(0)
+/// A bar on the terminal for long work; hidden for a single image and when output is piped.
+fn progress_bar(total: usize) -> ProgressBar {
+    if total <= 1 {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::new(total as u64).with_style(
+        ProgressStyle::with_template("explaining [{bar:30}] {pos}/{len} ({per_sec}, {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    )
 }

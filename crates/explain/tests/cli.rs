@@ -50,7 +50,7 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
     )
     .unwrap();
 
-    // No arguments: the latest run under ./runs, its first held-out images, three figures each.
+    // No arguments: the latest run under ./runs, held-out images in the tutorial's layout.
     let out = explain(&["--limit", "3"], dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -58,15 +58,38 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout.matches("explained").count(), 3, "{stdout}");
-    let first = run_path.join("explain").join(format!(
-        "000_label_{}",
-        data.class_names()[data.validation.samples[0].label]
-    ));
-    for figure in ["original.jpg", "heatmap.jpg", "superimposed.jpg"] {
-        let picture = image::open(first.join(figure)).unwrap();
-        assert_eq!((picture.width(), picture.height()), (16, 16), "{figure}");
+    assert_eq!(stdout.matches(", explained ").count(), 3, "{stdout}");
+    let explained = run_path.join("explain");
+    let records: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(explained.join("summary.json")).unwrap())
+            .unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 3);
+    let labels: std::collections::BTreeSet<_> = records
+        .iter()
+        .map(|r| r["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels.len(), 3, "a few images cover several classes");
+    for record in records {
+        let (label, predicted) = (
+            record["label"].as_str().unwrap(),
+            record["predicted"].as_str().unwrap(),
+        );
+        let file = format!(
+            "{label}/{}_label_{predicted}.jpg",
+            record["name"].as_str().unwrap()
+        );
+        for folder in ["originals", "heatmaps", "superimposed"] {
+            let picture = image::open(explained.join(folder).join(&file)).unwrap();
+            assert_eq!(
+                (picture.width(), picture.height()),
+                (16, 16),
+                "{folder}/{file}"
+            );
+        }
     }
+    let gallery = std::fs::read_to_string(explained.join("index.html")).unwrap();
+    assert_eq!(gallery.matches("<tr class=").count(), 3);
 
     // A file keeps its own size in the figures; --class picks the explained score by name.
     let file = dir.path().join("shape.png");
@@ -106,7 +129,7 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
     let csv = std::fs::read_to_string(dir.path().join("figures/summary.csv")).unwrap();
     assert!(
         csv.starts_with(
-            "name,path,label,predicted,probability,target,peak_x,peak_y\n000_shape,shape.png,,"
+            "name,path,label,predicted,probability,target,target_probability,peak_x,peak_y,superimposed\n000_shape,shape.png,,"
         ),
         "{csv}"
     );
@@ -118,19 +141,22 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout)
-            .matches("explained")
+            .matches(", explained ")
             .count(),
         4
     );
-    let second: Vec<_> = std::fs::read_dir(dir.path().join("topk"))
+    let second = std::fs::read_to_string(dir.path().join("topk/summary.csv"))
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with("_top2"))
-        .collect();
-    assert_eq!(second.len(), 2, "{second:?}");
+        .lines()
+        .filter(|line| line.contains("_top2_label_"))
+        .count();
+    assert_eq!(second, 2);
 
     // --save-raw: the raw map and pytorch-grad-cam's array, consistent with each other.
-    let out = explain(&["--limit", "1", "--save-raw", "--out", "raw"], dir.path());
+    let out = explain(
+        &["--image", "shape.png", "--save-raw", "--out", "raw"],
+        dir.path(),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -187,4 +213,77 @@ fn mistakes_are_clear_errors() {
             "{args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn folder_runs_reread_only_their_held_out_files_at_full_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pictures");
+    let shapes = data::shapes::generate(40, 16, 3);
+    for (i, sample) in shapes.samples.iter().enumerate() {
+        let folder = root.join(&shapes.class_names[sample.label]);
+        std::fs::create_dir_all(&folder).unwrap();
+        let small = image::RgbImage::from_raw(16, 16, sample.pixels.clone()).unwrap();
+        image::imageops::resize(&small, 24, 20, image::imageops::FilterType::Triangle)
+            .save(folder.join(format!("{i:02}.png")))
+            .unwrap();
+    }
+    let folder_source = format!("source = \"folder\"\ndir = {:?}", root.to_str().unwrap());
+    let config = TrainConfig::parse(
+        &CONFIG
+            .replace("epochs = 3", "epochs = 1")
+            .replace("source = \"shapes\"\ncount = 900", &folder_source)
+            .replace("validation = 0.2", "validation = 0.25"),
+        "test",
+    )
+    .unwrap();
+    let data = dataset::load(&config.data, config.seed, &()).unwrap();
+    let run_path = dir.path().join("runs/folder-001");
+    let run = RunDir::create(&run_path, &config, data.class_names()).unwrap();
+    run.write_held_out(&data.validation.samples, &root).unwrap();
+    train::fit::<train::device::Cpu>(
+        &config,
+        &data.train,
+        &data.validation,
+        None,
+        &run,
+        false,
+        &Default::default(),
+        &mut (),
+    )
+    .unwrap();
+
+    // A held-out file that disappeared since training is skipped and counted.
+    let held_out = std::fs::read_to_string(run_path.join("held_out.txt")).unwrap();
+    assert_eq!(held_out.lines().count(), 10);
+    std::fs::remove_file(root.join(held_out.lines().next().unwrap())).unwrap();
+    let out = explain(&["--limit", "all"], dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("explaining 9 of the 10 held-out (val) images"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 image(s) could not be read"), "{stdout}");
+    let records: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_path.join("explain/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(records.as_array().unwrap().len(), 9);
+    let overlay = run_path
+        .join("explain")
+        .join(records[0]["figures"]["superimposed"].as_str().unwrap());
+    let picture = image::open(overlay).unwrap();
+    assert_eq!(
+        (picture.width(), picture.height()),
+        (24, 20),
+        "full-size figures"
+    );
+
+    let out = explain(&["--split", "test"], dir.path());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no separate test set"));
 }

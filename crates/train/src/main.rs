@@ -101,7 +101,11 @@ fn run(args: Args) -> Result<()> {
     let run = if args.resume {
         RunDir::open(&run_path)?
     } else {
-        RunDir::create(&run_path, &config, data.class_names())?
+        let run = RunDir::create(&run_path, &config, data.class_names())?;
+        if let Some(root) = &config.data.dir {
+            run.write_held_out(&data.validation.samples, root)?;
+        }
+        run
     };
     if args.resume && run.class_names()? != data.class_names() {
         bail!(

@@ -4,6 +4,7 @@
 //! runs/<name>-NNN/
 //!   config.toml              the resolved config (command-line overrides applied)
 //!   classes.txt              one class name per line, in label order
+//!   held_out.txt             folder sources: the validation files, relative to data.dir
 //!   metrics.csv              one row per finished epoch
 //!   checkpoints/epoch-NNNN/  model.mpk, optimizer.mpk, state.json
 //!   best/                    model.mpk, state.json of the best validation accuracy
@@ -72,6 +73,8 @@ pub enum Weights {
 pub struct RunDir {
     pub path: PathBuf,
 }
+
+const HELD_OUT: &str = "held_out.txt";
 
 type Bytes = NamedMpkBytesRecorder<FullPrecisionSettings>;
 
@@ -154,6 +157,36 @@ impl RunDir {
         let path = self.path.join("classes.txt");
         let text = fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
         Ok(text.lines().map(str::to_string).collect())
+    }
+
+    /// Records which files were held out, so that `explain` can read a few of them without
+    /// decoding the whole folder again. Only for samples read from files under `root`.
+    pub fn write_held_out(&self, samples: &[data::Sample], root: &Path) -> Result<(), TrainError> {
+        let relative: Option<Vec<String>> = samples
+            .iter()
+            .map(|s| {
+                let path = s.path.as_ref()?.strip_prefix(root).ok()?;
+                let text = path.to_str()?;
+                (!text.contains('\n')).then(|| text.to_string())
+            })
+            .collect();
+        match relative {
+            Some(lines) if !lines.is_empty() => write_atomic(
+                &self.path.join(HELD_OUT),
+                (lines.join("\n") + "\n").as_bytes(),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The held-out files, relative to data.dir, when the run recorded them.
+    pub fn held_out(&self) -> Result<Option<Vec<PathBuf>>, TrainError> {
+        let path = self.path.join(HELD_OUT);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text.lines().map(PathBuf::from).collect())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(TrainError::io(&path, e)),
+        }
     }
 
     /// The newest complete checkpoint: `(epoch, folder)`.

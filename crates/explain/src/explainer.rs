@@ -1,0 +1,82 @@
+//! Images in, Grad-CAM maps and class probabilities out: one forward and one backward per batch.
+
+use anyhow::Result;
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::AutodiffBackend;
+use cam::{Target, capture, grad_cam};
+use data::{Batcher, Sample};
+use model::{Network, SplitModel};
+
+/// The explanation of one image for one target.
+pub struct Explained {
+    /// Softmax over the classes.
+    pub probabilities: Vec<f32>,
+    /// The class whose score the map explains.
+    pub target: usize,
+    /// Grad-CAM before ReLU and normalisation, `map_size`, row-major.
+    pub map: Vec<f32>,
+}
+
+/// Maps of a batch, all at the last conv layer's resolution `[h, w]`.
+pub struct BatchMaps {
+    pub explained: Vec<Explained>,
+    pub map_size: [usize; 2],
+}
+
+pub fn explain_batch<B: AutodiffBackend>(
+    model: &Network<B>,
+    samples: &[&Sample],
+    target: Target,
+    batcher: &Batcher,
+    device: &B::Device,
+) -> Result<BatchMaps> {
+    let indexed: Vec<_> = samples.iter().copied().enumerate().collect();
+    let (images, _) = batcher
+        .batch(&indexed, 0)
+        .to_tensors::<B::InnerBackend>(device);
+    model
+        .input_shape()
+        .check(model.architecture(), images.dims())?;
+    let captured = capture(model, images, &vec![target; samples.len()])?;
+    let [_, classes] = captured.logits.dims();
+    let probabilities = to_vec(softmax(captured.logits, 1));
+    let [_, _, h, w] = captured.activations.dims();
+    let maps = to_vec(grad_cam(captured.activations, captured.gradients));
+    let explained = captured
+        .targets
+        .iter()
+        .zip(probabilities.chunks(classes).zip(maps.chunks(h * w)))
+        .map(|(&target, (probabilities, map))| Explained {
+            probabilities: probabilities.to_vec(),
+            target,
+            map: map.to_vec(),
+        })
+        .collect();
+    Ok(BatchMaps {
+        explained,
+        map_size: [h, w],
+    })
+}
+
+fn to_vec<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
+    tensor.into_data().to_vec::<f32>().expect("f32 tensor")
+}
+
+/// Index of the largest value.
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .unwrap_or(0)
+}
+
+/// The `n` most likely classes with their probabilities, best first.
+pub fn top(probabilities: &[f32], n: usize) -> Vec<(usize, f32)> {
+    let mut ranked: Vec<(usize, f32)> = probabilities.iter().copied().enumerate().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ranked.truncate(n);
+    ranked
+}

@@ -1,0 +1,198 @@
+//! Everything `explain` writes: the three figures of each explained image, the optional raw
+//! arrays, and summary.json / summary.csv.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use cam::figure::{Colormap, heatmap, superimpose};
+use cam::postprocess::{Normalization, peak, relu_normalize, upsample};
+use image::RgbImage;
+use serde::Serialize;
+
+/// Where the figures of one explained image go, relative to the output folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub original: String,
+    pub heatmap: String,
+    pub superimposed: String,
+    /// Folder of cam_raw.npy and cam.npy (`--save-raw`), per-image layout only.
+    #[serde(skip)]
+    pub raw_folder: Option<String>,
+}
+
+/// How figures are arranged on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `<name>/{original,heatmap,superimposed}.jpg`, for image files.
+    PerImage,
+    /// The tutorial's: `{originals,heatmaps,superimposed}/<true class>/<index>_label_<predicted>.jpg`.
+    PerClass,
+}
+
+impl Layout {
+    /// `stem` is the image's name with its top-k suffix; `class` its true class.
+    pub fn figures(self, stem: &str, class: &str, predicted: &str) -> Figures {
+        match self {
+            Layout::PerImage => Figures {
+                original: format!("{stem}/original.jpg"),
+                heatmap: format!("{stem}/heatmap.jpg"),
+                superimposed: format!("{stem}/superimposed.jpg"),
+                raw_folder: Some(stem.to_string()),
+            },
+            Layout::PerClass => {
+                let file = format!("{class}/{stem}_label_{predicted}.jpg");
+                Figures {
+                    original: format!("originals/{file}"),
+                    heatmap: format!("heatmaps/{file}"),
+                    superimposed: format!("superimposed/{file}"),
+                    raw_folder: None,
+                }
+            }
+        }
+    }
+}
+
+/// How maps become pictures.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub normalization: Normalization,
+    pub colormap: Colormap,
+    pub alpha: f32,
+}
+
+/// What drawing one map found out.
+pub struct Drawn {
+    /// `[x, y]` of the map's maximum in pixels of the original.
+    pub peak: [usize; 2],
+    /// The map had no positive value: nothing in the image raised the score.
+    pub empty: bool,
+}
+
+/// Writes heatmap, overlay and original for one raw map (`[h, w]`, feature resolution).
+pub fn draw(
+    out: &Path,
+    figures: &Figures,
+    original: &RgbImage,
+    raw: &[f32],
+    map_size: [usize; 2],
+    style: Style,
+) -> Result<Drawn> {
+    let map = relu_normalize(raw, style.normalization);
+    let (width, height) = original.dimensions();
+    let full = upsample(
+        &map,
+        map_size,
+        [height as usize, width as usize],
+        style.normalization,
+    );
+    let heat = heatmap(&full, width, height, style.colormap);
+    let overlay = superimpose(original, &heat, style.alpha);
+    for (file, picture) in [
+        (&figures.original, original),
+        (&figures.heatmap, &heat),
+        (&figures.superimposed, &overlay),
+    ] {
+        save_jpeg(&out.join(file), picture)?;
+    }
+    let (x, y) = peak(&full, width as usize);
+    Ok(Drawn {
+        peak: [x, y],
+        empty: map.iter().all(|&v| v == 0.0),
+    })
+}
+
+fn save_jpeg(path: &Path, picture: &RgbImage) -> Result<()> {
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+    }
+    picture
+        .save(path)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// `cam_raw.npy` (the map as computed) and `cam.npy` (ReLU, min-max, resized to the model
+/// input: the array pytorch-grad-cam returns).
+pub fn write_raw(
+    folder: &Path,
+    raw: &[f32],
+    map_size: [usize; 2],
+    input_size: [usize; 2],
+) -> Result<()> {
+    let minmax = Normalization::MinMax;
+    let cam = upsample(&relu_normalize(raw, minmax), map_size, input_size, minmax);
+    write_npy(&folder.join("cam_raw.npy"), raw, map_size)?;
+    write_npy(&folder.join("cam.npy"), &cam, input_size)
+}
+
+/// A float32 `height × width` array in NumPy's format.
+fn write_npy(path: &Path, values: &[f32], [height, width]: [usize; 2]) -> Result<()> {
+    use npyz::WriterBuilder;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[height as u64, width as u64])
+        .writer(std::io::BufWriter::new(file))
+        .begin_nd()?;
+    writer.extend(values.iter().copied())?;
+    writer
+        .finish()
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// One explained image and target: a line of summary.json and summary.csv, a row of the gallery.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub name: String,
+    pub path: Option<PathBuf>,
+    /// The true class, for images of a split.
+    pub label: Option<String>,
+    pub predicted: String,
+    pub probability: f32,
+    pub top5: Vec<(String, f32)>,
+    /// The class whose score the map explains.
+    pub target: String,
+    pub target_probability: f32,
+    /// `[x, y]` of the map's maximum, in pixels of the original image.
+    pub peak: [usize; 2],
+    pub empty_map: bool,
+    pub figures: Figures,
+}
+
+impl Record {
+    pub fn correct(&self) -> Option<bool> {
+        self.label.as_ref().map(|label| *label == self.predicted)
+    }
+}
+
+pub fn write_summary(out: &Path, records: &[Record]) -> Result<()> {
+    let json = serde_json::to_string_pretty(records).expect("records serialise");
+    std::fs::write(out.join("summary.json"), json)
+        .with_context(|| format!("writing {}/summary.json", out.display()))?;
+    let mut csv = String::from(
+        "name,path,label,predicted,probability,target,target_probability,peak_x,peak_y,superimposed\n",
+    );
+    for r in records {
+        let path = r
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        csv += &format!(
+            "{},{},{},{},{:.6},{},{:.6},{},{},{}\n",
+            r.name,
+            path.replace(',', "_"),
+            r.label.as_deref().unwrap_or(""),
+            r.predicted,
+            r.probability,
+            r.target,
+            r.target_probability,
+            r.peak[0],
+            r.peak[1],
+            r.figures.superimposed.replace(',', "_"),
+        );
+    }
+    std::fs::write(out.join("summary.csv"), csv)
+        .with_context(|| format!("writing {}/summary.csv", out.display()))
+}

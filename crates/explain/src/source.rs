@@ -1,0 +1,233 @@
+//! The images to explain: files named on the command line, or a split of the run's data.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use data::{ImageSet, Sample};
+use image::RgbImage;
+use rayon::prelude::*;
+use train::config::Source;
+use train::{RunDir, TrainConfig, dataset};
+
+/// Which of the run's images to explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Split {
+    /// The images the run held out for validation.
+    Val,
+    /// The data set's own test set (CIFAR-10's test_batch.bin).
+    Test,
+}
+
+impl Split {
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Val => "held-out (val)",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// An image to explain: as the model takes it, and as the figures show it.
+pub struct Item {
+    /// Its position and, for files, the file's stem: `0007`, `000_elephant`.
+    pub name: String,
+    /// At the model's input size.
+    pub sample: Sample,
+    /// The true class, for images of a split.
+    pub label: Option<usize>,
+    /// Full size for figures; read only when its batch comes up (a split can be large).
+    pub original: Option<RgbImage>,
+}
+
+impl Item {
+    /// The picture the figures are drawn on: the source file at its own size when there is
+    /// one, the stored pixels otherwise (CIFAR-10 binaries, synthetic shapes).
+    pub fn load_original(&mut self, [height, width]: [usize; 2]) -> Result<(), String> {
+        if self.original.is_some() {
+            return Ok(());
+        }
+        let picture = match &self.sample.path {
+            Some(path) => data::folder::decode_rgb(path)?,
+            None => RgbImage::from_raw(width as u32, height as u32, self.sample.pixels.clone())
+                .ok_or("stored pixels do not match the image size")?,
+        };
+        self.original = Some(picture);
+        Ok(())
+    }
+}
+
+/// Image files, resized for the model; an unreadable file is an error naming it.
+pub fn files(paths: &[PathBuf], size: [usize; 2]) -> Result<Vec<Item>> {
+    paths
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let original = data::folder::decode_rgb(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let pixels = data::folder::resize_rgb(original.clone(), size);
+            Ok(Item {
+                name: format!("{i:03}_{}", stem(path)),
+                sample: Sample {
+                    pixels,
+                    label: 0,
+                    path: Some(path.clone()),
+                    objects: vec![],
+                },
+                label: None,
+                original: Some(original),
+            })
+        })
+        .collect()
+}
+
+fn stem(path: &Path) -> &str {
+    path.file_stem().and_then(|s| s.to_str()).unwrap_or("image")
+}
+
+/// `limit` images of a split of the run's data, as the run split it (same seed), spread over
+/// the classes.
+pub struct SplitItems {
+    pub items: Vec<Item>,
+    /// Images in the whole split.
+    pub total: usize,
+    /// Files of the data folder that could not be decoded (never part of any split).
+    pub unreadable: usize,
+}
+
+pub fn split(
+    run: &RunDir,
+    config: &TrainConfig,
+    which: Split,
+    limit: usize,
+    class_names: &[String],
+) -> Result<SplitItems> {
+    if let (Split::Val, Source::Folder, Some(root)) = (which, config.data.source, &config.data.dir)
+        && let Some(files) = run.held_out()?
+    {
+        return Ok(held_out_files(
+            root,
+            &files,
+            limit,
+            class_names,
+            config.data.image_size,
+        ));
+    }
+    let data = dataset::load(&config.data, config.seed, &())
+        .context("reloading the run's data (pass --data-dir if it moved)")?;
+    if data.class_names() != class_names {
+        bail!("the data set's classes differ from the run's classes.txt: was the folder changed?");
+    }
+    let set: ImageSet = match which {
+        Split::Val => data.validation,
+        Split::Test => data
+            .test
+            .context("this run's data has no separate test set: use --split val")?,
+    };
+    let labels: Vec<usize> = set.samples.iter().map(|s| s.label).collect();
+    let total = set.len();
+    let mut samples: Vec<Option<Sample>> = set.samples.into_iter().map(Some).collect();
+    let items = choose(&labels, limit, class_names.len())
+        .into_iter()
+        .map(|i| {
+            let sample = samples[i].take().expect("each index once");
+            Item {
+                name: index_name(i, total),
+                label: Some(sample.label),
+                sample,
+                original: None,
+            }
+        })
+        .collect();
+    Ok(SplitItems {
+        items,
+        total,
+        unreadable: data.skipped.len(),
+    })
+}
+
+/// The run's `held_out.txt` (`<class>/<file>` under `root`): only the chosen files are read.
+fn held_out_files(
+    root: &Path,
+    files: &[PathBuf],
+    limit: usize,
+    class_names: &[String],
+    size: [usize; 2],
+) -> SplitItems {
+    let class_of = |file: &PathBuf| {
+        let class = file.components().next()?.as_os_str().to_str()?;
+        class_names.iter().position(|name| name == class)
+    };
+    let labels: Vec<Option<usize>> = files.iter().map(class_of).collect();
+    let known: Vec<usize> = (0..files.len()).filter(|&i| labels[i].is_some()).collect();
+    let known_labels: Vec<usize> = known.iter().map(|&i| labels[i].unwrap()).collect();
+    let chosen: Vec<usize> = choose(&known_labels, limit, class_names.len())
+        .into_iter()
+        .map(|k| known[k])
+        .collect();
+    let read: Vec<Option<Item>> = chosen
+        .par_iter()
+        .map(|&i| {
+            let path = root.join(&files[i]);
+            let original = data::folder::decode_rgb(&path).ok()?;
+            Some(Item {
+                name: index_name(i, files.len()),
+                sample: Sample {
+                    pixels: data::folder::resize_rgb(original.clone(), size),
+                    label: labels[i]?,
+                    path: Some(path),
+                    objects: vec![],
+                },
+                label: labels[i],
+                original: Some(original),
+            })
+        })
+        .collect();
+    // Files of a class the run does not know (the folder changed) count as unreadable too.
+    let unreadable =
+        read.iter().filter(|item| item.is_none()).count() + (files.len() - known.len());
+    SplitItems {
+        items: read.into_iter().flatten().collect(),
+        total: files.len(),
+        unreadable,
+    }
+}
+
+/// `limit` indices covering the classes evenly, in split order.
+fn choose(labels: &[usize], limit: usize, classes: usize) -> Vec<usize> {
+    let mut chosen = classes_in_turn(labels, classes);
+    chosen.truncate(limit);
+    chosen.sort_unstable();
+    chosen
+}
+
+/// `0042`: the position in the split, padded so that files sort in split order.
+fn index_name(index: usize, total: usize) -> String {
+    let digits = total.to_string().len().max(3);
+    format!("{index:0digits$}")
+}
+
+/// Indices ordered so that any prefix covers the classes evenly: the first image of each class,
+/// then the second of each, ... (files of a folder source come sorted by class).
+fn classes_in_turn(labels: &[usize], classes: usize) -> Vec<usize> {
+    let mut per_class = vec![Vec::new(); classes];
+    for (i, &label) in labels.iter().enumerate() {
+        per_class[label].push(i);
+    }
+    let longest = per_class.iter().map(Vec::len).max().unwrap_or(0);
+    (0..longest)
+        .flat_map(|rank| per_class.iter().filter_map(move |c| c.get(rank).copied()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_prefix_covers_the_classes_evenly() {
+        let labels = [0, 0, 0, 1, 1, 2];
+        assert_eq!(classes_in_turn(&labels, 3), [0, 3, 5, 1, 4, 2]);
+        assert_eq!(classes_in_turn(&labels, 4), [0, 3, 5, 1, 4, 2]);
+        assert!(classes_in_turn(&[], 2).is_empty());
+    }
+}
