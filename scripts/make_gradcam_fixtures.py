@@ -12,11 +12,14 @@ GradCAM's maps (ReLU, min-max normalised, resized to the input size)."""
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from torch_models import CifarResNet, TutorialCnn
+import torchvision
+
+from torch_models import CifarResNet, EfficientNetLite, ResNet, TutorialCnn, Vgg
 
 OUT = Path(__file__).resolve().parent.parent / "tests/fixtures/parity"
 
@@ -30,16 +33,23 @@ def settle_batch_norm(model, size):
     model.eval()
 
 
+def short(values):
+    """float32 values in their shortest decimal form (exact once parsed back as f32)."""
+    flat = np.asarray(values, dtype=np.float32).ravel()
+    return [float(np.format_float_positional(v, unique=True)) for v in flat]
+
+
 def fixture(name, model, architecture, size, targets):
     settle_batch_norm(model, size)
-    images = torch.randn(len(targets), 3, *size)
+    # Two decimals keep the fixture small; the input is exact either way.
+    images = torch.round(torch.randn(len(targets), 3, *size) * 100) / 100
     with torch.no_grad():
         logits = model(images)
-    layer = model.layer3 if isinstance(model, CifarResNet) else model.act3
+    layer = target_layer(model)
     with GradCAM(model=model, target_layers=[layer]) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
     state = {
-        key: {"shape": list(t.shape), "values": t.flatten().tolist()}
+        key: {"shape": list(t.shape), "values": short(t)}
         for key, t in model.state_dict().items()
         if t.is_floating_point()
     }
@@ -48,15 +58,42 @@ def fixture(name, model, architecture, size, targets):
         "state_dict": state,
         "num_classes": logits.shape[1],
         "image_size": list(size),
-        "input": images.flatten().tolist(),
-        "logits": logits.flatten().tolist(),
+        "input": short(images),
+        "logits": short(logits),
         "targets": targets,
-        "cam": maps.flatten().tolist(),
+        "cam": [round(v, 6) for v in short(maps)],
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 
 
+def target_layer(model):
+    """The features' last module: where the workspace's split puts Grad-CAM's A."""
+    if isinstance(model, CifarResNet):
+        return model.layer3
+    if isinstance(model, ResNet):
+        return model.layer4
+    if isinstance(model, Vgg):
+        return model.features[-2]  # the ReLU before the last max-pool: the tutorial's features[:36]
+    if isinstance(model, EfficientNetLite):
+        return model.head_act
+    return model.act3
+
+
+def same_keys_as_torchvision():
+    """At full size, the fixture models have torchvision's exact keys and shapes."""
+    for ours, theirs in [
+        (Vgg(19), torchvision.models.vgg19()),
+        (Vgg(11, batch_norm=True), torchvision.models.vgg11_bn()),
+        (ResNet(18), torchvision.models.resnet18()),
+        (ResNet(50), torchvision.models.resnet50()),
+    ]:
+        a = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+        b = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+        assert a == b, type(theirs)
+
+
 def main():
+    same_keys_as_torchvision()
     torch.manual_seed(0)
     OUT.mkdir(parents=True, exist_ok=True)
     fixture(
@@ -73,6 +110,29 @@ def main():
         (14, 14),
         [2, 0],
     )
+    fixture(
+        "efficientnet_lite_d16",
+        EfficientNetLite(num_classes=6, divisor=16),
+        {"name": "efficientnet_lite", "channel_divisor": 16},
+        (64, 64),
+        [5, 0],
+    )
+    for depth in (18, 50):
+        fixture(
+            f"resnet{depth}_small",
+            ResNet(depth, width=2, num_classes=5),
+            {"name": "resnet", "depth": depth, "width": 2},
+            (64, 64),
+            [3, 1],
+        )
+    for name, depth, bn in (("vgg19_small", 19, False), ("vgg11_bn_small", 11, True)):
+        fixture(
+            name,
+            Vgg(depth, batch_norm=bn, width=2, hidden=8, num_classes=4),
+            {"name": "vgg", "depth": depth, "batch_norm": bn, "width": 2, "hidden": 8},
+            (32, 32),
+            [0, 3],
+        )
 
 
 if __name__ == "__main__":

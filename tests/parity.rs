@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::prelude::*;
-use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use cam::postprocess::{Normalization, relu_normalize, upsample};
 use cam::{Target, capture, grad_cam};
-use model::{Architecture, ModelSpec, Network};
+use model::{Architecture, Network};
 use serde::Deserialize;
 use train::device::Cpu;
 
@@ -26,7 +25,6 @@ struct Tensor1d {
 struct Fixture {
     architecture: Architecture,
     state_dict: BTreeMap<String, Tensor1d>,
-    num_classes: usize,
     image_size: [usize; 2],
     input: Vec<f32>,
     logits: Vec<f32>,
@@ -39,28 +37,20 @@ fn load(name: &str) -> (Fixture, Network<Cpu>) {
     let fixture: Fixture =
         serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap())
             .unwrap();
-    let spec = ModelSpec {
-        architecture: fixture.architecture.clone(),
-        num_classes: fixture.num_classes,
-        channels: 3,
-        image_size: fixture.image_size,
-    };
-    let mut model = spec.init::<Cpu>(&Default::default()).unwrap();
-    let mut store = SafetensorsStore::from_bytes(Some(safetensors_bytes(&fixture.state_dict)))
-        .with_from_adapter(PyTorchToBurnAdapter)
-        .skip_enum_variants(true);
-    let result = model.load_from(&mut store).unwrap();
-    // burn-store finds BatchNorm's gamma/beta under PyTorch's weight/bias but still lists those
-    // keys as unused; what matters is that no tensor of the model was left out (and the logits
-    // below agree).
-    assert!(
-        result.missing.is_empty() && result.errors.is_empty(),
-        "{result}"
-    );
+    // The state dict goes through the same loader as a user's file: strict, PyTorch names.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), safetensors_bytes(&fixture.state_dict)).unwrap();
+    let model = pretrained::load::<Cpu>(
+        &fixture.architecture,
+        file.path(),
+        fixture.image_size,
+        &Default::default(),
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
     (fixture, model)
 }
 
-/// The state_dict as a safetensors file in memory, keys and layouts as PyTorch wrote them.
+/// The state_dict as a safetensors file, keys and layouts as PyTorch wrote them.
 fn safetensors_bytes(state: &BTreeMap<String, Tensor1d>) -> Vec<u8> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = state
         .iter()
@@ -133,4 +123,21 @@ fn cifar_resnet_maps_match_pytorch_grad_cam() {
 #[test]
 fn tutorial_cnn_maps_match_pytorch_grad_cam() {
     check("tutorial_cnn_tiny");
+}
+
+#[test]
+fn efficientnet_lite_maps_match_pytorch_grad_cam() {
+    check("efficientnet_lite_d16");
+}
+
+#[test]
+fn resnet_maps_match_pytorch_grad_cam() {
+    check("resnet18_small");
+    check("resnet50_small");
+}
+
+#[test]
+fn vgg_maps_match_pytorch_grad_cam() {
+    check("vgg19_small");
+    check("vgg11_bn_small");
 }

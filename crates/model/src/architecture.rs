@@ -3,15 +3,64 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{CifarResNetConfig, Network, TutorialCnnConfig};
+use crate::{
+    CifarResNetConfig, EfficientNetLiteConfig, Network, ResNetConfig, TutorialCnnConfig, VggConfig,
+};
 
 /// An architecture and its widths, as written in a config's `[model]` table:
-/// `name = "tutorial_cnn"` or `name = "cifar_resnet"` plus that architecture's own keys.
+/// `name = "tutorial_cnn"`, `"cifar_resnet"`, `"vgg"`, `"resnet"` or `"efficientnet_lite"`
+/// plus that architecture's own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Architecture {
     TutorialCnn(TutorialCnnConfig),
     CifarResnet(CifarResNetConfig),
+    Vgg(VggConfig),
+    Resnet(ResNetConfig),
+    EfficientnetLite(EfficientNetLiteConfig),
+}
+
+/// The names `--arch` accepts, as torchvision and the CIFAR ResNet papers spell them.
+pub const PRETRAINED_NAMES: &str = "vgg11, vgg13, vgg16, vgg19 (and _bn), resnet18, resnet34, \
+resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, resnet110, \
+efficientnet_lite0";
+
+impl Architecture {
+    /// The published architecture called `name` (`vgg19_bn`, `resnet50`, `resnet20`, ...).
+    pub fn from_name(name: &str) -> Option<Architecture> {
+        if let Some(rest) = name.strip_prefix("vgg") {
+            let (depth, batch_norm) = match rest.strip_suffix("_bn") {
+                Some(depth) => (depth, true),
+                None => (rest, false),
+            };
+            let config = VggConfig {
+                depth: depth.parse().ok()?,
+                batch_norm,
+                ..Default::default()
+            };
+            return config.convs_per_stage().map(|_| Architecture::Vgg(config));
+        }
+        if let Some(depth) = name.strip_prefix("resnet") {
+            let depth: usize = depth.parse().ok()?;
+            let imagenet = ResNetConfig {
+                depth,
+                ..Default::default()
+            };
+            let cifar = CifarResNetConfig {
+                depth,
+                ..Default::default()
+            };
+            return if imagenet.stages().is_some() {
+                Some(Architecture::Resnet(imagenet))
+            } else {
+                cifar
+                    .blocks_per_stage()
+                    .map(|_| Architecture::CifarResnet(cifar))
+            };
+        }
+        (name == "efficientnet_lite0")
+            .then(|| Architecture::EfficientnetLite(EfficientNetLiteConfig::default()))
+    }
 }
 
 /// Everything needed to rebuild a model before loading its weights.
@@ -71,6 +120,33 @@ impl ModelSpec {
                     ));
                 }
             }
+            Architecture::Vgg(cfg) => {
+                if cfg.convs_per_stage().is_none() {
+                    return Err(format!(
+                        "vgg depth must be 11, 13, 16 or 19, got {}",
+                        cfg.depth
+                    ));
+                }
+                if cfg.width == 0 || cfg.hidden == 0 {
+                    return Err("vgg width and hidden must be positive".into());
+                }
+            }
+            Architecture::Resnet(cfg) => {
+                if cfg.stages().is_none() {
+                    return Err(format!(
+                        "resnet depth must be 18, 34, 50, 101 or 152, got {}",
+                        cfg.depth
+                    ));
+                }
+                if cfg.width == 0 {
+                    return Err("resnet width must be positive".into());
+                }
+            }
+            Architecture::EfficientnetLite(cfg) => {
+                if cfg.channel_divisor == 0 {
+                    return Err("efficientnet_lite channel_divisor must be positive".into());
+                }
+            }
         }
         Ok(())
     }
@@ -87,6 +163,15 @@ impl ModelSpec {
             )),
             Architecture::CifarResnet(cfg) => {
                 Network::CifarResnet(cfg.init(self.channels, self.num_classes, device))
+            }
+            Architecture::Vgg(cfg) => {
+                Network::Vgg(cfg.init(self.channels, self.num_classes, device))
+            }
+            Architecture::Resnet(cfg) => {
+                Network::Resnet(cfg.init(self.channels, self.num_classes, device))
+            }
+            Architecture::EfficientnetLite(cfg) => {
+                Network::EfficientnetLite(cfg.init(self.channels, self.num_classes, device))
             }
         })
     }

@@ -6,16 +6,23 @@
 
 mod architecture;
 mod cifar_resnet;
+mod efficientnet_lite;
 mod error;
 mod network;
 mod norm;
+mod resnet;
 mod split;
+mod torch_keys;
 mod tutorial_cnn;
+mod vgg;
 
-pub use architecture::{Architecture, ModelSpec};
+pub use architecture::{Architecture, ModelSpec, PRETRAINED_NAMES};
 pub use cifar_resnet::{BasicBlock, CifarResNet, CifarResNetConfig};
+pub use efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, MbConv};
 pub use error::ShapeError;
 pub use network::Network;
 pub use norm::batch_norm;
+pub use resnet::{Downsample, ResNet, ResNetConfig, ResidualBlock};
 pub use split::{InputShape, SplitModel};
 pub use tutorial_cnn::{TutorialCnn, TutorialCnnConfig};
+pub use vgg::{Vgg, VggConfig, VggConv};

@@ -1,6 +1,6 @@
 use burn::prelude::*;
 
-use crate::{CifarResNet, InputShape, SplitModel, TutorialCnn};
+use crate::{CifarResNet, EfficientNetLite, InputShape, ResNet, SplitModel, TutorialCnn, Vgg};
 
 /// Any architecture of [`crate::Architecture`], as one module type that `train` and `explain`
 /// can hold, save and load.
@@ -8,6 +8,9 @@ use crate::{CifarResNet, InputShape, SplitModel, TutorialCnn};
 pub enum Network<B: Backend> {
     TutorialCnn(TutorialCnn<B>),
     CifarResnet(CifarResNet<B>),
+    Vgg(Vgg<B>),
+    Resnet(ResNet<B>),
+    EfficientnetLite(EfficientNetLite<B>),
 }
 
 macro_rules! dispatch {
@@ -15,6 +18,9 @@ macro_rules! dispatch {
         match $self {
             Network::TutorialCnn($m) => $e,
             Network::CifarResnet($m) => $e,
+            Network::Vgg($m) => $e,
+            Network::Resnet($m) => $e,
+            Network::EfficientnetLite($m) => $e,
         }
     };
 }

@@ -1,0 +1,218 @@
+//! VGG (Simonyan & Zisserman, 2015) with torchvision's layout: `features` (3×3 convs, ReLU,
+//! 2×2 max-pools), adaptive average pool to 7×7, and a three-layer `classifier`.
+//!
+//! The split is the tutorial's: features end at the last conv + ReLU (`features[:36]` for
+//! VGG19, 512×14×14 at 224), the final max-pool opens the classifier. Dropout is left out:
+//! it is the identity at inference, and Grad-CAM runs the classifier on the autodiff backend,
+//! where a dropout layer would drop.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
+use serde::{Deserialize, Serialize};
+
+use crate::{InputShape, SplitModel, batch_norm};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VggConfig {
+    /// 11, 13, 16 or 19 weight layers.
+    pub depth: usize,
+    /// BatchNorm after each conv (torchvision's `vgg19_bn`).
+    pub batch_norm: bool,
+    /// Channels of the first stage (64); the others have 2×, 4×, 8× and 8× as many.
+    pub width: usize,
+    /// Units of the two hidden classifier layers (4096).
+    pub hidden: usize,
+}
+
+impl Default for VggConfig {
+    fn default() -> Self {
+        Self {
+            depth: 19,
+            batch_norm: false,
+            width: 64,
+            hidden: 4096,
+        }
+    }
+}
+
+/// Side of the adaptive pool before the classifier, as in torchvision.
+const POOLED: usize = 7;
+
+impl VggConfig {
+    /// Convs per stage (torchvision's configurations A, B, D, E), `None` for other depths.
+    pub fn convs_per_stage(&self) -> Option<[usize; 5]> {
+        match self.depth {
+            11 => Some([1, 1, 2, 2, 2]),
+            13 => Some([2, 2, 2, 2, 2]),
+            16 => Some([2, 2, 3, 3, 3]),
+            19 => Some([2, 2, 4, 4, 4]),
+            _ => None,
+        }
+    }
+
+    /// Output channels of every conv, and whether a max-pool follows it.
+    fn convs(&self) -> Vec<(usize, bool)> {
+        let per_stage = self.convs_per_stage().expect("VGG depth 11, 13, 16 or 19");
+        let widths = [1, 2, 4, 8, 8].map(|m| m * self.width);
+        per_stage
+            .iter()
+            .zip(widths)
+            .flat_map(|(&n, width)| (0..n).map(move |i| (width, i + 1 == n)))
+            .collect()
+    }
+
+    /// torchvision's index in `features` of each conv (its BatchNorm, if any, is the next).
+    pub(crate) fn torch_feature_indices(&self) -> Vec<usize> {
+        let step = if self.batch_norm { 3 } else { 2 };
+        let mut index = 0;
+        self.convs()
+            .into_iter()
+            .map(|(_, pooled)| {
+                let at = index;
+                index += step + usize::from(pooled);
+                at
+            })
+            .collect()
+    }
+
+    /// # Panics
+    /// If the depth is not 11, 13, 16 or 19 ([`crate::ModelSpec::validate`] reports it first).
+    pub fn init<B: Backend>(
+        &self,
+        channels: usize,
+        num_classes: usize,
+        device: &B::Device,
+    ) -> Vgg<B> {
+        let mut input = channels;
+        let layers = self
+            .convs()
+            .into_iter()
+            .map(|(output, pool)| {
+                let conv = Conv2dConfig::new([input, output], [3, 3])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init(device);
+                input = output;
+                VggConv {
+                    conv,
+                    bn: self
+                        .batch_norm
+                        .then(|| BatchNormConfig::new(output).init(device)),
+                    pool,
+                }
+            })
+            .collect();
+        let flat = input * POOLED * POOLED;
+        Vgg {
+            layers,
+            head: vec![
+                LinearConfig::new(flat, self.hidden).init(device),
+                LinearConfig::new(self.hidden, self.hidden).init(device),
+                LinearConfig::new(self.hidden, num_classes).init(device),
+            ],
+            channels,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct VggConv<B: Backend> {
+    pub conv: Conv2d<B>,
+    pub bn: Option<BatchNorm<B>>,
+    /// A 2×2 max-pool follows (it ends a stage).
+    pool: bool,
+}
+
+#[derive(Module, Debug)]
+pub struct Vgg<B: Backend> {
+    /// torchvision's `features`, one entry per conv (with its BatchNorm).
+    pub layers: Vec<VggConv<B>>,
+    /// torchvision's `classifier`: its three Linear layers.
+    pub head: Vec<Linear<B>>,
+    channels: usize,
+}
+
+fn pool2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    max_pool2d(x, [2, 2], [2, 2], [0, 0], [1, 1], false)
+}
+
+impl<B: Backend> SplitModel<B> for Vgg<B> {
+    fn architecture(&self) -> &'static str {
+        "vgg"
+    }
+
+    fn input_shape(&self) -> InputShape {
+        InputShape::AtLeast {
+            channels: self.channels,
+            min: 32,
+        }
+    }
+
+    fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
+        let last = self.layers.len() - 1;
+        self.layers
+            .iter()
+            .enumerate()
+            .fold(images, |x, (i, layer)| {
+                let x = layer.conv.forward(x);
+                let x = match &layer.bn {
+                    Some(bn) => batch_norm(bn, x),
+                    None => x,
+                };
+                let x = relu(x);
+                // The last pool belongs to the classifier: Grad-CAM's map is before it.
+                if layer.pool && i != last { pool2(x) } else { x }
+            })
+    }
+
+    fn classifier(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
+        let pooled = adaptive_avg_pool2d(pool2(activations), [POOLED, POOLED]);
+        let [hidden1, hidden2, logits] = [0, 1, 2].map(|i| &self.head[i]);
+        let x = relu(hidden1.forward(pooled.flatten::<2>(1, 3)));
+        let x = relu(hidden2.forward(x));
+        logits.forward(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn torch_indices_match_torchvision_layouts() {
+        let vgg19 = VggConfig::default();
+        let indices = vgg19.torch_feature_indices();
+        // features[:36] of torchvision's vgg19 ends at the ReLU after the conv at 34.
+        assert_eq!(indices.len(), 16);
+        assert_eq!(&indices[..4], &[0, 2, 5, 7]);
+        assert_eq!(*indices.last().unwrap(), 34);
+        let vgg11_bn = VggConfig {
+            depth: 11,
+            batch_norm: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            vgg11_bn.torch_feature_indices(),
+            [0, 4, 8, 11, 15, 18, 22, 25]
+        );
+    }
+
+    #[test]
+    fn features_end_before_the_last_pool() {
+        let device = Default::default();
+        let config = VggConfig {
+            depth: 11,
+            batch_norm: false,
+            width: 2,
+            hidden: 8,
+        };
+        let vgg = config.init::<Flex>(3, 5, &device);
+        let a = vgg.features(Tensor::zeros([1, 3, 64, 64], &device));
+        assert_eq!(a.dims(), [1, 16, 4, 4]);
+        assert_eq!(vgg.classifier(a).dims(), [1, 5]);
+    }
+}

@@ -1,0 +1,14 @@
+//! Pretrained PyTorch models for the architectures of `model`: read a weights file (zip or
+//! legacy `.pth`, safetensors) without executing any pickle, strictly map its keys onto the
+//! module, and say how the model wants its images and what its classes are called.
+
+mod error;
+mod labels;
+mod layout;
+mod load;
+mod preprocessing;
+
+pub use error::ImportError;
+pub use labels::{CIFAR10_CLASSES, class_names, imagenet_classes, read_labels};
+pub use load::{load, read_state_dict};
+pub use preprocessing::preprocessing;
