@@ -46,7 +46,8 @@ fn load(name: &str) -> (Fixture, Network<Cpu>) {
         fixture.image_size,
         &Default::default(),
     )
-    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    .unwrap_or_else(|e| panic!("{name}: {e}"))
+    .model;
     (fixture, model)
 }
 

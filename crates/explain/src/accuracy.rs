@@ -1,22 +1,17 @@
-//! `--accuracy`: how often the run's model is right on its held-out images, per class.
+//! `--accuracy`: how often the model is right on labelled images, per class.
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use data::{Batcher, ImageSet};
+use indicatif::ProgressBar;
 use model::{Network, SplitModel};
 use train::{RunDir, TrainConfig, dataset};
 
 use crate::explainer::argmax;
 
-pub fn report<B: Backend>(
-    run: &RunDir,
-    config: &TrainConfig,
-    class_names: &[String],
-    model: &Network<B>,
-    batcher: &Batcher,
-    device: &B::Device,
-) -> Result<()> {
+/// The images a run held out, as it split them.
+pub fn held_out(run: &RunDir, config: &TrainConfig, class_names: &[String]) -> Result<ImageSet> {
     let data = dataset::load(&config.data, config.seed, &())
         .context("reloading the run's data (pass --data-dir if it moved)")?;
     if data.class_names() != class_names {
@@ -25,10 +20,51 @@ pub fn report<B: Backend>(
             run.path.display()
         );
     }
-    let set = &data.validation;
-    if set.is_empty() {
+    if data.validation.is_empty() {
         bail!("the run held out no validation images (data.validation = 0)");
     }
+    Ok(data.validation)
+}
+
+/// Every image of `<root>/<class>/*`, labelled with the model's class of the same name.
+pub fn folder(
+    root: &std::path::Path,
+    size: [usize; 2],
+    class_names: &[String],
+) -> Result<ImageSet> {
+    let (mut set, skipped) = data::folder::load(root, size, &())?;
+    if !skipped.is_empty() {
+        println!("{} unreadable file(s) skipped", skipped.len());
+    }
+    let labels: Vec<usize> = set
+        .class_names
+        .iter()
+        .map(|name| class_names.iter().position(|c| c == name))
+        .collect::<Option<_>>()
+        .with_context(|| {
+            format!(
+                "{}: class folders {:?} must carry the model's class names",
+                root.display(),
+                set.class_names
+            )
+        })?;
+    for sample in &mut set.samples {
+        sample.label = labels[sample.label];
+    }
+    set.class_names = class_names.to_vec();
+    Ok(set)
+}
+
+/// Prints `<title>: <right>/<total> <what> correct` and a line per class.
+pub fn report<B: Backend>(
+    title: &str,
+    what: &str,
+    set: &ImageSet,
+    model: &Network<B>,
+    batcher: &Batcher,
+    device: &B::Device,
+) -> Result<()> {
+    let class_names = &set.class_names;
     let mut per_class = vec![(0usize, 0usize); class_names.len()];
     for (sample, guess) in set.samples.iter().zip(predict(model, set, batcher, device)) {
         per_class[sample.label].1 += 1;
@@ -36,17 +72,17 @@ pub fn report<B: Backend>(
     }
     let correct: usize = per_class.iter().map(|c| c.0).sum();
     println!(
-        "{}: {}/{} held-out images correct ({:.2}%)",
-        run.path.display(),
-        correct,
+        "{title}: {correct}/{} {what} correct ({:.2}%)",
         set.len(),
         100.0 * correct as f64 / set.len() as f64
     );
     for (name, (right, total)) in class_names.iter().zip(per_class) {
-        println!(
-            "  {name:>16}: {right:>5}/{total:<5} {:6.2}%",
-            100.0 * right as f64 / total.max(1) as f64
-        );
+        if total > 0 {
+            println!(
+                "  {name:>16}: {right:>5}/{total:<5} {:6.2}%",
+                100.0 * right as f64 / total as f64
+            );
+        }
     }
     Ok(())
 }
@@ -58,8 +94,9 @@ fn predict<B: Backend>(
     batcher: &Batcher,
     device: &B::Device,
 ) -> Vec<usize> {
+    let bar = ProgressBar::new(set.len() as u64);
     let indexed: Vec<_> = set.samples.iter().enumerate().collect();
-    indexed
+    let predicted = indexed
         .chunks(64)
         .flat_map(|chunk| {
             let (images, _) = batcher.batch(chunk, 0).to_tensors::<B>(device);
@@ -69,7 +106,10 @@ fn predict<B: Backend>(
                 .into_data()
                 .to_vec::<f32>()
                 .expect("f32 probabilities");
+            bar.inc(chunk.len() as u64);
             flat.chunks(classes).map(argmax).collect::<Vec<_>>()
         })
-        .collect()
+        .collect();
+    bar.finish_and_clear();
+    predicted
 }

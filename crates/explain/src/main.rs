@@ -1,4 +1,5 @@
-//! `explain`: reloads a `train` run and shows where its model looks, with Grad-CAM.
+//! `explain`: reloads a `train` run, or a pretrained PyTorch model, and shows where it looks,
+//! with Grad-CAM.
 //!
 //! image → preprocess → features → classifier → score → backward → map → figures.
 //! Files given with `--image` get a folder each (original.jpg, heatmap.jpg, superimposed.jpg);
@@ -9,31 +10,32 @@ mod explainer;
 mod gallery;
 mod output;
 mod source;
+mod subject;
 
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
+use burn::prelude::Backend;
 use burn::tensor::backend::AutodiffBackend;
 use cam::Target;
 use cam::figure::Colormap;
 use cam::postprocess::Normalization;
 use clap::Parser;
-use data::Batcher;
 use indicatif::{ProgressBar, ProgressStyle};
-use model::Network;
 use rayon::prelude::*;
-use train::{DeviceChoice, OnBackend, RunDir, TrainConfig, Weights};
+use train::{DeviceChoice, OnBackend, Weights};
 
 use explainer::{BatchMaps, argmax, explain_batch, top};
 use output::{Layout, Record, Style};
 use source::{Item, Split};
+use subject::{ModelSource, Subject};
 
-/// Reload a trained run and show where its model looks (Grad-CAM).
+/// Show where a trained run, or a pretrained PyTorch model, looks (Grad-CAM).
 ///
 /// With --image, each file gets a folder under --out with original.jpg, heatmap.jpg and
-/// superimposed.jpg. Otherwise the first --limit images of a split of the run's data are
-/// explained in the tutorial's layout: {originals,heatmaps,superimposed}/<true class>/
-/// <index>_label_<predicted>.jpg, with an index.html gallery that opens in any browser.
+/// superimposed.jpg. Otherwise --limit images of a split of the run's data (or, for --arch, of
+/// --data-dir) are explained in the tutorial's layout: {originals,heatmaps,superimposed}/
+/// <true class>/<index>_label_<predicted>.jpg, with an index.html gallery for any browser.
 #[derive(Parser, Debug)]
 #[command(
     version,
@@ -41,22 +43,32 @@ use source::{Item, Split};
   explain                                    # latest run under runs/, 8 held-out images
   explain --run runs/cats_dogs-001 --split val --limit all
   explain --run runs/cats_dogs-001 --image cat.jpg --class dogs
-  explain --accuracy                         # held-out accuracy per class"
+  explain --accuracy                         # held-out accuracy per class
+  explain --arch vgg19 --weights vgg19-dcbb9e9d.pth --image elephant.jpeg
+  explain --arch resnet20 --weights resnet20.th --data-dir cifar10-jpeg/train --accuracy"
 )]
 struct Args {
     /// Run folder written by `train` [default: the run under runs/ with the newest checkpoint].
     #[arg(long)]
     run: Option<PathBuf>,
-    /// Which weights: best, last, or an epoch number.
-    #[arg(long, default_value = "best", value_parser = parse_weights)]
-    weights: Weights,
+    /// A run's weights: best, last or an epoch number [default: best]; with --arch, the
+    /// PyTorch file (.pth zip or legacy pickle, .th, .safetensors).
+    #[arg(long)]
+    weights: Option<String>,
+    /// Explain a pretrained PyTorch model of this architecture instead of a run: vgg11..vgg19
+    /// (and _bn), resnet18..resnet152, resnet20..resnet110 (CIFAR), efficientnet_lite0.
+    #[arg(long, conflicts_with_all = ["run", "split"])]
+    arch: Option<String>,
+    /// Class names for --arch, one per line [default: ImageNet for 1000 classes, CIFAR-10 for 10].
+    #[arg(long, requires = "arch")]
+    labels: Option<PathBuf>,
     /// Image files to explain instead of the run's images.
     #[arg(long, num_args = 1.., conflicts_with = "split")]
     image: Vec<PathBuf>,
     /// Which of the run's images to explain: val (held out by the run) or test (a data set's
-    /// own test set, e.g. CIFAR-10's).
-    #[arg(long, value_enum, default_value = "val")]
-    split: Split,
+    /// own test set, e.g. CIFAR-10's) [default: val].
+    #[arg(long, value_enum)]
+    split: Option<Split>,
     /// How many images of the split to explain, or `all`.
     #[arg(long, default_value = "8", value_parser = parse_limit)]
     limit: usize,
@@ -66,7 +78,7 @@ struct Args {
     /// Explain each image's N most likely classes (files get a `_topN` suffix).
     #[arg(long, default_value_t = 1)]
     top_k: usize,
-    /// Output folder [default: <run>/explain].
+    /// Output folder [default: <run>/explain, or explained/<arch>].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Weight of the heatmap in superimposed.jpg (the tutorial's 0.4).
@@ -86,10 +98,12 @@ struct Args {
     /// Images per forward/backward pass.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     batch_size: u16,
-    /// Report the held-out accuracy per class instead of drawing maps.
+    /// Report the accuracy per class (on the run's held-out images, or on --data-dir) instead
+    /// of drawing maps.
     #[arg(long)]
     accuracy: bool,
-    /// Where the data set is, if it moved since training (replaces the config's data.dir).
+    /// For a run: where its data set is, if it moved since training. For --arch: a folder
+    /// <root>/<class>/*.jpg whose class folders carry the model's class names.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// cpu, cuda or cuda:N.
@@ -134,132 +148,163 @@ fn main() {
 
 fn run(args: Args) -> Result<()> {
     args.device.check()?;
-    let run = match &args.run {
-        Some(path) => RunDir::open(path)?,
-        None => RunDir::latest("runs".as_ref())?,
+    let source = match &args.arch {
+        Some(architecture) => {
+            let Some(file) = &args.weights else {
+                bail!("--arch {architecture} needs --weights FILE (a .pth, .th or .safetensors)");
+            };
+            if args.image.is_empty() && args.data_dir.is_none() {
+                bail!("--arch needs images: --image FILE... or --data-dir FOLDER");
+            }
+            ModelSource::Pretrained {
+                architecture: architecture.clone(),
+                file: file.into(),
+                labels: args.labels.clone(),
+            }
+        }
+        None => ModelSource::Run {
+            path: args.run.clone(),
+            weights: parse_weights(args.weights.as_deref().unwrap_or("best"))
+                .map_err(|e| anyhow::anyhow!("--weights {e}"))?,
+            data_dir: args.data_dir.clone(),
+        },
     };
-    let mut config = run.config()?;
-    if let Some(dir) = &args.data_dir {
-        config.data.dir = Some(dir.clone());
-    }
-    let class_names = run.class_names()?;
-    let targets = match &args.class {
-        None => (0..args.top_k.clamp(1, class_names.len()))
-            .map(Target::Ranked)
-            .collect(),
-        Some(class) => vec![Target::Class(class_index(class, &class_names)?)],
-    };
-    let out = args.out.clone().unwrap_or_else(|| run.path.join("explain"));
-    let job = Job {
+    args.device.run(Job {
         args: &args,
-        run: &run,
-        config: &config,
-        class_names: &class_names,
-        targets,
-        out,
-    };
-    args.device.run(job)?
-}
-
-fn class_index(class: &str, names: &[String]) -> Result<usize> {
-    if let Some(i) = names.iter().position(|n| n == class) {
-        return Ok(i);
-    }
-    match class.parse::<usize>() {
-        Ok(i) if i < names.len() => Ok(i),
-        _ => bail!(
-            "--class {class}: not a class of this run ({})",
-            names.join(", ")
-        ),
-    }
+        source,
+    })?
 }
 
 struct Job<'a> {
     args: &'a Args,
-    run: &'a RunDir,
-    config: &'a TrainConfig,
-    class_names: &'a [String],
-    /// One set of figures per target and image.
-    targets: Vec<Target>,
-    out: PathBuf,
+    source: ModelSource,
 }
 
 impl OnBackend for Job<'_> {
     type Output = Result<()>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
-        let batcher = Batcher {
-            image_size: self.config.data.image_size,
-            normalization: self.config.data.normalization,
-            augmentation: Default::default(),
-            seed: self.config.seed,
-        };
         if self.args.accuracy {
-            let model = self
-                .run
-                .load_model::<B::InnerBackend>(self.args.weights, &device)?;
-            return accuracy::report(
-                self.run,
-                self.config,
-                self.class_names,
-                &model,
-                &batcher,
-                &device,
-            );
+            return self.accuracy::<B::InnerBackend>(&device);
         }
-        let model = self.run.load_model::<B>(self.args.weights, &device)?;
-        let size = self.config.data.image_size;
-        let (items, layout) = if self.args.image.is_empty() {
-            let split = source::split(
-                self.run,
-                self.config,
-                self.args.split,
-                self.args.limit,
-                self.class_names,
-            )?;
-            println!(
-                "explaining {} of the {} {} images",
-                split.items.len(),
-                split.total,
-                self.args.split.name()
-            );
-            if split.unreadable > 0 {
-                println!(
-                    "{} image(s) could not be read and were skipped",
-                    split.unreadable
-                );
-            }
-            (split.items, Layout::PerClass)
-        } else {
-            (source::files(&self.args.image, size)?, Layout::PerImage)
+        let subject = self.source.open::<B>(&device)?;
+        let targets = match &self.args.class {
+            None => (0..self.args.top_k.clamp(1, subject.class_names.len()))
+                .map(Target::Ranked)
+                .collect(),
+            Some(class) => vec![Target::Class(subject.class_index(class)?)],
         };
-        std::fs::create_dir_all(&self.out)
-            .map_err(|e| anyhow::anyhow!("creating {}: {e}", self.out.display()))?;
-        let records = self.explain_all::<B>(&model, items, layout, &batcher, &device)?;
-        output::write_summary(&self.out, &records)?;
-        let title = format!("Grad-CAM · {}", self.run.path.display());
-        gallery::write(&self.out, &title, &records)?;
-        self.report(&records);
+        let (items, layout) = self.items(&subject)?;
+        let out = self
+            .args
+            .out
+            .clone()
+            .unwrap_or_else(|| subject.default_out());
+        std::fs::create_dir_all(&out)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
+        let explainer = Explainer {
+            args: self.args,
+            subject: &subject,
+            targets,
+            out,
+        };
+        let records = explainer.explain_all(items, layout, &device)?;
+        output::write_summary(&explainer.out, &records)?;
+        let title = format!("Grad-CAM · {}", subject.title());
+        gallery::write(&explainer.out, &title, &records)?;
+        explainer.report(&records);
         Ok(())
     }
 }
 
 impl Job<'_> {
+    fn accuracy<B: Backend>(&self, device: &B::Device) -> Result<()> {
+        let subject = self.source.open::<B>(device)?;
+        let (set, what) = match (&subject.origin, &self.args.data_dir) {
+            (subject::Origin::Pretrained { .. }, Some(root)) => (
+                accuracy::folder(root, subject.image_size, &subject.class_names)?,
+                "images",
+            ),
+            _ => {
+                let (run, config) = subject.run()?;
+                (
+                    accuracy::held_out(run, config, &subject.class_names)?,
+                    "held-out images",
+                )
+            }
+        };
+        accuracy::report(
+            &subject.title(),
+            what,
+            &set,
+            &subject.model,
+            &subject.batcher(),
+            device,
+        )
+    }
+
+    /// The images to explain, and how their figures are laid out.
+    fn items<B: Backend>(&self, subject: &Subject<B>) -> Result<(Vec<Item>, Layout)> {
+        if !self.args.image.is_empty() {
+            let items = source::files(&self.args.image, subject.image_size)?;
+            return Ok((items, Layout::PerImage));
+        }
+        let (split, name) = match (&subject.origin, &self.args.data_dir) {
+            (subject::Origin::Pretrained { .. }, Some(root)) => (
+                source::folder(
+                    root,
+                    self.args.limit,
+                    &subject.class_names,
+                    subject.image_size,
+                )?,
+                root.display().to_string(),
+            ),
+            _ => {
+                let which = self.args.split.unwrap_or(Split::Val);
+                let split =
+                    source::split(subject.run()?, which, self.args.limit, &subject.class_names)?;
+                (split, which.name().to_string())
+            }
+        };
+        println!(
+            "explaining {} of the {} {name} images",
+            split.items.len(),
+            split.total,
+        );
+        if split.unreadable > 0 {
+            println!(
+                "{} image(s) could not be read and were skipped",
+                split.unreadable
+            );
+        }
+        Ok((split.items, Layout::PerClass))
+    }
+}
+
+/// Draws the maps of one model for one set of targets into one folder.
+struct Explainer<'a, B: AutodiffBackend> {
+    args: &'a Args,
+    subject: &'a Subject<B>,
+    /// One set of figures per target and image.
+    targets: Vec<Target>,
+    out: PathBuf,
+}
+
+impl<B: AutodiffBackend> Explainer<'_, B> {
     /// Batch by batch: read the originals, compute the maps, draw the figures in parallel.
-    fn explain_all<B: AutodiffBackend>(
+    fn explain_all(
         &self,
-        model: &Network<B>,
         mut items: Vec<Item>,
         layout: Layout,
-        batcher: &Batcher,
         device: &B::Device,
     ) -> Result<Vec<Record>> {
+        let batcher = self.subject.batcher();
+        let size = self.subject.image_size;
         let bar = progress_bar(items.len() * self.targets.len());
         let verbose = items.len() <= 32;
         let mut records = Vec::new();
         let mut unreadable = 0;
         for chunk in items.chunks_mut(self.args.batch_size as usize) {
-            let size = self.config.data.image_size;
             let failures: Vec<String> = chunk
                 .par_iter_mut()
                 .filter_map(|item| {
@@ -280,7 +325,7 @@ impl Job<'_> {
             }
             let samples: Vec<_> = ready.iter().map(|item| &item.sample).collect();
             for &target in &self.targets {
-                let maps = explain_batch(model, &samples, target, batcher, device)?;
+                let maps = explain_batch(&self.subject.model, &samples, target, &batcher, device)?;
                 for record in self.draw_batch(&ready, &maps, target, layout)? {
                     if verbose {
                         bar.suspend(|| println!("{}", describe(&record)));
@@ -313,7 +358,7 @@ impl Job<'_> {
             .par_iter()
             .zip(&maps.explained)
             .map(|(item, explained)| {
-                let names = self.class_names;
+                let names = &self.subject.class_names;
                 let predicted = argmax(&explained.probabilities);
                 let stem = match target {
                     Target::Ranked(n) if self.targets.len() > 1 => {
@@ -337,7 +382,7 @@ impl Job<'_> {
                         &self.out.join(folder),
                         &explained.map,
                         maps.map_size,
-                        self.config.data.image_size,
+                        self.subject.image_size,
                     )?;
                 }
                 Ok(Record {

@@ -95,8 +95,7 @@ pub struct SplitItems {
 }
 
 pub fn split(
-    run: &RunDir,
-    config: &TrainConfig,
+    (run, config): (&RunDir, &TrainConfig),
     which: Split,
     limit: usize,
     class_names: &[String],
@@ -104,7 +103,7 @@ pub fn split(
     if let (Split::Val, Source::Folder, Some(root)) = (which, config.data.source, &config.data.dir)
         && let Some(files) = run.held_out()?
     {
-        return Ok(held_out_files(
+        return Ok(listed_files(
             root,
             &files,
             limit,
@@ -145,8 +144,36 @@ pub fn split(
     })
 }
 
-/// The run's `held_out.txt` (`<class>/<file>` under `root`): only the chosen files are read.
-fn held_out_files(
+/// `limit` images of a folder `<root>/<class>/*.jpg`, whose class folders carry the model's
+/// class names.
+pub fn folder(
+    root: &Path,
+    limit: usize,
+    class_names: &[String],
+    size: [usize; 2],
+) -> Result<SplitItems> {
+    let (folders, files) = data::folder::list(root)?;
+    let unknown: Vec<&String> = folders
+        .iter()
+        .filter(|f| !class_names.contains(f))
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "{}: class folders {unknown:?} are not classes of the model (folders must carry the \
+             model's class names; pass --labels to name them)",
+            root.display()
+        );
+    }
+    let relative: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|(path, _)| path.strip_prefix(root).ok().map(Path::to_path_buf))
+        .collect();
+    Ok(listed_files(root, &relative, limit, class_names, size))
+}
+
+/// Files `<class>/<file>` under `root` (a run's `held_out.txt`, a folder's listing): only the
+/// chosen ones are read.
+fn listed_files(
     root: &Path,
     files: &[PathBuf],
     limit: usize,

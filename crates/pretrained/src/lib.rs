@@ -10,5 +10,5 @@ mod preprocessing;
 
 pub use error::ImportError;
 pub use labels::{CIFAR10_CLASSES, class_names, imagenet_classes, read_labels};
-pub use load::{load, read_state_dict};
+pub use load::{Pretrained, load, read_state_dict};
 pub use preprocessing::preprocessing;

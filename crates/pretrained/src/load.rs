@@ -33,7 +33,7 @@ pub fn load<B: Backend>(
     path: &Path,
     image_size: [usize; 2],
     device: &B::Device,
-) -> Result<Network<B>, ImportError> {
+) -> Result<Pretrained<B>, ImportError> {
     let snapshots = remap(
         read_state_dict(path)?,
         architecture.torch_key_patterns(),
@@ -69,7 +69,14 @@ pub fn load<B: Backend>(
         architecture: arch_name(architecture),
         details,
     })?;
-    Ok(model)
+    Ok(Pretrained { model, num_classes })
+}
+
+/// A loaded model and its number of classes (read from the file: running the model to find
+/// out would, on an autodiff backend, update its BatchNorm statistics).
+pub struct Pretrained<B: Backend> {
+    pub model: Network<B>,
+    pub num_classes: usize,
 }
 
 fn arch_name(architecture: &Architecture) -> String {

@@ -1,0 +1,158 @@
+//! Whose predictions are explained: a `train` run, or a pretrained PyTorch file (`--arch`).
+//! Either way the rest of `explain` sees one model, its class names and its preprocessing.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use burn::prelude::*;
+use data::{Batcher, Normalization};
+use model::{Architecture, Network, PRETRAINED_NAMES};
+use train::{RunDir, TrainConfig, Weights};
+
+/// Where the model comes from, as the command line says.
+pub enum ModelSource {
+    Run {
+        path: Option<PathBuf>,
+        weights: Weights,
+        data_dir: Option<PathBuf>,
+    },
+    Pretrained {
+        architecture: String,
+        file: PathBuf,
+        labels: Option<PathBuf>,
+    },
+}
+
+pub enum Origin {
+    Run { run: RunDir, config: TrainConfig },
+    Pretrained { architecture: String, file: PathBuf },
+}
+
+pub struct Subject<B: Backend> {
+    pub model: Network<B>,
+    pub class_names: Vec<String>,
+    pub image_size: [usize; 2],
+    pub normalization: Normalization,
+    pub origin: Origin,
+}
+
+impl ModelSource {
+    pub fn open<B: Backend>(&self, device: &B::Device) -> Result<Subject<B>> {
+        match self {
+            ModelSource::Run {
+                path,
+                weights,
+                data_dir,
+            } => {
+                let run = match path {
+                    Some(path) => RunDir::open(path)?,
+                    None => RunDir::latest("runs".as_ref())?,
+                };
+                let mut config = run.config()?;
+                if let Some(dir) = data_dir {
+                    config.data.dir = Some(dir.clone());
+                }
+                Ok(Subject {
+                    model: run.load_model::<B>(*weights, device)?,
+                    class_names: run.class_names()?,
+                    image_size: config.data.image_size,
+                    normalization: config.data.normalization,
+                    origin: Origin::Run { run, config },
+                })
+            }
+            ModelSource::Pretrained {
+                architecture,
+                file,
+                labels,
+            } => {
+                let Some(arch) = Architecture::from_name(architecture) else {
+                    bail!("--arch {architecture}: unknown; use one of {PRETRAINED_NAMES}");
+                };
+                let (image_size, normalization) = pretrained::preprocessing(&arch);
+                let pretrained::Pretrained {
+                    model,
+                    num_classes: classes,
+                } = pretrained::load::<B>(&arch, file, image_size, device)?;
+                let class_names = match labels {
+                    Some(path) => pretrained::read_labels(path, classes)?,
+                    None => pretrained::class_names(classes),
+                };
+                Ok(Subject {
+                    model,
+                    class_names,
+                    image_size,
+                    normalization,
+                    origin: Origin::Pretrained {
+                        architecture: architecture.clone(),
+                        file: file.clone(),
+                    },
+                })
+            }
+        }
+    }
+}
+
+impl<B: Backend> Subject<B> {
+    pub fn batcher(&self) -> Batcher {
+        let seed = match &self.origin {
+            Origin::Run { config, .. } => config.seed,
+            Origin::Pretrained { .. } => 0,
+        };
+        Batcher {
+            image_size: self.image_size,
+            normalization: self.normalization,
+            augmentation: Default::default(),
+            seed,
+        }
+    }
+
+    /// `<run>/explain` for a run, `explained/<arch>` for a pretrained file.
+    pub fn default_out(&self) -> PathBuf {
+        match &self.origin {
+            Origin::Run { run, .. } => run.path.join("explain"),
+            Origin::Pretrained { architecture, .. } => {
+                PathBuf::from("explained").join(architecture)
+            }
+        }
+    }
+
+    pub fn title(&self) -> String {
+        match &self.origin {
+            Origin::Run { run, .. } => run.path.display().to_string(),
+            Origin::Pretrained { architecture, file } => {
+                format!("{architecture} · {}", file.display())
+            }
+        }
+    }
+
+    /// The class `name` or index `name`.
+    pub fn class_index(&self, class: &str) -> Result<usize> {
+        let names = &self.class_names;
+        if let Some(i) = names.iter().position(|n| n == class) {
+            return Ok(i);
+        }
+        match class.parse::<usize>() {
+            Ok(i) if i < names.len() => Ok(i),
+            _ if names.len() > 20 => bail!(
+                "--class {class}: not a class name or index below {} of this model",
+                names.len()
+            ),
+            _ => bail!(
+                "--class {class}: not a class of this model ({})",
+                names.join(", ")
+            ),
+        }
+    }
+
+    /// The run and its config, for work that needs the run's data.
+    pub fn run(&self) -> Result<(&RunDir, &TrainConfig)> {
+        match &self.origin {
+            Origin::Run { run, config } => Ok((run, config)),
+            Origin::Pretrained { .. } => {
+                bail!(
+                    "a pretrained model has no run data: pass --image FILE... or --data-dir FOLDER"
+                )
+            }
+        }
+    }
+}
