@@ -4,15 +4,15 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use data::{Batcher, ImageSet};
-use indicatif::ProgressBar;
 use model::{Network, SplitModel};
 use train::{RunDir, TrainConfig, dataset};
 
 use crate::explainer::argmax;
+use crate::progress::Bars;
 
 /// The images a run held out, as it split them.
 pub fn held_out(run: &RunDir, config: &TrainConfig, class_names: &[String]) -> Result<ImageSet> {
-    let data = dataset::load(&config.data, config.seed, &())
+    let data = dataset::load(&config.data, config.seed, &Bars::default())
         .context("reloading the run's data (pass --data-dir if it moved)")?;
     if data.class_names() != class_names {
         bail!(
@@ -32,7 +32,7 @@ pub fn folder(
     size: [usize; 2],
     class_names: &[String],
 ) -> Result<ImageSet> {
-    let (mut set, skipped) = data::folder::load(root, size, &())?;
+    let (mut set, skipped) = data::folder::load(root, size, &Bars::default())?;
     if !skipped.is_empty() {
         println!("{} unreadable file(s) skipped", skipped.len());
     }
@@ -94,7 +94,7 @@ fn predict<B: Backend>(
     batcher: &Batcher,
     device: &B::Device,
 ) -> Vec<usize> {
-    let bar = ProgressBar::new(set.len() as u64);
+    let bar = crate::progress::bar("predicting", set.len());
     let indexed: Vec<_> = set.samples.iter().enumerate().collect();
     let predicted = indexed
         .chunks(64)

@@ -9,6 +9,7 @@ mod accuracy;
 mod explainer;
 mod gallery;
 mod output;
+mod progress;
 mod source;
 mod subject;
 
@@ -21,7 +22,6 @@ use cam::Target;
 use cam::figure::Colormap;
 use cam::postprocess::Normalization;
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use train::{DeviceChoice, OnBackend, Weights};
 
@@ -300,7 +300,7 @@ impl<B: AutodiffBackend> Explainer<'_, B> {
     ) -> Result<Vec<Record>> {
         let batcher = self.subject.batcher();
         let size = self.subject.image_size;
-        let bar = progress_bar(items.len() * self.targets.len());
+        let bar = progress::bar("explaining", items.len() * self.targets.len());
         let verbose = items.len() <= 32;
         let mut records = Vec::new();
         let mut unreadable = 0;
@@ -447,17 +447,5 @@ fn describe(r: &Record) -> String {
         r.target,
         r.peak[0],
         r.peak[1]
-    )
-}
-
-/// A bar on the terminal for long work; hidden for a single image and when output is piped.
-fn progress_bar(total: usize) -> ProgressBar {
-    if total <= 1 {
-        return ProgressBar::hidden();
-    }
-    ProgressBar::new(total as u64).with_style(
-        ProgressStyle::with_template("explaining [{bar:30}] {pos}/{len} ({per_sec}, {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
     )
 }

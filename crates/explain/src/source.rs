@@ -111,7 +111,7 @@ pub fn split(
             config.data.image_size,
         ));
     }
-    let data = dataset::load(&config.data, config.seed, &())
+    let data = dataset::load(&config.data, config.seed, &crate::progress::Bars::default())
         .context("reloading the run's data (pass --data-dir if it moved)")?;
     if data.class_names() != class_names {
         bail!("the data set's classes differ from the run's classes.txt: was the folder changed?");
