@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam import (AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
+                              GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import torchvision
@@ -39,7 +40,15 @@ def short(values):
     return [float(np.format_float_positional(v, unique=True)) for v in flat]
 
 
-def fixture(name, model, architecture, size, targets):
+# The workspace's --method names and pytorch-grad-cam's classes.
+METHODS = {
+    "gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "hirescam": HiResCAM,
+    "layercam": LayerCAM, "gradcam-elementwise": GradCAMElementWise, "eigencam": EigenCAM,
+    "eigengradcam": EigenGradCAM, "scorecam": ScoreCAM, "ablationcam": AblationCAM,
+}
+
+
+def fixture(name, model, architecture, size, targets, all_methods=False):
     settle_batch_norm(model, size)
     # Two decimals keep the fixture small; the input is exact either way.
     images = torch.round(torch.randn(len(targets), 3, *size) * 100) / 100
@@ -48,6 +57,12 @@ def fixture(name, model, architecture, size, targets):
     layer = target_layer(model)
     with GradCAM(model=model, target_layers=[layer]) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
+    methods = {}
+    if all_methods:
+        for method, cls in METHODS.items():
+            with cls(model=model, target_layers=[layer]) as explainer:
+                out = explainer(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
+            methods[method] = [round(v, 6) for v in short(out)]
     state = {
         key: {"shape": list(t.shape), "values": short(t)}
         for key, t in model.state_dict().items()
@@ -62,6 +77,7 @@ def fixture(name, model, architecture, size, targets):
         "logits": short(logits),
         "targets": targets,
         "cam": [round(v, 6) for v in short(maps)],
+        "methods": methods,
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 
@@ -102,6 +118,7 @@ def main():
         {"name": "cifar_resnet", "depth": 8, "width": 4},
         (12, 12),
         [4, 1, 0],
+        all_methods=True,
     )
     fixture(
         "tutorial_cnn_tiny",
@@ -109,6 +126,7 @@ def main():
         {"name": "tutorial_cnn", "conv_channels": [3, 4, 3], "kernel_sizes": [3, 3, 5], "hidden": [10, 6]},
         (14, 14),
         [2, 0],
+        all_methods=True,
     )
     fixture(
         "efficientnet_lite_d16",
@@ -132,6 +150,7 @@ def main():
             {"name": "vgg", "depth": depth, "batch_norm": bn, "width": 2, "hidden": 8},
             (32, 32),
             [0, 3],
+            all_methods=bn,
         )
 
 

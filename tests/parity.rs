@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use std::path::Path;
 
+use burn::module::AutodiffModule;
 use burn::prelude::*;
 use cam::postprocess::{Normalization, relu_normalize, upsample};
-use cam::{Target, capture, grad_cam};
+use cam::{Method, Target, capture, grad_cam};
 use model::{Architecture, Network};
 use serde::Deserialize;
 use train::device::Cpu;
@@ -30,6 +31,9 @@ struct Fixture {
     logits: Vec<f32>,
     targets: Vec<usize>,
     cam: Vec<f32>,
+    /// pytorch-grad-cam's maps per method (`--method` names), for some fixtures.
+    #[serde(default)]
+    methods: BTreeMap<String, Vec<f32>>,
 }
 
 fn load(name: &str) -> (Fixture, Network<Cpu>) {
@@ -141,4 +145,75 @@ fn resnet_maps_match_pytorch_grad_cam() {
 fn vgg_maps_match_pytorch_grad_cam() {
     check("vgg19_small");
     check("vgg11_bn_small");
+}
+
+/// ReLU, min-max, resized to the input: what pytorch-grad-cam returns, from raw maps.
+fn postprocess(raw: &[f32], [mh, mw]: [usize; 2], size: [usize; 2]) -> Vec<f32> {
+    raw.chunks(mh * mw)
+        .flat_map(|map| {
+            upsample(
+                &relu_normalize(map, Normalization::MinMax),
+                [mh, mw],
+                size,
+                Normalization::MinMax,
+            )
+        })
+        .collect()
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn check_methods(name: &str) {
+    let (fixture, model) = load(name);
+    assert!(!fixture.methods.is_empty(), "{name} has no method fixtures");
+    let [h, w] = fixture.image_size;
+    let batch = fixture.targets.len();
+    let images = Tensor::<Inner, 4>::from_data(
+        TensorData::new(fixture.input.clone(), [batch, 3, h, w]),
+        &Default::default(),
+    );
+    let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
+    let captured = capture(&model, images.clone(), &targets).unwrap();
+    let [_, _, mh, mw] = captured.activations.dims();
+    let inference = model.valid();
+    for (method_name, theirs) in &fixture.methods {
+        let method: Method = method_name.parse().unwrap();
+        // Chunks of 3 channels: the batching must not change the numbers.
+        let raw = method
+            .map(&inference, images.clone(), &captured, 3)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let ours = postprocess(&raw, [mh, mw], [h, w]);
+        let mut worst = max_difference(&ours, theirs);
+        if matches!(method, Method::EigenCam | Method::EigenGradCam) {
+            // A principal component's sign is a convention (LAPACK's differs from ours).
+            let flipped: Vec<f32> = raw.iter().map(|v| -v).collect();
+            let other = postprocess(&flipped, [mh, mw], [h, w]);
+            worst = (0..batch)
+                .map(|i| {
+                    let span = i * h * w..(i + 1) * h * w;
+                    let a = max_difference(&ours[span.clone()], &theirs[span.clone()]);
+                    a.min(max_difference(&other[span.clone()], &theirs[span]))
+                })
+                .fold(0.0, f32::max);
+        }
+        eprintln!("{name} {method_name}: max |ours − pytorch-grad-cam| = {worst:.2e}");
+        assert!(
+            worst <= 1e-4,
+            "{name} {method_name}: max abs difference {worst}"
+        );
+    }
+}
+
+#[test]
+fn every_method_matches_pytorch_grad_cam() {
+    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+        check_methods(name);
+    }
 }

@@ -6,8 +6,8 @@
 
 mod capture;
 pub mod figure;
-mod grad_cam;
+pub mod methods;
 pub mod postprocess;
 
 pub use capture::{Capture, CaptureError, Target, capture};
-pub use grad_cam::{grad_cam, grad_cam_weights};
+pub use methods::{Method, grad_cam, grad_cam_weights};

@@ -11,7 +11,5 @@ pub fn grad_cam_weights<B: Backend>(gradients: Tensor<B, 4>) -> Tensor<B, 2> {
 /// The raw map Σ_k w_k A_k, `[batch, h, w]`, before ReLU (the tutorial's mean over k differs
 /// only by the factor 1/K, which normalisation removes).
 pub fn grad_cam<B: Backend>(activations: Tensor<B, 4>, gradients: Tensor<B, 4>) -> Tensor<B, 3> {
-    let [batch, channels, h, w] = activations.dims();
-    let weights = grad_cam_weights(gradients).reshape([batch, channels, 1, 1]);
-    (activations * weights).sum_dim(1).reshape([batch, h, w])
+    super::weighted_sum(activations, grad_cam_weights(gradients))
 }

@@ -1,0 +1,118 @@
+//! The CAM family. Each method is a small function of what one capture gives (A, dS/dA) —
+//! or, for the gradient-free ones, of A and the model's scores — returning the raw map
+//! `[batch, h, w]` before ReLU and normalisation, which `postprocess` shares.
+
+mod eigen;
+mod grad_cam;
+mod gradient;
+mod perturbation;
+
+pub use eigen::{eigen_cam, eigen_grad_cam};
+pub use grad_cam::{grad_cam, grad_cam_weights};
+pub use gradient::{
+    grad_cam_element_wise, grad_cam_plus_plus, hires_cam, layer_cam, weighted_sum, xgrad_cam,
+};
+pub use perturbation::{ablation_cam, score_cam};
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::prelude::*;
+use model::SplitModel;
+
+use crate::Capture;
+
+/// A CAM method, by the name the command line uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    GradCam,
+    GradCamPlusPlus,
+    XGradCam,
+    HiResCam,
+    LayerCam,
+    GradCamElementWise,
+    EigenCam,
+    EigenGradCam,
+    ScoreCam,
+    AblationCam,
+}
+
+impl Method {
+    pub const ALL: [Method; 10] = [
+        Method::GradCam,
+        Method::GradCamPlusPlus,
+        Method::XGradCam,
+        Method::HiResCam,
+        Method::LayerCam,
+        Method::GradCamElementWise,
+        Method::EigenCam,
+        Method::EigenGradCam,
+        Method::ScoreCam,
+        Method::AblationCam,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::GradCam => "gradcam",
+            Method::GradCamPlusPlus => "gradcam++",
+            Method::XGradCam => "xgradcam",
+            Method::HiResCam => "hirescam",
+            Method::LayerCam => "layercam",
+            Method::GradCamElementWise => "gradcam-elementwise",
+            Method::EigenCam => "eigencam",
+            Method::EigenGradCam => "eigengradcam",
+            Method::ScoreCam => "scorecam",
+            Method::AblationCam => "ablationcam",
+        }
+    }
+
+    /// The raw map `[batch, h, w]` of `capture`, taken on `images` with the inference `model`.
+    /// Score-CAM runs the model on `chunk` masked images at a time, Ablation-CAM the classifier
+    /// on `chunk` ablated maps.
+    pub fn map<B: Backend, M: SplitModel<B>>(
+        self,
+        model: &M,
+        images: Tensor<B, 4>,
+        capture: &Capture<B>,
+        chunk: usize,
+    ) -> Tensor<B, 3> {
+        let (a, g) = (capture.activations.clone(), capture.gradients.clone());
+        match self {
+            Method::GradCam => grad_cam(a, g),
+            Method::GradCamPlusPlus => grad_cam_plus_plus(a, g),
+            Method::XGradCam => xgrad_cam(a, g),
+            Method::HiResCam => hires_cam(a, g),
+            Method::LayerCam => layer_cam(a, g),
+            Method::GradCamElementWise => grad_cam_element_wise(a, g),
+            Method::EigenCam => eigen_cam(a),
+            Method::EigenGradCam => eigen_grad_cam(a, g),
+            Method::ScoreCam => score_cam(model, images, a, &capture.targets, chunk),
+            Method::AblationCam => {
+                ablation_cam(model, a, capture.logits.clone(), &capture.targets, chunk)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Method {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == s.to_ascii_lowercase())
+            .ok_or_else(|| {
+                let names: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
+                format!(
+                    "unknown method `{s}`: use one of {}, or all",
+                    names.join(", ")
+                )
+            })
+    }
+}
