@@ -1,10 +1,11 @@
 //! Images in, Grad-CAM maps and class probabilities out: one forward and one backward per batch.
 
 use anyhow::Result;
+use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::AutodiffBackend;
-use cam::{Target, capture, grad_cam};
+use cam::{Method, Target, capture};
 use data::{Batcher, Sample};
 use model::{Network, SplitModel};
 
@@ -24,13 +25,18 @@ pub struct BatchMaps {
     pub map_size: [usize; 2],
 }
 
+/// Images per forward pass in Score-CAM, ablated maps per classifier pass in Ablation-CAM.
+const PERTURBATION_CHUNK: usize = 32;
+
+/// One capture for the batch, then the map of every method from it: one `BatchMaps` each.
 pub fn explain_batch<B: AutodiffBackend>(
     model: &Network<B>,
     samples: &[&Sample],
     target: Target,
+    methods: &[Method],
     batcher: &Batcher,
     device: &B::Device,
-) -> Result<BatchMaps> {
+) -> Result<Vec<BatchMaps>> {
     let indexed: Vec<_> = samples.iter().copied().enumerate().collect();
     let (images, _) = batcher
         .batch(&indexed, 0)
@@ -38,25 +44,33 @@ pub fn explain_batch<B: AutodiffBackend>(
     model
         .input_shape()
         .check(model.architecture(), images.dims())?;
-    let captured = capture(model, images, &vec![target; samples.len()])?;
+    let captured = capture(model, images.clone(), &vec![target; samples.len()])?;
     let [_, classes] = captured.logits.dims();
-    let probabilities = to_vec(softmax(captured.logits, 1));
+    let probabilities = to_vec(softmax(captured.logits.clone(), 1));
     let [_, _, h, w] = captured.activations.dims();
-    let maps = to_vec(grad_cam(captured.activations, captured.gradients));
-    let explained = captured
-        .targets
+    let inference = model.valid();
+    let batch_maps = methods
         .iter()
-        .zip(probabilities.chunks(classes).zip(maps.chunks(h * w)))
-        .map(|(&target, (probabilities, map))| Explained {
-            probabilities: probabilities.to_vec(),
-            target,
-            map: map.to_vec(),
+        .map(|method| {
+            let maps =
+                to_vec(method.map(&inference, images.clone(), &captured, PERTURBATION_CHUNK));
+            let explained = captured
+                .targets
+                .iter()
+                .zip(probabilities.chunks(classes).zip(maps.chunks(h * w)))
+                .map(|(&target, (probabilities, map))| Explained {
+                    probabilities: probabilities.to_vec(),
+                    target,
+                    map: map.to_vec(),
+                })
+                .collect();
+            BatchMaps {
+                explained,
+                map_size: [h, w],
+            }
         })
         .collect();
-    Ok(BatchMaps {
-        explained,
-        map_size: [h, w],
-    })
+    Ok(batch_maps)
 }
 
 fn to_vec<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {

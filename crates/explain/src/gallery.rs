@@ -121,6 +121,7 @@ mod tests {
     fn record(label: &str, predicted: &str) -> Record {
         Record {
             name: "0001".into(),
+            method: "gradcam".into(),
             path: None,
             label: Some(label.into()),
             predicted: predicted.into(),

@@ -18,9 +18,9 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use burn::prelude::Backend;
 use burn::tensor::backend::AutodiffBackend;
-use cam::Target;
 use cam::figure::Colormap;
 use cam::postprocess::Normalization;
+use cam::{Method, Target};
 use clap::Parser;
 use rayon::prelude::*;
 use train::{DeviceChoice, OnBackend, Weights};
@@ -75,6 +75,11 @@ struct Args {
     /// The class to explain, by index or name [default: each image's predicted class].
     #[arg(long, conflicts_with = "top_k")]
     class: Option<String>,
+    /// CAM method(s), comma-separated, or `all`: gradcam, gradcam++, xgradcam, hirescam,
+    /// layercam, gradcam-elementwise, eigencam, eigengradcam, scorecam, ablationcam. With
+    /// several, each writes its own folder <out>/<method>/.
+    #[arg(long, default_value = "gradcam", value_delimiter = ',', value_parser = parse_method)]
+    method: Vec<Vec<Method>>,
     /// Explain each image's N most likely classes (files get a `_topN` suffix).
     #[arg(long, default_value_t = 1)]
     top_k: usize,
@@ -119,6 +124,13 @@ fn parse_weights(s: &str) -> Result<Weights, String> {
             .parse()
             .map(Weights::Epoch)
             .map_err(|_| format!("`{s}`: use best, last or an epoch number")),
+    }
+}
+
+fn parse_method(s: &str) -> Result<Vec<Method>, String> {
+    match s {
+        "all" => Ok(Method::ALL.to_vec()),
+        name => name.parse().map(|m| vec![m]),
     }
 }
 
@@ -202,17 +214,23 @@ impl OnBackend for Job<'_> {
             .unwrap_or_else(|| subject.default_out());
         std::fs::create_dir_all(&out)
             .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
+        let mut methods: Vec<Method> = self.args.method.iter().flatten().copied().collect();
+        methods.dedup();
         let explainer = Explainer {
             args: self.args,
             subject: &subject,
             targets,
+            methods,
             out,
         };
-        let records = explainer.explain_all(items, layout, &device)?;
-        output::write_summary(&explainer.out, &records)?;
-        let title = format!("Grad-CAM · {}", subject.title());
-        gallery::write(&explainer.out, &title, &records)?;
-        explainer.report(&records);
+        let per_method = explainer.explain_all(items, layout, &device)?;
+        for (&method, records) in explainer.methods.iter().zip(&per_method) {
+            let out = explainer.out_for(method);
+            output::write_summary(&out, records)?;
+            let title = format!("{method} · {}", subject.title());
+            gallery::write(&out, &title, records)?;
+            explainer.report(method, records);
+        }
         Ok(())
     }
 }
@@ -287,22 +305,33 @@ struct Explainer<'a, B: AutodiffBackend> {
     subject: &'a Subject<B>,
     /// One set of figures per target and image.
     targets: Vec<Target>,
+    methods: Vec<Method>,
     out: PathBuf,
 }
 
 impl<B: AutodiffBackend> Explainer<'_, B> {
-    /// Batch by batch: read the originals, compute the maps, draw the figures in parallel.
+    /// Where a method's figures go: the output folder, or a folder per method when several.
+    fn out_for(&self, method: Method) -> PathBuf {
+        if self.methods.len() > 1 {
+            self.out.join(method.name())
+        } else {
+            self.out.clone()
+        }
+    }
+
+    /// Batch by batch: read the originals, capture once, compute every method's maps, draw the
+    /// figures in parallel. The records of each method, in `self.methods` order.
     fn explain_all(
         &self,
         mut items: Vec<Item>,
         layout: Layout,
         device: &B::Device,
-    ) -> Result<Vec<Record>> {
+    ) -> Result<Vec<Vec<Record>>> {
         let batcher = self.subject.batcher();
         let size = self.subject.image_size;
         let bar = progress::bar("explaining", items.len() * self.targets.len());
         let verbose = items.len() <= 32;
-        let mut records = Vec::new();
+        let mut records = vec![Vec::new(); self.methods.len()];
         let mut unreadable = 0;
         for chunk in items.chunks_mut(self.args.batch_size as usize) {
             let failures: Vec<String> = chunk
@@ -325,12 +354,21 @@ impl<B: AutodiffBackend> Explainer<'_, B> {
             }
             let samples: Vec<_> = ready.iter().map(|item| &item.sample).collect();
             for &target in &self.targets {
-                let maps = explain_batch(&self.subject.model, &samples, target, &batcher, device)?;
-                for record in self.draw_batch(&ready, &maps, target, layout)? {
-                    if verbose {
-                        bar.suspend(|| println!("{}", describe(&record)));
+                let maps = explain_batch(
+                    &self.subject.model,
+                    &samples,
+                    target,
+                    &self.methods,
+                    &batcher,
+                    device,
+                )?;
+                for ((&method, maps), records) in self.methods.iter().zip(&maps).zip(&mut records) {
+                    for record in self.draw_batch(method, &ready, maps, target, layout)? {
+                        if verbose {
+                            bar.suspend(|| println!("{}", describe(&record)));
+                        }
+                        records.push(record);
                     }
-                    records.push(record);
                 }
                 bar.inc(ready.len() as u64);
             }
@@ -344,11 +382,13 @@ impl<B: AutodiffBackend> Explainer<'_, B> {
 
     fn draw_batch(
         &self,
+        method: Method,
         items: &[&Item],
         maps: &BatchMaps,
         target: Target,
         layout: Layout,
     ) -> Result<Vec<Record>> {
+        let out = self.out_for(method);
         let style = Style {
             normalization: self.args.normalize,
             colormap: self.args.colormap,
@@ -370,7 +410,7 @@ impl<B: AutodiffBackend> Explainer<'_, B> {
                 let figures = layout.figures(&stem, class, &names[predicted]);
                 let original = item.original.as_ref().expect("loaded before drawing");
                 let drawn = output::draw(
-                    &self.out,
+                    &out,
                     &figures,
                     original,
                     &explained.map,
@@ -379,7 +419,7 @@ impl<B: AutodiffBackend> Explainer<'_, B> {
                 )?;
                 if let (true, Some(folder)) = (self.args.save_raw, &figures.raw_folder) {
                     output::write_raw(
-                        &self.out.join(folder),
+                        &out.join(folder),
                         &explained.map,
                         maps.map_size,
                         self.subject.image_size,
@@ -387,6 +427,7 @@ impl<B: AutodiffBackend> Explainer<'_, B> {
                 }
                 Ok(Record {
                     name: stem,
+                    method: method.name().to_string(),
                     path: item.sample.path.clone(),
                     label: item.label.map(|l| names[l].clone()),
                     predicted: names[predicted].clone(),
@@ -405,7 +446,7 @@ impl<B: AutodiffBackend> Explainer<'_, B> {
             .collect()
     }
 
-    fn report(&self, records: &[Record]) {
+    fn report(&self, method: Method, records: &[Record]) {
         let labelled: Vec<bool> = records.iter().filter_map(Record::correct).collect();
         if !labelled.is_empty() {
             let correct = labelled.iter().filter(|&&c| c).count();
@@ -422,8 +463,8 @@ impl<B: AutodiffBackend> Explainer<'_, B> {
             );
         }
         println!(
-            "figures, summary.json and the gallery: {}",
-            self.out.join("index.html").display()
+            "{method}: figures, summary.json and the gallery in {}",
+            self.out_for(method).join("index.html").display()
         );
     }
 }
@@ -440,8 +481,9 @@ fn describe(r: &Record) -> String {
         ""
     };
     format!(
-        "{}: predicted {} ({:.1}%){truth}, explained {}, peak at ({}, {}){empty}",
+        "{} [{}]: predicted {} ({:.1}%){truth}, explained {}, peak at ({}, {}){empty}",
         r.name,
+        r.method,
         r.predicted,
         100.0 * r.probability,
         r.target,

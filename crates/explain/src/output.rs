@@ -145,6 +145,8 @@ fn write_npy(path: &Path, values: &[f32], [height, width]: [usize; 2]) -> Result
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
     pub name: String,
+    /// The CAM method that drew the map.
+    pub method: String,
     pub path: Option<PathBuf>,
     /// The true class, for images of a split.
     pub label: Option<String>,

@@ -113,7 +113,7 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.starts_with("000_shape: predicted ") && stdout.contains("explained cross"),
+        stdout.starts_with("000_shape [gradcam]: predicted ") && stdout.contains("explained cross"),
         "{stdout}"
     );
     let superimposed = image::open(dir.path().join("figures/000_shape/superimposed.jpg")).unwrap();
@@ -183,6 +183,32 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         minmax,
     );
     assert_eq!(cam, expected);
+
+    // --method all: one capture, every method's figures in its own folder.
+    let out = explain(
+        &[
+            "--image",
+            "shape.png",
+            "--method",
+            "all",
+            "--out",
+            "methods",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for method in cam::Method::ALL {
+        let folder = dir.path().join("methods").join(method.name());
+        assert!(
+            folder.join("000_shape/superimposed.jpg").is_file()
+                && folder.join("index.html").is_file(),
+            "{method}"
+        );
+    }
 
     let out = explain(&["--accuracy"], dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
