@@ -15,7 +15,6 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
 arch, weights, image_path, out = sys.argv[1:5]
-torch.set_num_threads(torch.get_num_threads())
 model = getattr(torchvision.models, arch)()
 model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
 model.eval()
@@ -28,7 +27,7 @@ mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 x = torch.from_numpy(((small - mean) / std).transpose(2, 0, 1)).float()[None]
 
 with GradCAM(model=model, target_layers=[layer]) as cam:
-    grayscale = cam(input_tensor=x)[0]  # the predicted class
+    grayscale = cam(input_tensor=x, targets=None)[0]  # None: the predicted class
 full = cv2.resize(grayscale, (rgb.shape[1], rgb.shape[0]))
 heat = cv2.applyColorMap(np.uint8(255 * full), cv2.COLORMAP_JET)
 overlay = show_cam_on_image(rgb, full, use_rgb=False, image_weight=0.6)
