@@ -62,6 +62,15 @@ struct Args {
     /// Class names for --arch, one per line [default: ImageNet for 1000 classes, CIFAR-10 for 10].
     #[arg(long, requires = "arch")]
     labels: Option<PathBuf>,
+    /// For --arch: the input size, `224` or `HxW`, instead of the architecture's default.
+    #[arg(long, requires = "arch", value_parser = parse_size)]
+    input_size: Option<[usize; 2]>,
+    /// For --arch: per-channel mean of RGB / 255, `r,g,b`, instead of the weights' default.
+    #[arg(long, requires = "arch", value_parser = parse_triple)]
+    mean: Option<[f32; 3]>,
+    /// For --arch: per-channel standard deviation, `r,g,b`.
+    #[arg(long, requires = "arch", value_parser = parse_triple)]
+    std: Option<[f32; 3]>,
     /// Image files to explain instead of the run's images.
     #[arg(long, num_args = 1.., conflicts_with = "split")]
     image: Vec<PathBuf>,
@@ -134,6 +143,35 @@ fn parse_method(s: &str) -> Result<Vec<Method>, String> {
     }
 }
 
+fn parse_size(s: &str) -> Result<[usize; 2], String> {
+    let sides: Vec<usize> = s
+        .split('x')
+        .map(|n| {
+            n.parse()
+                .map_err(|_| format!("`{s}`: use 224 or HxW, e.g. 240x320"))
+        })
+        .collect::<Result<_, _>>()?;
+    match sides[..] {
+        [side] if side > 0 => Ok([side, side]),
+        [h, w] if h > 0 && w > 0 => Ok([h, w]),
+        _ => Err(format!("`{s}`: use 224 or HxW, e.g. 240x320")),
+    }
+}
+
+fn parse_triple(s: &str) -> Result<[f32; 3], String> {
+    let values: Vec<f32> = s
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|_| format!("`{s}`: use three numbers, r,g,b"))
+        })
+        .collect::<Result<_, _>>()?;
+    values
+        .try_into()
+        .map_err(|_| format!("`{s}`: use three numbers, r,g,b"))
+}
+
 fn parse_limit(s: &str) -> Result<usize, String> {
     match s {
         "all" => Ok(usize::MAX),
@@ -172,6 +210,9 @@ fn run(args: Args) -> Result<()> {
                 architecture: architecture.clone(),
                 file: file.into(),
                 labels: args.labels.clone(),
+                input_size: args.input_size,
+                mean: args.mean,
+                std: args.std,
             }
         }
         None => ModelSource::Run {

@@ -20,6 +20,10 @@ pub enum ModelSource {
         architecture: String,
         file: PathBuf,
         labels: Option<PathBuf>,
+        /// Overrides of the architecture's preprocessing.
+        input_size: Option<[usize; 2]>,
+        mean: Option<[f32; 3]>,
+        std: Option<[f32; 3]>,
     },
 }
 
@@ -64,11 +68,22 @@ impl ModelSource {
                 architecture,
                 file,
                 labels,
+                input_size,
+                mean,
+                std,
             } => {
                 let Some(arch) = Architecture::from_name(architecture) else {
                     bail!("--arch {architecture}: unknown; use one of {PRETRAINED_NAMES}");
                 };
-                let (image_size, normalization) = pretrained::preprocessing(&arch);
+                let (default_size, default_normalization) = pretrained::preprocessing(&arch);
+                let image_size = input_size.unwrap_or(default_size);
+                let normalization = Normalization {
+                    mean: mean.unwrap_or(default_normalization.mean),
+                    std: std.unwrap_or(default_normalization.std),
+                };
+                if normalization.std.contains(&0.0) {
+                    bail!("--std must not contain 0");
+                }
                 let pretrained::Pretrained {
                     model,
                     num_classes: classes,

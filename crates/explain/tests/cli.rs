@@ -313,3 +313,109 @@ fn folder_runs_reread_only_their_held_out_files_at_full_size() {
     let out = explain(&["--split", "test"], dir.path());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no separate test set"));
 }
+
+#[test]
+fn pretrained_files_go_through_the_same_path() {
+    use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    // A ResNet-20 with random weights, saved under PyTorch's names as a safetensors file.
+    let network =
+        model::CifarResNetConfig::default().init::<burn_flex::Flex>(3, 3, &Default::default());
+    let weights = dir.path().join("resnet20.safetensors");
+    let mut store = SafetensorsStore::from_file(&weights).with_to_adapter(BurnToPyTorchAdapter);
+    network.save_into(&mut store).unwrap();
+    std::fs::write(dir.path().join("labels.txt"), "ant\nbee\ncat\n").unwrap();
+    image::RgbImage::from_pixel(50, 40, image::Rgb([200, 30, 30]))
+        .save(dir.path().join("red.png"))
+        .unwrap();
+
+    let out = explain(
+        &[
+            "--arch",
+            "resnet20",
+            "--weights",
+            "resnet20.safetensors",
+            "--labels",
+            "labels.txt",
+            "--image",
+            "red.png",
+            "--input-size",
+            "40x48",
+            "--mean",
+            "0.5,0.5,0.5",
+            "--class",
+            "bee",
+            "--save-raw",
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("explained bee"), "{stdout}");
+    let folder = dir.path().join("explained/resnet20/000_red");
+    assert_eq!(
+        image::open(folder.join("superimposed.jpg"))
+            .unwrap()
+            .width(),
+        50
+    );
+    let bytes = std::fs::read(folder.join("cam.npy")).unwrap();
+    assert_eq!(
+        npyz::NpyFile::new(&bytes[..]).unwrap().shape(),
+        [40, 48],
+        "--input-size"
+    );
+
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--arch", "resnet20", "--image", "red.png"],
+            "needs --weights FILE",
+        ),
+        (
+            &[
+                "--arch",
+                "resnet21",
+                "--weights",
+                "resnet20.safetensors",
+                "--image",
+                "red.png",
+            ],
+            "unknown; use one of",
+        ),
+        (
+            &[
+                "--arch",
+                "resnet56",
+                "--weights",
+                "resnet20.safetensors",
+                "--image",
+                "red.png",
+            ],
+            "missing from the file",
+        ),
+        (
+            &[
+                "--arch",
+                "resnet20",
+                "--weights",
+                "labels.txt",
+                "--image",
+                "red.png",
+            ],
+            "not a readable PyTorch file",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = explain(args, dir.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(expected),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use data::{Batcher, Sample};
 use model::{Architecture, Network, SplitModel};
@@ -32,6 +31,7 @@ fn load(arch: &str, file: &str) -> Network<B> {
         &Default::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"))
+    .model
 }
 
 fn probabilities(model: &Network<B>, arch: &str, photo: &str) -> Vec<f32> {
