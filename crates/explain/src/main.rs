@@ -6,6 +6,7 @@
 //! held-out images (`--split`) get the tutorial's per-class folders and an `index.html` gallery.
 
 mod accuracy;
+mod evaluate;
 mod explainer;
 mod gallery;
 mod output;
@@ -109,6 +110,14 @@ struct Args {
     /// in each image's folder (--image only).
     #[arg(long, requires = "image")]
     save_raw: bool,
+    /// Score the methods (and a random and a centred-Gaussian baseline map) on the images with
+    /// Average Drop / Increase in Confidence, deletion / insertion AUC and, where boxes are
+    /// known (synthetic shapes), the pointing games; writes evaluation.csv and .md.
+    #[arg(long, conflicts_with_all = ["accuracy", "top_k"])]
+    evaluate: bool,
+    /// Steps of the deletion / insertion curves (--evaluate).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    steps: u16,
     /// Images per forward/backward pass.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     batch_size: u16,
@@ -248,6 +257,8 @@ impl OnBackend for Job<'_> {
             Some(class) => vec![Target::Class(subject.class_index(class)?)],
         };
         let (items, layout) = self.items(&subject)?;
+        let mut methods: Vec<Method> = self.args.method.iter().flatten().copied().collect();
+        methods.dedup();
         let out = self
             .args
             .out
@@ -255,8 +266,22 @@ impl OnBackend for Job<'_> {
             .unwrap_or_else(|| subject.default_out());
         std::fs::create_dir_all(&out)
             .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
-        let mut methods: Vec<Method> = self.args.method.iter().flatten().copied().collect();
-        methods.dedup();
+        if self.args.evaluate {
+            let samples: Vec<&data::Sample> = items.iter().map(|item| &item.sample).collect();
+            let evaluation = evaluate::evaluate(
+                &subject.model,
+                &subject.batcher(),
+                &samples,
+                &methods,
+                evaluate::Settings {
+                    target: targets[0],
+                    steps: self.args.steps as usize,
+                    batch: self.args.batch_size as usize,
+                },
+                &device,
+            )?;
+            return evaluation.report(&out);
+        }
         let explainer = Explainer {
             args: self.args,
             subject: &subject,

@@ -210,6 +210,45 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         );
     }
 
+    // --evaluate: methods and baselines, one table; shapes have boxes, so the pointing games
+    // are scored too.
+    let out = explain(
+        &[
+            "--limit",
+            "4",
+            "--method",
+            "gradcam,scorecam",
+            "--evaluate",
+            "--steps",
+            "4",
+            "--out",
+            "eval",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = std::fs::read_to_string(dir.path().join("eval/evaluation.md")).unwrap();
+    assert!(table.starts_with("Protocol: 4 images at 16×16"), "{table}");
+    for row in [
+        "| gradcam |",
+        "| scorecam |",
+        "| baseline: random |",
+        "| baseline: centre gaussian |",
+    ] {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("{row}: {table}"));
+        assert_eq!(line.matches('|').count(), 9, "{line}");
+        assert!(!line.contains('–'), "pointing games scored: {line}");
+    }
+    let csv = std::fs::read_to_string(dir.path().join("eval/evaluation.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5);
+
     let out = explain(&["--accuracy"], dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let expected = format!("{:.2}%", 100.0 * summary.best_val_acc);

@@ -103,7 +103,7 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<TensorSnapshot>, ImportError> 
         let tensors = PytorchReader::new(path)
             .map_err(|e| reader_error(path, e))?
             .into_tensors();
-        let layouts = read_layouts(path).map_err(|e| unreadable(e))?;
+        let layouts = read_layouts(path).map_err(&unreadable)?;
         tensors
             .into_iter()
             .map(|(key, snapshot)| match layouts.get(&key) {

@@ -1,0 +1,285 @@
+//! `--evaluate`: every chosen method, and two maps that know nothing (uniform noise, a centred
+//! Gaussian), scored with the same perturbation protocol on the same images. One table,
+//! printed and written as evaluation.csv and evaluation.md with the protocol above it.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::module::AutodiffModule;
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::AutodiffBackend;
+use cam::postprocess::{Normalization, peak, relu_normalize, upsample};
+use cam::{Method, Target, capture};
+use data::{Batcher, Sample};
+use faithfulness::baselines::{centre_gaussian, random_map};
+use faithfulness::{average_drop_and_increase, deletion_insertion};
+use model::{Network, SplitModel};
+
+/// Images per forward pass for the perturbed copies.
+const CHUNK: usize = 32;
+
+/// What is scored: a CAM method or a baseline map.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Explainer {
+    Method(Method),
+    Random,
+    CentreGaussian,
+}
+
+impl Explainer {
+    fn name(self) -> String {
+        match self {
+            Explainer::Method(m) => m.name().to_string(),
+            Explainer::Random => "baseline: random".into(),
+            Explainer::CentreGaussian => "baseline: centre gaussian".into(),
+        }
+    }
+}
+
+/// Sums over images, per explainer.
+#[derive(Default, Clone)]
+struct Totals {
+    images: usize,
+    drop: f32,
+    increase: f32,
+    deletion: f32,
+    insertion: f32,
+    /// Images with a box for their target, peaks inside it, energy inside it.
+    boxed: usize,
+    hits: usize,
+    energy: f32,
+    seconds: f64,
+}
+
+pub struct Evaluation {
+    rows: Vec<(String, Totals)>,
+    steps: usize,
+    image_size: [usize; 2],
+}
+
+/// How the images are scored.
+pub struct Settings {
+    /// The class each map explains.
+    pub target: Target,
+    /// Steps of the deletion and insertion curves.
+    pub steps: usize,
+    /// Images per capture.
+    pub batch: usize,
+}
+
+/// Scores `methods` and the baselines on `samples`.
+pub fn evaluate<B: AutodiffBackend>(
+    model: &Network<B>,
+    batcher: &Batcher,
+    samples: &[&Sample],
+    methods: &[Method],
+    Settings {
+        target,
+        steps,
+        batch,
+    }: Settings,
+    device: &B::Device,
+) -> Result<Evaluation> {
+    let inference = model.valid();
+    let probabilities = |x: Tensor<B::InnerBackend, 4>| softmax(inference.forward(x), 1);
+    let mut explainers: Vec<Explainer> = methods.iter().map(|&m| Explainer::Method(m)).collect();
+    explainers.extend([Explainer::Random, Explainer::CentreGaussian]);
+    let mut totals = vec![Totals::default(); explainers.len()];
+    let [h, w] = batcher.image_size;
+    let bar = crate::progress::bar("evaluating", samples.len());
+    let mut seen = 0;
+    for chunk in samples.chunks(batch.max(1)) {
+        let indexed: Vec<_> = chunk.iter().copied().enumerate().collect();
+        let (images, _) = batcher
+            .batch(&indexed, 0)
+            .to_tensors::<B::InnerBackend>(device);
+        model
+            .input_shape()
+            .check(model.architecture(), images.dims())?;
+        let started = Instant::now();
+        let captured = capture(model, images.clone(), &vec![target; chunk.len()])?;
+        // Every method starts from this forward (and backward) pass: it counts in their time.
+        let capture_seconds = started.elapsed().as_secs_f64();
+        let [_, _, mh, mw] = captured.activations.dims();
+        for (explainer, total) in explainers.iter().zip(&mut totals) {
+            let started = Instant::now();
+            let maps: Vec<Vec<f32>> = match *explainer {
+                Explainer::Method(method) => {
+                    let raw = method
+                        .map(&inference, images.clone(), &captured, CHUNK)
+                        .into_data()
+                        .to_vec::<f32>()
+                        .expect("f32 maps");
+                    let minmax = Normalization::MinMax;
+                    raw.chunks(mh * mw)
+                        .map(|m| upsample(&relu_normalize(m, minmax), [mh, mw], [h, w], minmax))
+                        .collect()
+                }
+                Explainer::Random => (0..chunk.len())
+                    .map(|i| random_map([h, w], (seen + i) as u64))
+                    .collect(),
+                Explainer::CentreGaussian => vec![centre_gaussian([h, w]); chunk.len()],
+            };
+            total.seconds += started.elapsed().as_secs_f64();
+            if let Explainer::Method(_) = explainer {
+                total.seconds += capture_seconds;
+            }
+            score(
+                total,
+                &probabilities,
+                &images,
+                &maps,
+                chunk,
+                &captured.targets,
+                steps,
+            );
+        }
+        seen += chunk.len();
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(Evaluation {
+        rows: explainers.iter().map(|e| e.name()).zip(totals).collect(),
+        steps,
+        image_size: [h, w],
+    })
+}
+
+fn score<B: Backend>(
+    total: &mut Totals,
+    probabilities: &dyn Fn(Tensor<B, 4>) -> Tensor<B, 2>,
+    images: &Tensor<B, 4>,
+    maps: &[Vec<f32>],
+    samples: &[&Sample],
+    targets: &[usize],
+    steps: usize,
+) {
+    let n = samples.len();
+    let [_, c, h, w] = images.dims();
+    let confidence = average_drop_and_increase(probabilities, images.clone(), maps, targets);
+    total.drop += confidence.average_drop * n as f32;
+    total.increase += confidence.increase * n as f32;
+    for (i, (map, sample)) in maps.iter().zip(samples).enumerate() {
+        let image = images.clone().slice([i..i + 1, 0..c, 0..h, 0..w]);
+        let step = (h * w).div_ceil(steps.max(1));
+        let curves = deletion_insertion(probabilities, image, map, targets[i], step, CHUNK);
+        total.deletion += curves.deletion;
+        total.insertion += curves.insertion;
+        // Pointing games, where the data know the target's box.
+        if let Some((_, b)) = sample
+            .objects
+            .iter()
+            .find(|(class, _)| *class == targets[i])
+        {
+            total.boxed += 1;
+            let (x, y) = peak(map, w);
+            total.hits += usize::from(b.contains(x, y));
+            let inside: f32 = (b.y0..b.y1)
+                .flat_map(|y| (b.x0..b.x1).map(move |x| map[y * w + x]))
+                .sum();
+            let all: f32 = map.iter().sum();
+            total.energy += if all > 0.0 { inside / all } else { 0.0 };
+        }
+    }
+    total.images += n;
+}
+
+impl Evaluation {
+    fn protocol(&self) -> String {
+        let [h, w] = self.image_size;
+        format!(
+            "Protocol: {} images at {h}×{w}, target = each image's predicted class, maps ReLU + \
+             min-max normalised and resized to the input. Average Drop (%, lower is better) and \
+             Increase in Confidence (%, higher) on image × map (Grad-CAM++ §5.1). Deletion / \
+             insertion AUC (RISE; lower / higher is better): pixels changed in map order in {} \
+             steps of {} pixels, deleted to 0 of the normalised input, inserted into an 11×11 box \
+             blur. Pointing game (% of peaks inside the target's box) and energy-based pointing \
+             game (% of map mass inside it) where boxes exist. Time: per image, the shared forward + \
+             backward pass and the method's own work.",
+            self.rows.first().map_or(0, |r| r.1.images),
+            self.steps,
+            (h * w).div_ceil(self.steps.max(1)),
+        )
+    }
+
+    fn table(&self) -> Vec<[String; 8]> {
+        let mut rows = vec![
+            [
+                "method",
+                "avg drop %",
+                "increase %",
+                "deletion AUC",
+                "insertion AUC",
+                "pointing %",
+                "energy %",
+                "ms/image",
+            ]
+            .map(String::from),
+        ];
+        for (name, t) in &self.rows {
+            let n = t.images.max(1) as f32;
+            let boxed = |v: f32| {
+                if t.boxed > 0 {
+                    format!("{:.1}", 100.0 * v / t.boxed as f32)
+                } else {
+                    "–".into()
+                }
+            };
+            rows.push([
+                name.clone(),
+                format!("{:.2}", t.drop / n),
+                format!("{:.1}", t.increase / n),
+                format!("{:.4}", t.deletion / n),
+                format!("{:.4}", t.insertion / n),
+                boxed(t.hits as f32),
+                boxed(t.energy),
+                format!("{:.1}", 1000.0 * t.seconds / f64::from(n)),
+            ]);
+        }
+        rows
+    }
+
+    /// Prints the table and writes evaluation.csv and evaluation.md into `out`.
+    pub fn report(&self, out: &Path) -> Result<()> {
+        let table = self.table();
+        let widths: Vec<usize> = (0..8)
+            .map(|c| {
+                table
+                    .iter()
+                    .map(|r| r[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        println!("{}\n", self.protocol());
+        for row in &table {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(c, (cell, &width))| match c {
+                    0 => format!("{cell:<width$}"),
+                    _ => format!("{cell:>width$}"),
+                })
+                .collect();
+            println!("{}", cells.join("  "));
+        }
+        let csv: String = table.iter().map(|r| r.join(",") + "\n").collect();
+        let mut md = format!("{}\n\n", self.protocol());
+        for (i, row) in table.iter().enumerate() {
+            let _ = writeln!(md, "| {} |", row.join(" | "));
+            if i == 0 {
+                let _ = writeln!(md, "|{}", "---|".repeat(8));
+            }
+        }
+        for (file, text) in [("evaluation.csv", csv), ("evaluation.md", md)] {
+            std::fs::write(out.join(file), text)
+                .with_context(|| format!("writing {}", out.join(file).display()))?;
+        }
+        println!("\ntable in {}", out.join("evaluation.md").display());
+        Ok(())
+    }
+}

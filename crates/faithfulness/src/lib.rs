@@ -1,0 +1,11 @@
+//! Does a saliency map say what the model uses? Perturbation metrics over any model given as a
+//! function from a batch of preprocessed images `[n, c, h, w]` to class probabilities
+//! `[n, classes]`, and any maps in [0, 1] at the image's resolution. Protocols are stated with
+//! each function; baselines (`baselines`) make the numbers mean something.
+
+pub mod baselines;
+mod confidence;
+mod deletion;
+
+pub use confidence::{Confidence, average_drop_and_increase};
+pub use deletion::{Curves, deletion_insertion};
