@@ -1,0 +1,33 @@
+"""Time per image of each pytorch-grad-cam method on a randomly initialised torchvision
+network (the twin of `cargo run -p explain --example methods_speed`).
+
+    python bench_methods.py ARCH BATCH REPEATS
+"""
+import sys
+import time
+
+import torch
+import torchvision
+from pytorch_grad_cam import (AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
+                              GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM)
+
+METHODS = {
+    "gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "hirescam": HiResCAM,
+    "layercam": LayerCAM, "gradcam-elementwise": GradCAMElementWise, "eigencam": EigenCAM,
+    "eigengradcam": EigenGradCAM, "scorecam": ScoreCAM, "ablationcam": AblationCAM,
+}
+
+arch, batch, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+model = getattr(torchvision.models, arch)().eval()
+layer = model.layer4 if arch.startswith("resnet") else model.features[-2]
+images = torch.randn(batch, 3, 224, 224)
+for name, cls in METHODS.items():
+    with cls(model=model, target_layers=[layer]) as cam:
+        cam(input_tensor=images, targets=None)  # warm-up
+        times = []
+        for _ in range(1 if name == "scorecam" else repeats):
+            start = time.perf_counter()
+            cam(input_tensor=images, targets=None)
+            times.append(1000 * (time.perf_counter() - start) / batch)
+    times.sort()
+    print(f"torch {name} ms/image median={times[len(times) // 2]:.1f}", flush=True)
