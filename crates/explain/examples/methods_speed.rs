@@ -23,7 +23,11 @@ fn main() {
     let (image_size, _) = pretrained::preprocessing(&architecture);
     let spec = ModelSpec {
         architecture,
-        num_classes: if arch.starts_with("resnet") && image_size == [32, 32] { 10 } else { 1000 },
+        num_classes: if arch.starts_with("resnet") && image_size == [32, 32] {
+            10
+        } else {
+            1000
+        },
         channels: 3,
         image_size,
     };
@@ -53,6 +57,9 @@ fn main() {
             })
             .collect();
         times.sort_by(f64::total_cmp);
-        println!("burn {method} ms/image median={:.1}", times[times.len() / 2]);
+        println!(
+            "burn {method} ms/image median={:.1}",
+            times[times.len() / 2]
+        );
     }
 }

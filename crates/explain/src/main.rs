@@ -9,6 +9,7 @@ mod accuracy;
 mod evaluate;
 mod explainer;
 mod gallery;
+mod grid;
 mod output;
 mod progress;
 mod source;
@@ -296,6 +297,22 @@ impl OnBackend for Job<'_> {
             let title = format!("{method} · {}", subject.title());
             gallery::write(&out, &title, records)?;
             explainer.report(method, records);
+        }
+        if explainer.methods.len() > 1 {
+            let folders: Vec<PathBuf> = explainer
+                .methods
+                .iter()
+                .map(|&m| explainer.out_for(m))
+                .collect();
+            let folders: Vec<&std::path::Path> = folders.iter().map(PathBuf::as_path).collect();
+            let columns: Vec<&[Record]> = per_method.iter().map(Vec::as_slice).collect();
+            grid::write(&explainer.out, &folders, &columns)?;
+            let names: Vec<&str> = explainer.methods.iter().map(|m| m.name()).collect();
+            println!(
+                "{}: images down; original, {} across",
+                explainer.out.join("grid.jpg").display(),
+                names.join(", ")
+            );
         }
         Ok(())
     }

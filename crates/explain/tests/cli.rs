@@ -201,6 +201,12 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let grid = image::open(dir.path().join("methods/grid.jpg")).unwrap();
+    assert_eq!(grid.height(), 128, "one image, one row");
+    assert!(
+        grid.width() > 11 * 128,
+        "the original and ten methods across"
+    );
     for method in cam::Method::ALL {
         let folder = dir.path().join("methods").join(method.name());
         assert!(
