@@ -12,9 +12,10 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::AutodiffBackend;
 use cam::postprocess::{Normalization, peak, relu_normalize, upsample};
-use cam::{Method, Target, capture};
+use cam::{Capture, Method, Target, capture};
 use data::{Batcher, Sample};
 use faithfulness::baselines::{centre_gaussian, random_map};
+use faithfulness::sanity::{randomise_top, spearman};
 use faithfulness::{average_drop_and_increase, deletion_insertion};
 use model::{Network, SplitModel};
 
@@ -51,6 +52,10 @@ struct Totals {
     boxed: usize,
     hits: usize,
     energy: f32,
+    /// Spearman correlations with the maps of the model whose top layer, or every layer, was
+    /// re-initialised.
+    rho_top: f32,
+    rho_all: f32,
     seconds: f64,
 }
 
@@ -88,6 +93,10 @@ pub fn evaluate<B: AutodiffBackend>(
     let mut explainers: Vec<Explainer> = methods.iter().map(|&m| Explainer::Method(m)).collect();
     explainers.extend([Explainer::Random, Explainer::CentreGaussian]);
     let mut totals = vec![Totals::default(); explainers.len()];
+    let randomised = [
+        randomise_top(model.clone(), 1),
+        randomise_top(model.clone(), usize::MAX),
+    ];
     let [h, w] = batcher.image_size;
     let bar = crate::progress::bar("evaluating", samples.len());
     let mut seen = 0;
@@ -103,26 +112,20 @@ pub fn evaluate<B: AutodiffBackend>(
         let captured = capture(model, images.clone(), &vec![target; chunk.len()])?;
         // Every method starts from this forward (and backward) pass: it counts in their time.
         let capture_seconds = started.elapsed().as_secs_f64();
-        let [_, _, mh, mw] = captured.activations.dims();
+        // The sanity check explains the same classes with the randomised models.
+        let fixed: Vec<Target> = captured.targets.iter().map(|&t| Target::Class(t)).collect();
+        let random_captures = randomised
+            .iter()
+            .map(|m| Ok((m.valid(), capture(m, images.clone(), &fixed)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let context = BatchInputs {
+            images: &images,
+            size: [h, w],
+            first_seed: seen,
+        };
         for (explainer, total) in explainers.iter().zip(&mut totals) {
             let started = Instant::now();
-            let maps: Vec<Vec<f32>> = match *explainer {
-                Explainer::Method(method) => {
-                    let raw = method
-                        .map(&inference, images.clone(), &captured, CHUNK)
-                        .into_data()
-                        .to_vec::<f32>()
-                        .expect("f32 maps");
-                    let minmax = Normalization::MinMax;
-                    raw.chunks(mh * mw)
-                        .map(|m| upsample(&relu_normalize(m, minmax), [mh, mw], [h, w], minmax))
-                        .collect()
-                }
-                Explainer::Random => (0..chunk.len())
-                    .map(|i| random_map([h, w], (seen + i) as u64))
-                    .collect(),
-                Explainer::CentreGaussian => vec![centre_gaussian([h, w]); chunk.len()],
-            };
+            let maps = context.maps(*explainer, &inference, &captured);
             total.seconds += started.elapsed().as_secs_f64();
             if let Explainer::Method(_) = explainer {
                 total.seconds += capture_seconds;
@@ -136,6 +139,17 @@ pub fn evaluate<B: AutodiffBackend>(
                 &captured.targets,
                 steps,
             );
+            for ((randomised, captured), rho) in random_captures
+                .iter()
+                .zip([&mut total.rho_top, &mut total.rho_all])
+            {
+                let other = context.maps(*explainer, randomised, captured);
+                *rho += maps
+                    .iter()
+                    .zip(&other)
+                    .map(|(a, b)| spearman(a, b))
+                    .sum::<f32>();
+            }
         }
         seen += chunk.len();
         bar.inc(chunk.len() as u64);
@@ -146,6 +160,44 @@ pub fn evaluate<B: AutodiffBackend>(
         steps,
         image_size: [h, w],
     })
+}
+
+/// What every explainer's maps of one batch need.
+struct BatchInputs<'a, B: Backend> {
+    images: &'a Tensor<B, 4>,
+    size: [usize; 2],
+    /// Seed of the first image's random baseline map.
+    first_seed: usize,
+}
+
+impl<B: Backend> BatchInputs<'_, B> {
+    /// Maps in [0, 1] at the input's size, one per image.
+    fn maps<M: SplitModel<B>>(
+        &self,
+        explainer: Explainer,
+        model: &M,
+        captured: &Capture<B>,
+    ) -> Vec<Vec<f32>> {
+        let n = captured.targets.len();
+        let [_, _, mh, mw] = captured.activations.dims();
+        match explainer {
+            Explainer::Method(method) => {
+                let raw = method
+                    .map(model, self.images.clone(), captured, CHUNK)
+                    .into_data()
+                    .to_vec::<f32>()
+                    .expect("f32 maps");
+                let minmax = Normalization::MinMax;
+                raw.chunks(mh * mw)
+                    .map(|m| upsample(&relu_normalize(m, minmax), [mh, mw], self.size, minmax))
+                    .collect()
+            }
+            Explainer::Random => (0..n)
+                .map(|i| random_map(self.size, (self.first_seed + i) as u64))
+                .collect(),
+            Explainer::CentreGaussian => vec![centre_gaussian(self.size); n],
+        }
+    }
 }
 
 fn score<B: Backend>(
@@ -197,15 +249,17 @@ impl Evaluation {
              insertion AUC (RISE; lower / higher is better): pixels changed in map order in {} \
              steps of {} pixels, deleted to 0 of the normalised input, inserted into an 11×11 box \
              blur. Pointing game (% of peaks inside the target's box) and energy-based pointing \
-             game (% of map mass inside it) where boxes exist. Time: per image, the shared forward + \
-             backward pass and the method's own work.",
+             game (% of map mass inside it) where boxes exist. Sanity check (Adebayo et al.): Spearman \
+             correlation with the maps of the same model with its top weight layer, or all of \
+             them, re-initialised (lower: the map depends on the model). Time: per image, the \
+             shared forward + backward pass and the method's own work.",
             self.rows.first().map_or(0, |r| r.1.images),
             self.steps,
             (h * w).div_ceil(self.steps.max(1)),
         )
     }
 
-    fn table(&self) -> Vec<[String; 8]> {
+    fn table(&self) -> Vec<[String; 10]> {
         let mut rows = vec![
             [
                 "method",
@@ -215,6 +269,8 @@ impl Evaluation {
                 "insertion AUC",
                 "pointing %",
                 "energy %",
+                "sanity ρ top",
+                "sanity ρ all",
                 "ms/image",
             ]
             .map(String::from),
@@ -236,6 +292,8 @@ impl Evaluation {
                 format!("{:.4}", t.insertion / n),
                 boxed(t.hits as f32),
                 boxed(t.energy),
+                format!("{:.3}", t.rho_top / n),
+                format!("{:.3}", t.rho_all / n),
                 format!("{:.1}", 1000.0 * t.seconds / f64::from(n)),
             ]);
         }
@@ -245,7 +303,7 @@ impl Evaluation {
     /// Prints the table and writes evaluation.csv and evaluation.md into `out`.
     pub fn report(&self, out: &Path) -> Result<()> {
         let table = self.table();
-        let widths: Vec<usize> = (0..8)
+        let widths: Vec<usize> = (0..10)
             .map(|c| {
                 table
                     .iter()
@@ -272,7 +330,7 @@ impl Evaluation {
         for (i, row) in table.iter().enumerate() {
             let _ = writeln!(md, "| {} |", row.join(" | "));
             if i == 0 {
-                let _ = writeln!(md, "|{}", "---|".repeat(8));
+                let _ = writeln!(md, "|{}", "---|".repeat(10));
             }
         }
         for (file, text) in [("evaluation.csv", csv), ("evaluation.md", md)] {

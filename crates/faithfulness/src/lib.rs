@@ -6,6 +6,7 @@
 pub mod baselines;
 mod confidence;
 mod deletion;
+pub mod sanity;
 
 pub use confidence::{Confidence, average_drop_and_increase};
 pub use deletion::{Curves, deletion_insertion};
