@@ -48,6 +48,10 @@ METHODS = {
 }
 
 
+# Methods whose eigen_smooth=True maps are checked too.
+EIGEN_SMOOTHED = ("gradcam", "gradcam++", "layercam", "scorecam", "ablationcam")
+
+
 def fixture(name, model, architecture, size, targets, all_methods=False):
     settle_batch_norm(model, size)
     # Two decimals keep the fixture small; the input is exact either way.
@@ -57,12 +61,16 @@ def fixture(name, model, architecture, size, targets, all_methods=False):
     layer = target_layer(model)
     with GradCAM(model=model, target_layers=[layer]) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
-    methods = {}
+    methods, smoothed = {}, {}
     if all_methods:
         for method, cls in METHODS.items():
-            with cls(model=model, target_layers=[layer]) as explainer:
-                out = explainer(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
-            methods[method] = [round(v, 6) for v in short(out)]
+            for eigen_smooth, out_maps in ((False, methods), (True, smoothed)):
+                if eigen_smooth and method not in EIGEN_SMOOTHED:
+                    continue
+                with cls(model=model, target_layers=[layer]) as explainer:
+                    out = explainer(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets],
+                                    eigen_smooth=eigen_smooth)
+                out_maps[method] = [round(v, 6) for v in short(out)]
     state = {
         key: {"shape": list(t.shape), "values": short(t)}
         for key, t in model.state_dict().items()
@@ -78,6 +86,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False):
         "targets": targets,
         "cam": [round(v, 6) for v in short(maps)],
         "methods": methods,
+        "eigen_smooth": smoothed,
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 

@@ -71,6 +71,8 @@ pub struct Settings {
     pub target: Target,
     /// Steps of the deletion and insertion curves.
     pub steps: usize,
+    /// Methods' maps eigen-smoothed.
+    pub eigen_smooth: bool,
     /// Images per capture.
     pub batch: usize,
 }
@@ -84,6 +86,7 @@ pub fn evaluate<B: AutodiffBackend>(
     Settings {
         target,
         steps,
+        eigen_smooth,
         batch,
     }: Settings,
     device: &B::Device,
@@ -120,6 +123,7 @@ pub fn evaluate<B: AutodiffBackend>(
             .collect::<Result<Vec<_>>>()?;
         let context = BatchInputs {
             images: &images,
+            eigen_smooth,
             size: [h, w],
             first_seed: seen,
         };
@@ -165,6 +169,7 @@ pub fn evaluate<B: AutodiffBackend>(
 /// What every explainer's maps of one batch need.
 struct BatchInputs<'a, B: Backend> {
     images: &'a Tensor<B, 4>,
+    eigen_smooth: bool,
     size: [usize; 2],
     /// Seed of the first image's random baseline map.
     first_seed: usize,
@@ -182,11 +187,12 @@ impl<B: Backend> BatchInputs<'_, B> {
         let [_, _, mh, mw] = captured.activations.dims();
         match explainer {
             Explainer::Method(method) => {
-                let raw = method
-                    .map(model, self.images.clone(), captured, CHUNK)
-                    .into_data()
-                    .to_vec::<f32>()
-                    .expect("f32 maps");
+                let raw = if self.eigen_smooth {
+                    method.eigen_smoothed_map(model, self.images.clone(), captured, CHUNK)
+                } else {
+                    method.map(model, self.images.clone(), captured, CHUNK)
+                };
+                let raw = raw.into_data().to_vec::<f32>().expect("f32 maps");
                 let minmax = Normalization::MinMax;
                 raw.chunks(mh * mw)
                     .map(|m| upsample(&relu_normalize(m, minmax), [mh, mw], self.size, minmax))

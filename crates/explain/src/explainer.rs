@@ -34,6 +34,7 @@ pub fn explain_batch<B: AutodiffBackend>(
     samples: &[&Sample],
     target: Target,
     methods: &[Method],
+    eigen_smooth: bool,
     batcher: &Batcher,
     device: &B::Device,
 ) -> Result<Vec<BatchMaps>> {
@@ -52,8 +53,12 @@ pub fn explain_batch<B: AutodiffBackend>(
     let batch_maps = methods
         .iter()
         .map(|method| {
-            let maps =
-                to_vec(method.map(&inference, images.clone(), &captured, PERTURBATION_CHUNK));
+            let map = if eigen_smooth {
+                method.eigen_smoothed_map(&inference, images.clone(), &captured, PERTURBATION_CHUNK)
+            } else {
+                method.map(&inference, images.clone(), &captured, PERTURBATION_CHUNK)
+            };
+            let maps = to_vec(map);
             let explained = captured
                 .targets
                 .iter()

@@ -91,6 +91,10 @@ struct Args {
     /// several, each writes its own folder <out>/<method>/.
     #[arg(long, default_value = "gradcam", value_delimiter = ',', value_parser = parse_method)]
     method: Vec<Vec<Method>>,
+    /// pytorch-grad-cam's eigen_smooth: the first principal component of the channels'
+    /// contributions instead of their sum (less noise, sign by convention).
+    #[arg(long)]
+    eigen_smooth: bool,
     /// Explain each image's N most likely classes (files get a `_topN` suffix).
     #[arg(long, default_value_t = 1)]
     top_k: usize,
@@ -277,6 +281,7 @@ impl OnBackend for Job<'_> {
                 evaluate::Settings {
                     target: targets[0],
                     steps: self.args.steps as usize,
+                    eigen_smooth: self.args.eigen_smooth,
                     batch: self.args.batch_size as usize,
                 },
                 &device,
@@ -442,6 +447,7 @@ impl<B: AutodiffBackend> Explainer<'_, B> {
                     &samples,
                     target,
                     &self.methods,
+                    self.args.eigen_smooth,
                     &batcher,
                     device,
                 )?;

@@ -201,6 +201,11 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let out = explain(
+        &["--image", "shape.png", "--eigen-smooth", "--out", "smooth"],
+        dir.path(),
+    );
+    assert!(out.status.success() && dir.path().join("smooth/000_shape/heatmap.jpg").is_file());
     let grid = image::open(dir.path().join("methods/grid.jpg")).unwrap();
     assert_eq!(grid.height(), 128, "one image, one row");
     assert!(

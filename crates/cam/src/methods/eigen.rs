@@ -9,7 +9,7 @@ use nalgebra::DMatrix;
 
 /// Eigen-CAM: the first principal component of A.
 pub fn eigen_cam<B: Backend>(activations: Tensor<B, 4>) -> Tensor<B, 3> {
-    project(activations)
+    first_component_map(activations)
 }
 
 /// EigenGrad-CAM: the first principal component of dS/dA ⊙ A.
@@ -17,10 +17,12 @@ pub fn eigen_grad_cam<B: Backend>(
     activations: Tensor<B, 4>,
     gradients: Tensor<B, 4>,
 ) -> Tensor<B, 3> {
-    project(gradients * activations)
+    first_component_map(gradients * activations)
 }
 
-fn project<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
+/// Each pixel's channel vector projected on the first principal component, `[batch, h, w]`:
+/// Eigen-CAM of A, or the eigen-smoothed map of any method's channel contributions.
+pub fn first_component_map<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
     let [batch, channels, h, w] = x.dims();
     let device = x.device();
     let values = x.into_data().to_vec::<f32>().expect("f32 tensor");

@@ -11,5 +11,13 @@ pub fn grad_cam_weights<B: Backend>(gradients: Tensor<B, 4>) -> Tensor<B, 2> {
 /// The raw map Σ_k w_k A_k, `[batch, h, w]`, before ReLU (the tutorial's mean over k differs
 /// only by the factor 1/K, which normalisation removes).
 pub fn grad_cam<B: Backend>(activations: Tensor<B, 4>, gradients: Tensor<B, 4>) -> Tensor<B, 3> {
-    super::weighted_sum(activations, grad_cam_weights(gradients))
+    super::channel_sum(grad_cam_contributions(activations, gradients))
+}
+
+/// The channels' terms w_k A_k of Grad-CAM, `[batch, channels, h, w]`.
+pub fn grad_cam_contributions<B: Backend>(
+    activations: Tensor<B, 4>,
+    gradients: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    super::weighted(activations, grad_cam_weights(gradients))
 }

@@ -1,14 +1,14 @@
 //! The gradient-weighted methods other than Grad-CAM, each as pytorch-grad-cam computes it.
-//! All take A and dS/dA, `[batch, channels, h, w]`, and return the raw map `[batch, h, w]`.
+//! All take A and dS/dA, `[batch, channels, h, w]`, and return the channels' contributions,
+//! same shape: their sum over channels is the raw map (`channel_sum`), their first principal
+//! component the eigen-smoothed one.
 
 use burn::prelude::*;
 
-/// Σ_k w_k A_k for channel weights `[batch, channels]`.
-pub fn weighted_sum<B: Backend>(activations: Tensor<B, 4>, weights: Tensor<B, 2>) -> Tensor<B, 3> {
-    let [batch, channels, h, w] = activations.dims();
-    (activations * weights.reshape([batch, channels, 1, 1]))
-        .sum_dim(1)
-        .reshape([batch, h, w])
+/// w_k A_k for channel weights `[batch, channels]`.
+pub fn weighted<B: Backend>(activations: Tensor<B, 4>, weights: Tensor<B, 2>) -> Tensor<B, 4> {
+    let [batch, channels, _, _] = activations.dims();
+    activations * weights.reshape([batch, channels, 1, 1])
 }
 
 /// Σ over (i, j) of a `[batch, channels, h, w]` tensor → `[batch, channels]`.
@@ -16,8 +16,8 @@ fn spatial_sum<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
     x.sum_dim(3).sum_dim(2).flatten(1, 3)
 }
 
-/// Σ over channels → `[batch, h, w]`.
-fn channel_sum<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
+/// Σ over channels → `[batch, h, w]`: contributions to the raw map.
+pub fn channel_sum<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
     let [batch, _, h, w] = x.dims();
     x.sum_dim(1).reshape([batch, h, w])
 }
@@ -27,7 +27,7 @@ fn channel_sum<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
 pub fn grad_cam_plus_plus<B: Backend>(
     activations: Tensor<B, 4>,
     gradients: Tensor<B, 4>,
-) -> Tensor<B, 3> {
+) -> Tensor<B, 4> {
     let [batch, channels, _, _] = activations.dims();
     let g2 = gradients.clone().powi_scalar(2);
     let g3 = g2.clone() * gradients.clone();
@@ -35,33 +35,33 @@ pub fn grad_cam_plus_plus<B: Backend>(
     let alpha = g2.clone() / (g2 * 2.0 + g3 * sum_a + 1e-6);
     let alpha = alpha.mask_fill(gradients.clone().equal_elem(0.0), 0.0);
     let weights = spatial_sum(gradients.clamp_min(0.0) * alpha);
-    weighted_sum(activations, weights)
+    weighted(activations, weights)
 }
 
 /// XGrad-CAM (Fu et al. 2020): w_k = Σ_ij g · A / (Σ_ij A + 1e-7).
-pub fn xgrad_cam<B: Backend>(activations: Tensor<B, 4>, gradients: Tensor<B, 4>) -> Tensor<B, 3> {
+pub fn xgrad_cam<B: Backend>(activations: Tensor<B, 4>, gradients: Tensor<B, 4>) -> Tensor<B, 4> {
     let [batch, channels, _, _] = activations.dims();
     let sum_a = spatial_sum(activations.clone()).reshape([batch, channels, 1, 1]);
     let weights = spatial_sum(gradients * activations.clone() / (sum_a + 1e-7));
-    weighted_sum(activations, weights)
+    weighted(activations, weights)
 }
 
-/// HiResCAM (Draelos & Carin 2020): Σ_k g_k ⊙ A_k, no pooling of the gradients.
-pub fn hires_cam<B: Backend>(activations: Tensor<B, 4>, gradients: Tensor<B, 4>) -> Tensor<B, 3> {
-    channel_sum(gradients * activations)
+/// HiResCAM (Draelos & Carin 2020): g_k ⊙ A_k, no pooling of the gradients.
+pub fn hires_cam<B: Backend>(activations: Tensor<B, 4>, gradients: Tensor<B, 4>) -> Tensor<B, 4> {
+    gradients * activations
 }
 
-/// Grad-CAM element-wise (pytorch-grad-cam): Σ_k ReLU(g_k ⊙ A_k).
+/// Grad-CAM element-wise (pytorch-grad-cam): ReLU(g_k ⊙ A_k).
 pub fn grad_cam_element_wise<B: Backend>(
     activations: Tensor<B, 4>,
     gradients: Tensor<B, 4>,
-) -> Tensor<B, 3> {
-    channel_sum((gradients * activations).clamp_min(0.0))
+) -> Tensor<B, 4> {
+    (gradients * activations).clamp_min(0.0)
 }
 
-/// LayerCAM (Jiang et al. 2021): Σ_k ReLU(g_k) ⊙ A_k.
-pub fn layer_cam<B: Backend>(activations: Tensor<B, 4>, gradients: Tensor<B, 4>) -> Tensor<B, 3> {
-    channel_sum(gradients.clamp_min(0.0) * activations)
+/// LayerCAM (Jiang et al. 2021): ReLU(g_k) ⊙ A_k.
+pub fn layer_cam<B: Backend>(activations: Tensor<B, 4>, gradients: Tensor<B, 4>) -> Tensor<B, 4> {
+    gradients.clamp_min(0.0) * activations
 }
 
 #[cfg(test)]
@@ -73,8 +73,9 @@ mod tests {
         Tensor::from_data(TensorData::new(values.to_vec(), shape), &Default::default())
     }
 
-    fn values(t: Tensor<Flex, 3>) -> Vec<f32> {
-        t.into_data().to_vec().unwrap()
+    /// The raw map of some contributions.
+    fn values(t: Tensor<Flex, 4>) -> Vec<f32> {
+        channel_sum(t).into_data().to_vec().unwrap()
     }
 
     /// One image, two channels of two pixels: A = [[1, 3], [2, 0]], g = [[0.5, -1], [0, 2]].

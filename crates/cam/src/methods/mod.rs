@@ -7,10 +7,11 @@ mod grad_cam;
 mod gradient;
 mod perturbation;
 
-pub use eigen::{eigen_cam, eigen_grad_cam};
-pub use grad_cam::{grad_cam, grad_cam_weights};
+pub use eigen::{eigen_cam, eigen_grad_cam, first_component_map};
+pub use grad_cam::{grad_cam, grad_cam_contributions, grad_cam_weights};
 pub use gradient::{
-    grad_cam_element_wise, grad_cam_plus_plus, hires_cam, layer_cam, weighted_sum, xgrad_cam,
+    channel_sum, grad_cam_element_wise, grad_cam_plus_plus, hires_cam, layer_cam, weighted,
+    xgrad_cam,
 };
 pub use perturbation::{ablation_cam, score_cam};
 
@@ -66,9 +67,10 @@ impl Method {
         }
     }
 
-    /// The raw map `[batch, h, w]` of `capture`, taken on `images` with the inference `model`.
-    /// Score-CAM runs the model on `chunk` masked images at a time, Ablation-CAM the classifier
-    /// on `chunk` ablated maps.
+    /// The raw map `[batch, h, w]` of `capture`, taken on `images` with the inference `model`:
+    /// the channels' contributions summed, or for Eigen-CAM and EigenGrad-CAM their first
+    /// principal component. Score-CAM runs the model on `chunk` masked images at a time,
+    /// Ablation-CAM the classifier on `chunk` ablated maps.
     pub fn map<B: Backend, M: SplitModel<B>>(
         self,
         model: &M,
@@ -76,16 +78,42 @@ impl Method {
         capture: &Capture<B>,
         chunk: usize,
     ) -> Tensor<B, 3> {
+        let contributions = self.contributions(model, images, capture, chunk);
+        match self {
+            Method::EigenCam | Method::EigenGradCam => first_component_map(contributions),
+            _ => channel_sum(contributions),
+        }
+    }
+
+    /// pytorch-grad-cam's `eigen_smooth`: the first principal component of the channels'
+    /// contributions instead of their sum (the same as `map` for the Eigen methods).
+    pub fn eigen_smoothed_map<B: Backend, M: SplitModel<B>>(
+        self,
+        model: &M,
+        images: Tensor<B, 4>,
+        capture: &Capture<B>,
+        chunk: usize,
+    ) -> Tensor<B, 3> {
+        first_component_map(self.contributions(model, images, capture, chunk))
+    }
+
+    /// Each channel's term of the map, `[batch, channels, h, w]`.
+    pub fn contributions<B: Backend, M: SplitModel<B>>(
+        self,
+        model: &M,
+        images: Tensor<B, 4>,
+        capture: &Capture<B>,
+        chunk: usize,
+    ) -> Tensor<B, 4> {
         let (a, g) = (capture.activations.clone(), capture.gradients.clone());
         match self {
-            Method::GradCam => grad_cam(a, g),
+            Method::GradCam => grad_cam_contributions(a, g),
             Method::GradCamPlusPlus => grad_cam_plus_plus(a, g),
             Method::XGradCam => xgrad_cam(a, g),
-            Method::HiResCam => hires_cam(a, g),
+            Method::HiResCam | Method::EigenGradCam => hires_cam(a, g),
             Method::LayerCam => layer_cam(a, g),
             Method::GradCamElementWise => grad_cam_element_wise(a, g),
-            Method::EigenCam => eigen_cam(a),
-            Method::EigenGradCam => eigen_grad_cam(a, g),
+            Method::EigenCam => a,
             Method::ScoreCam => score_cam(model, images, a, &capture.targets, chunk),
             Method::AblationCam => {
                 ablation_cam(model, a, capture.logits.clone(), &capture.targets, chunk)

@@ -8,7 +8,7 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use model::SplitModel;
 
-use super::weighted_sum;
+use super::weighted;
 
 /// The `targets[i]` entry of each logits row of `[n, classes]` → `[n]`.
 fn target_scores<B: Backend>(logits: Tensor<B, 2>, target: usize) -> Tensor<B, 1> {
@@ -18,14 +18,15 @@ fn target_scores<B: Backend>(logits: Tensor<B, 2>, target: usize) -> Tensor<B, 1
 
 /// Score-CAM (Wang et al. 2020): each channel A_k, upsampled to the image (bilinear, corners
 /// aligned) and min-max normalised, masks the image; the target logits of the masked images,
-/// softmaxed over channels, weight the channels. `chunk` masked images per forward pass.
+/// softmaxed over channels, weight the channels (returned: the weighted channels). `chunk`
+/// masked images per forward pass.
 pub fn score_cam<B: Backend, M: SplitModel<B>>(
     model: &M,
     images: Tensor<B, 4>,
     activations: Tensor<B, 4>,
     targets: &[usize],
     chunk: usize,
-) -> Tensor<B, 3> {
+) -> Tensor<B, 4> {
     let [batch, channels, h, w] = activations.dims();
     let [_, colours, height, width] = images.dims();
     let options = InterpolateOptions::new(InterpolateMode::Bilinear);
@@ -53,7 +54,7 @@ pub fn score_cam<B: Backend, M: SplitModel<B>>(
         rows.push(Tensor::cat(scores, 0).reshape([1, channels]));
     }
     let weights = softmax(Tensor::cat(rows, 0), 1);
-    weighted_sum(activations, weights)
+    weighted(activations, weights)
 }
 
 /// Ablation-CAM (Desai & Ramaswamy 2020): w_k = (S − S_k) / S, where S_k is the target logit
@@ -66,7 +67,7 @@ pub fn ablation_cam<B: Backend, M: SplitModel<B>>(
     logits: Tensor<B, 2>,
     targets: &[usize],
     chunk: usize,
-) -> Tensor<B, 3> {
+) -> Tensor<B, 4> {
     let [batch, channels, h, w] = activations.dims();
     let device = activations.device();
     let logits = logits.into_data().to_vec::<f32>().expect("f32 logits");
@@ -105,5 +106,5 @@ pub fn ablation_cam<B: Backend, M: SplitModel<B>>(
                 .reshape([1, channels]),
         );
     }
-    weighted_sum(activations, Tensor::cat(rows, 0))
+    weighted(activations, Tensor::cat(rows, 0))
 }
