@@ -48,6 +48,8 @@ METHODS = {
 }
 
 
+# Methods whose aug_smooth=True maps (flips × input factors 0.9, 1, 1.1; needs ttach) are checked.
+AUG_SMOOTHED = ("gradcam", "layercam")
 # Methods whose eigen_smooth=True maps are checked too.
 EIGEN_SMOOTHED = ("gradcam", "gradcam++", "layercam", "scorecam", "ablationcam")
 
@@ -61,8 +63,13 @@ def fixture(name, model, architecture, size, targets, all_methods=False):
     layer = target_layer(model)
     with GradCAM(model=model, target_layers=[layer]) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
-    methods, smoothed = {}, {}
+    methods, smoothed, augmented = {}, {}, {}
     if all_methods:
+        for method in AUG_SMOOTHED:
+            with METHODS[method](model=model, target_layers=[layer]) as explainer:
+                out = explainer(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets],
+                                aug_smooth=True)
+            augmented[method] = [round(v, 6) for v in short(out)]
         for method, cls in METHODS.items():
             for eigen_smooth, out_maps in ((False, methods), (True, smoothed)):
                 if eigen_smooth and method not in EIGEN_SMOOTHED:
@@ -87,6 +94,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False):
         "cam": [round(v, 6) for v in short(maps)],
         "methods": methods,
         "eigen_smooth": smoothed,
+        "aug_smooth": augmented,
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 

@@ -37,6 +37,9 @@ struct Fixture {
     /// The same with `eigen_smooth=True`, for some methods.
     #[serde(default)]
     eigen_smooth: BTreeMap<String, Vec<f32>>,
+    /// The same with `aug_smooth=True`, for some methods.
+    #[serde(default)]
+    aug_smooth: BTreeMap<String, Vec<f32>>,
 }
 
 fn load(name: &str) -> (Fixture, Network<Cpu>) {
@@ -223,6 +226,41 @@ fn check_methods(name: &str) {
             worst <= 1e-4,
             "{name} {method_name}{label}: max abs difference {worst}"
         );
+    }
+}
+
+fn check_aug_smooth(name: &str) {
+    let (fixture, model) = load(name);
+    assert!(
+        !fixture.aug_smooth.is_empty(),
+        "{name} has no aug_smooth fixtures"
+    );
+    let [h, w] = fixture.image_size;
+    let images = Tensor::<Inner, 4>::from_data(
+        TensorData::new(fixture.input.clone(), [fixture.targets.len(), 3, h, w]),
+        &Default::default(),
+    );
+    for (method_name, theirs) in &fixture.aug_smooth {
+        let method: Method = method_name.parse().unwrap();
+        let ours =
+            cam::smoothing::aug_smooth(&model, images.clone(), &fixture.targets, method, false, 3)
+                .unwrap()
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+        let worst = max_difference(&ours, theirs);
+        eprintln!("{name} {method_name} (aug smooth): max |ours − pytorch-grad-cam| = {worst:.2e}");
+        assert!(
+            worst <= 1e-4,
+            "{name} {method_name} (aug smooth): max abs difference {worst}"
+        );
+    }
+}
+
+#[test]
+fn augmentation_smoothing_matches_pytorch_grad_cam() {
+    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+        check_aug_smooth(name);
     }
 }
 

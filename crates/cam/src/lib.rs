@@ -8,6 +8,7 @@ mod capture;
 pub mod figure;
 pub mod methods;
 pub mod postprocess;
+pub mod smoothing;
 
 pub use capture::{Capture, CaptureError, Target, capture};
 pub use methods::{Method, grad_cam, grad_cam_weights};

@@ -15,7 +15,8 @@ pub struct Explained {
     pub probabilities: Vec<f32>,
     /// The class whose score the map explains.
     pub target: usize,
-    /// Grad-CAM before ReLU and normalisation, `map_size`, row-major.
+    /// The map before ReLU and normalisation (after them, at the input's size, when
+    /// augmentation-smoothed), `map_size`, row-major.
     pub map: Vec<f32>,
 }
 
@@ -28,13 +29,22 @@ pub struct BatchMaps {
 /// Images per forward pass in Score-CAM, ablated maps per classifier pass in Ablation-CAM.
 const PERTURBATION_CHUNK: usize = 32;
 
+/// pytorch-grad-cam's two smoothings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Smoothing {
+    /// The first principal component of the channels' contributions instead of their sum.
+    pub eigen: bool,
+    /// The mean of the maps of flipped and intensity-scaled copies (at the input's size).
+    pub augmentation: bool,
+}
+
 /// One capture for the batch, then the map of every method from it: one `BatchMaps` each.
 pub fn explain_batch<B: AutodiffBackend>(
     model: &Network<B>,
     samples: &[&Sample],
     target: Target,
     methods: &[Method],
-    eigen_smooth: bool,
+    smoothing: Smoothing,
     batcher: &Batcher,
     device: &B::Device,
 ) -> Result<Vec<BatchMaps>> {
@@ -48,16 +58,25 @@ pub fn explain_batch<B: AutodiffBackend>(
     let captured = capture(model, images.clone(), &vec![target; samples.len()])?;
     let [_, classes] = captured.logits.dims();
     let probabilities = to_vec(softmax(captured.logits.clone(), 1));
-    let [_, _, h, w] = captured.activations.dims();
     let inference = model.valid();
     let batch_maps = methods
         .iter()
-        .map(|method| {
-            let map = if eigen_smooth {
+        .map(|&method| {
+            let map = if smoothing.augmentation {
+                cam::smoothing::aug_smooth(
+                    model,
+                    images.clone(),
+                    &captured.targets,
+                    method,
+                    smoothing.eigen,
+                    PERTURBATION_CHUNK,
+                )?
+            } else if smoothing.eigen {
                 method.eigen_smoothed_map(&inference, images.clone(), &captured, PERTURBATION_CHUNK)
             } else {
                 method.map(&inference, images.clone(), &captured, PERTURBATION_CHUNK)
             };
+            let [_, h, w] = map.dims();
             let maps = to_vec(map);
             let explained = captured
                 .targets
@@ -69,12 +88,12 @@ pub fn explain_batch<B: AutodiffBackend>(
                     map: map.to_vec(),
                 })
                 .collect();
-            BatchMaps {
+            Ok(BatchMaps {
                 explained,
                 map_size: [h, w],
-            }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     Ok(batch_maps)
 }
 

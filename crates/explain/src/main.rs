@@ -95,6 +95,10 @@ struct Args {
     /// contributions instead of their sum (less noise, sign by convention).
     #[arg(long)]
     eigen_smooth: bool,
+    /// pytorch-grad-cam's aug_smooth: the mean map of the image and its mirror image, each at
+    /// input intensity ×0.9, ×1 and ×1.1 (six captures per batch).
+    #[arg(long)]
+    aug_smooth: bool,
     /// Explain each image's N most likely classes (files get a `_topN` suffix).
     #[arg(long, default_value_t = 1)]
     top_k: usize,
@@ -447,7 +451,10 @@ impl<B: AutodiffBackend> Explainer<'_, B> {
                     &samples,
                     target,
                     &self.methods,
-                    self.args.eigen_smooth,
+                    explainer::Smoothing {
+                        eigen: self.args.eigen_smooth,
+                        augmentation: self.args.aug_smooth,
+                    },
                     &batcher,
                     device,
                 )?;

@@ -202,7 +202,15 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = explain(
-        &["--image", "shape.png", "--eigen-smooth", "--out", "smooth"],
+        &[
+            "--image",
+            "shape.png",
+            "--eigen-smooth",
+            "--aug-smooth",
+            "--save-raw",
+            "--out",
+            "smooth",
+        ],
         dir.path(),
     );
     assert!(out.status.success() && dir.path().join("smooth/000_shape/heatmap.jpg").is_file());
