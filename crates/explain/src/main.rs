@@ -6,6 +6,7 @@
 //! held-out images (`--split`) get the tutorial's per-class folders and an `index.html` gallery.
 
 mod accuracy;
+mod args;
 mod evaluate;
 mod explainer;
 mod gallery;
@@ -20,192 +21,16 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use burn::prelude::Backend;
 use burn::tensor::backend::AutodiffBackend;
-use cam::figure::Colormap;
-use cam::postprocess::Normalization;
 use cam::{Method, Target};
 use clap::Parser;
 use rayon::prelude::*;
-use train::{DeviceChoice, OnBackend, Weights};
+use train::OnBackend;
 
+use args::{Args, parse_weights};
 use explainer::{BatchMaps, argmax, explain_batch, top};
 use output::{Layout, Record, Style};
 use source::{Item, Split};
 use subject::{ModelSource, Subject};
-
-/// Show where a trained run, or a pretrained PyTorch model, looks (Grad-CAM).
-///
-/// With --image, each file gets a folder under --out with original.jpg, heatmap.jpg and
-/// superimposed.jpg. Otherwise --limit images of a split of the run's data (or, for --arch, of
-/// --data-dir) are explained in the tutorial's layout: {originals,heatmaps,superimposed}/
-/// <true class>/<index>_label_<predicted>.jpg, with an index.html gallery for any browser.
-#[derive(Parser, Debug)]
-#[command(
-    version,
-    after_help = "Examples:
-  explain                                    # latest run under runs/, 8 held-out images
-  explain --run runs/cats_dogs-001 --split val --limit all
-  explain --run runs/cats_dogs-001 --image cat.jpg --class dogs
-  explain --accuracy                         # held-out accuracy per class
-  explain --arch vgg19 --weights vgg19-dcbb9e9d.pth --image elephant.jpeg
-  explain --arch resnet20 --weights resnet20.th --data-dir cifar10-jpeg/train --accuracy"
-)]
-struct Args {
-    /// Run folder written by `train` [default: the run under runs/ with the newest checkpoint].
-    #[arg(long)]
-    run: Option<PathBuf>,
-    /// A run's weights: best, last or an epoch number [default: best]; with --arch, the
-    /// PyTorch file (.pth zip or legacy pickle, .th, .safetensors).
-    #[arg(long)]
-    weights: Option<String>,
-    /// Explain a pretrained PyTorch model of this architecture instead of a run: vgg11..vgg19
-    /// (and _bn), resnet18..resnet152, resnet20..resnet110 (CIFAR), efficientnet_lite0.
-    #[arg(long, conflicts_with_all = ["run", "split"])]
-    arch: Option<String>,
-    /// Class names for --arch, one per line [default: ImageNet for 1000 classes, CIFAR-10 for 10].
-    #[arg(long, requires = "arch")]
-    labels: Option<PathBuf>,
-    /// For --arch: the input size, `224` or `HxW`, instead of the architecture's default.
-    #[arg(long, requires = "arch", value_parser = parse_size)]
-    input_size: Option<[usize; 2]>,
-    /// For --arch: per-channel mean of RGB / 255, `r,g,b`, instead of the weights' default.
-    #[arg(long, requires = "arch", value_parser = parse_triple)]
-    mean: Option<[f32; 3]>,
-    /// For --arch: per-channel standard deviation, `r,g,b`.
-    #[arg(long, requires = "arch", value_parser = parse_triple)]
-    std: Option<[f32; 3]>,
-    /// Image files to explain instead of the run's images.
-    #[arg(long, num_args = 1.., conflicts_with = "split")]
-    image: Vec<PathBuf>,
-    /// Which of the run's images to explain: val (held out by the run) or test (a data set's
-    /// own test set, e.g. CIFAR-10's) [default: val].
-    #[arg(long, value_enum)]
-    split: Option<Split>,
-    /// How many images of the split to explain, or `all`.
-    #[arg(long, default_value = "8", value_parser = parse_limit)]
-    limit: usize,
-    /// The class to explain, by index or name [default: each image's predicted class].
-    #[arg(long, conflicts_with = "top_k")]
-    class: Option<String>,
-    /// CAM method(s), comma-separated, or `all`: gradcam, gradcam++, xgradcam, hirescam,
-    /// layercam, gradcam-elementwise, eigencam, eigengradcam, scorecam, ablationcam. With
-    /// several, each writes its own folder <out>/<method>/.
-    #[arg(long, default_value = "gradcam", value_delimiter = ',', value_parser = parse_method)]
-    method: Vec<Vec<Method>>,
-    /// pytorch-grad-cam's eigen_smooth: the first principal component of the channels'
-    /// contributions instead of their sum (less noise, sign by convention).
-    #[arg(long)]
-    eigen_smooth: bool,
-    /// pytorch-grad-cam's aug_smooth: the mean map of the image and its mirror image, each at
-    /// input intensity ×0.9, ×1 and ×1.1 (six captures per batch).
-    #[arg(long)]
-    aug_smooth: bool,
-    /// Explain each image's N most likely classes (files get a `_topN` suffix).
-    #[arg(long, default_value_t = 1)]
-    top_k: usize,
-    /// Output folder [default: <run>/explain, or explained/<arch>].
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Weight of the heatmap in superimposed.jpg (the tutorial's 0.4).
-    #[arg(long, default_value_t = 0.4)]
-    alpha: f32,
-    /// jet, turbo, viridis or inferno.
-    #[arg(long, default_value = "jet")]
-    colormap: Colormap,
-    /// minmax (pytorch-grad-cam) or max (the tutorial).
-    #[arg(long, default_value = "minmax", value_parser = parse_normalization)]
-    normalize: Normalization,
-    /// Also write cam_raw.npy (the map at feature resolution, before ReLU) and cam.npy (after
-    /// ReLU, min-max normalisation and resizing to the model input: pytorch-grad-cam's array),
-    /// in each image's folder (--image only).
-    #[arg(long, requires = "image")]
-    save_raw: bool,
-    /// Score the methods (and a random and a centred-Gaussian baseline map) on the images with
-    /// Average Drop / Increase in Confidence, deletion / insertion AUC and, where boxes are
-    /// known (synthetic shapes), the pointing games; writes evaluation.csv and .md.
-    #[arg(long, conflicts_with_all = ["accuracy", "top_k"])]
-    evaluate: bool,
-    /// Steps of the deletion / insertion curves (--evaluate).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
-    steps: u16,
-    /// Images per forward/backward pass.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
-    batch_size: u16,
-    /// Report the accuracy per class (on the run's held-out images, or on --data-dir) instead
-    /// of drawing maps.
-    #[arg(long)]
-    accuracy: bool,
-    /// For a run: where its data set is, if it moved since training. For --arch: a folder
-    /// <root>/<class>/*.jpg whose class folders carry the model's class names.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceChoice,
-}
-
-fn parse_weights(s: &str) -> Result<Weights, String> {
-    match s {
-        "best" => Ok(Weights::Best),
-        "last" => Ok(Weights::Last),
-        n => n
-            .parse()
-            .map(Weights::Epoch)
-            .map_err(|_| format!("`{s}`: use best, last or an epoch number")),
-    }
-}
-
-fn parse_method(s: &str) -> Result<Vec<Method>, String> {
-    match s {
-        "all" => Ok(Method::ALL.to_vec()),
-        name => name.parse().map(|m| vec![m]),
-    }
-}
-
-fn parse_size(s: &str) -> Result<[usize; 2], String> {
-    let sides: Vec<usize> = s
-        .split('x')
-        .map(|n| {
-            n.parse()
-                .map_err(|_| format!("`{s}`: use 224 or HxW, e.g. 240x320"))
-        })
-        .collect::<Result<_, _>>()?;
-    match sides[..] {
-        [side] if side > 0 => Ok([side, side]),
-        [h, w] if h > 0 && w > 0 => Ok([h, w]),
-        _ => Err(format!("`{s}`: use 224 or HxW, e.g. 240x320")),
-    }
-}
-
-fn parse_triple(s: &str) -> Result<[f32; 3], String> {
-    let values: Vec<f32> = s
-        .split(',')
-        .map(|v| {
-            v.trim()
-                .parse()
-                .map_err(|_| format!("`{s}`: use three numbers, r,g,b"))
-        })
-        .collect::<Result<_, _>>()?;
-    values
-        .try_into()
-        .map_err(|_| format!("`{s}`: use three numbers, r,g,b"))
-}
-
-fn parse_limit(s: &str) -> Result<usize, String> {
-    match s {
-        "all" => Ok(usize::MAX),
-        n => n
-            .parse()
-            .map_err(|_| format!("`{s}`: use a number of images or `all`")),
-    }
-}
-
-fn parse_normalization(s: &str) -> Result<Normalization, String> {
-    match s {
-        "minmax" => Ok(Normalization::MinMax),
-        "max" => Ok(Normalization::Max),
-        _ => Err(format!("`{s}`: use minmax or max")),
-    }
-}
 
 fn main() {
     if let Err(error) = run(Args::parse()) {
