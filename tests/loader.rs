@@ -3,36 +3,15 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use burn::prelude::*;
-use model::{Architecture, SplitModel};
-use serde::Deserialize;
+use model::SplitModel;
+use support::fixture::Fixture;
 use support::torch_file::{StoredTensor, Wrapping, hostile_pth, zip_pth};
 
 type B = burn::backend::Flex;
 
-#[derive(Deserialize)]
-struct Tensor1d {
-    shape: Vec<usize>,
-    values: Vec<f32>,
-}
-
-/// A CIFAR ResNet-8 state dict with PyTorch's names, its input and its logits.
-#[derive(Deserialize)]
-struct Fixture {
-    architecture: Architecture,
-    state_dict: BTreeMap<String, Tensor1d>,
-    image_size: [usize; 2],
-    input: Vec<f32>,
-    logits: Vec<f32>,
-}
-
 fn fixture() -> Fixture {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/cifar_resnet8_w4.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    Fixture::read("cifar_resnet8_w4")
 }
 
 fn tensors(fixture: &Fixture, prefix: &str) -> Vec<StoredTensor> {

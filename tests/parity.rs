@@ -2,51 +2,22 @@
 //! names, loaded through burn-store's PyTorch adapter), the same input, the same maps.
 //! Fixtures come from `scripts/make_gradcam_fixtures.py`; CI reads only the committed JSON.
 
-use std::collections::BTreeMap;
+mod support;
 
-use std::path::Path;
+use std::collections::BTreeMap;
 
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use cam::postprocess::{Normalization, relu_normalize, upsample};
 use cam::{Method, Target, capture, grad_cam};
-use model::{Architecture, Network};
-use serde::Deserialize;
+use model::Network;
+use support::fixture::{Fixture, Tensor1d};
 use train::device::Cpu;
 
 type Inner = burn::backend::Flex;
 
-#[derive(Deserialize)]
-struct Tensor1d {
-    shape: Vec<usize>,
-    values: Vec<f32>,
-}
-
-#[derive(Deserialize)]
-struct Fixture {
-    architecture: Architecture,
-    state_dict: BTreeMap<String, Tensor1d>,
-    image_size: [usize; 2],
-    input: Vec<f32>,
-    logits: Vec<f32>,
-    targets: Vec<usize>,
-    cam: Vec<f32>,
-    /// pytorch-grad-cam's maps per method (`--method` names), for some fixtures.
-    #[serde(default)]
-    methods: BTreeMap<String, Vec<f32>>,
-    /// The same with `eigen_smooth=True`, for some methods.
-    #[serde(default)]
-    eigen_smooth: BTreeMap<String, Vec<f32>>,
-    /// The same with `aug_smooth=True`, for some methods.
-    #[serde(default)]
-    aug_smooth: BTreeMap<String, Vec<f32>>,
-}
-
 fn load(name: &str) -> (Fixture, Network<Cpu>) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity");
-    let fixture: Fixture =
-        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap())
-            .unwrap();
+    let fixture = Fixture::read(name);
     // The state dict goes through the same loader as a user's file: strict, PyTorch names.
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), safetensors_bytes(&fixture.state_dict)).unwrap();
@@ -198,11 +169,7 @@ fn check_methods(name: &str) {
     for (method_name, theirs, eigen_smooth) in plain.chain(smoothed) {
         let method: Method = method_name.parse().unwrap();
         // Chunks of 3 channels: the batching must not change the numbers.
-        let raw = if eigen_smooth {
-            method.eigen_smoothed_map(&inference, images.clone(), &captured, 3)
-        } else {
-            method.map(&inference, images.clone(), &captured, 3)
-        };
+        let raw = method.smoothed_map(&inference, images.clone(), &captured, 3, eigen_smooth);
         let raw = raw.into_data().to_vec::<f32>().unwrap();
         let ours = postprocess(&raw, [mh, mw], [h, w]);
         let projected = eigen_smooth || matches!(method, Method::EigenCam | Method::EigenGradCam);

@@ -47,11 +47,7 @@ where
         }
         let captured = capture(model, x.clone(), &fixed)?;
         let [_, _, h, w] = captured.activations.dims();
-        let raw = if eigen_smooth {
-            method.eigen_smoothed_map(&inference, x, &captured, chunk)
-        } else {
-            method.map(&inference, x, &captured, chunk)
-        };
+        let raw = method.smoothed_map(&inference, x, &captured, chunk, eigen_smooth);
         let raw = raw.into_data().to_vec::<f32>().expect("f32 maps");
         let minmax = Normalization::MinMax;
         for (i, map) in raw.chunks(h * w).enumerate() {

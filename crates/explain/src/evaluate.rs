@@ -187,11 +187,13 @@ impl<B: Backend> BatchInputs<'_, B> {
         let [_, _, mh, mw] = captured.activations.dims();
         match explainer {
             Explainer::Method(method) => {
-                let raw = if self.eigen_smooth {
-                    method.eigen_smoothed_map(model, self.images.clone(), captured, CHUNK)
-                } else {
-                    method.map(model, self.images.clone(), captured, CHUNK)
-                };
+                let raw = method.smoothed_map(
+                    model,
+                    self.images.clone(),
+                    captured,
+                    CHUNK,
+                    self.eigen_smooth,
+                );
                 let raw = raw.into_data().to_vec::<f32>().expect("f32 maps");
                 let minmax = Normalization::MinMax;
                 raw.chunks(mh * mw)

@@ -71,10 +71,14 @@ pub fn explain_batch<B: AutodiffBackend>(
                     smoothing.eigen,
                     PERTURBATION_CHUNK,
                 )?
-            } else if smoothing.eigen {
-                method.eigen_smoothed_map(&inference, images.clone(), &captured, PERTURBATION_CHUNK)
             } else {
-                method.map(&inference, images.clone(), &captured, PERTURBATION_CHUNK)
+                method.smoothed_map(
+                    &inference,
+                    images.clone(),
+                    &captured,
+                    PERTURBATION_CHUNK,
+                    smoothing.eigen,
+                )
             };
             let [_, h, w] = map.dims();
             let maps = to_vec(map);

@@ -6,19 +6,6 @@ use crate::ImportError;
 /// by `scripts/make_imagenet_labels.py`).
 const IMAGENET: &str = include_str!("imagenet_classes.txt");
 
-pub const CIFAR10_CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
-
 pub fn imagenet_classes() -> Vec<String> {
     IMAGENET.lines().map(str::to_string).collect()
 }
@@ -27,7 +14,7 @@ pub fn imagenet_classes() -> Vec<String> {
 pub fn class_names(num_classes: usize) -> Vec<String> {
     match num_classes {
         1000 => imagenet_classes(),
-        10 => CIFAR10_CLASSES.map(str::to_string).to_vec(),
+        10 => data::cifar::CLASS_NAMES.map(str::to_string).to_vec(),
         n => (0..n).map(|i| format!("class {i}")).collect(),
     }
 }

@@ -9,6 +9,6 @@ mod load;
 mod preprocessing;
 
 pub use error::ImportError;
-pub use labels::{CIFAR10_CLASSES, class_names, imagenet_classes, read_labels};
+pub use labels::{class_names, imagenet_classes, read_labels};
 pub use load::{Pretrained, load, read_state_dict};
 pub use preprocessing::preprocessing;

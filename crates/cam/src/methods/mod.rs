@@ -85,16 +85,21 @@ impl Method {
         }
     }
 
-    /// pytorch-grad-cam's `eigen_smooth`: the first principal component of the channels'
-    /// contributions instead of their sum (the same as `map` for the Eigen methods).
-    pub fn eigen_smoothed_map<B: Backend, M: SplitModel<B>>(
+    /// `map`, or with pytorch-grad-cam's `eigen_smooth` the first principal component of the
+    /// channels' contributions instead of their sum (the same for the Eigen methods).
+    pub fn smoothed_map<B: Backend, M: SplitModel<B>>(
         self,
         model: &M,
         images: Tensor<B, 4>,
         capture: &Capture<B>,
         chunk: usize,
+        eigen_smooth: bool,
     ) -> Tensor<B, 3> {
-        first_component_map(self.contributions(model, images, capture, chunk))
+        if eigen_smooth {
+            first_component_map(self.contributions(model, images, capture, chunk))
+        } else {
+            self.map(model, images, capture, chunk)
+        }
     }
 
     /// Each channel's term of the map, `[batch, channels, h, w]`.

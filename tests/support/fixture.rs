@@ -1,0 +1,45 @@
+//! The parity fixtures of `scripts/make_gradcam_fixtures.py`: a small PyTorch model's
+//! `state_dict` under PyTorch's names, an input, and what PyTorch and pytorch-grad-cam made of it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use model::Architecture;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub struct Tensor1d {
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+pub struct Fixture {
+    pub architecture: Architecture,
+    pub state_dict: BTreeMap<String, Tensor1d>,
+    pub image_size: [usize; 2],
+    pub input: Vec<f32>,
+    pub logits: Vec<f32>,
+    pub targets: Vec<usize>,
+    pub cam: Vec<f32>,
+    /// pytorch-grad-cam's maps per method (`--method` names), for some fixtures.
+    #[serde(default)]
+    pub methods: BTreeMap<String, Vec<f32>>,
+    /// The same with `eigen_smooth=True`, for some methods.
+    #[serde(default)]
+    pub eigen_smooth: BTreeMap<String, Vec<f32>>,
+    /// The same with `aug_smooth=True`, for some methods.
+    #[serde(default)]
+    pub aug_smooth: BTreeMap<String, Vec<f32>>,
+}
+
+impl Fixture {
+    /// `tests/fixtures/parity/<name>.json`.
+    pub fn read(name: &str) -> Fixture {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/parity")
+            .join(format!("{name}.json"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+}
