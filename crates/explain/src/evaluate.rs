@@ -16,7 +16,7 @@ use cam::{Capture, Method, Target, capture};
 use data::{Batcher, Sample};
 use faithfulness::baselines::{centre_gaussian, random_map};
 use faithfulness::sanity::{randomise_top, spearman};
-use faithfulness::{average_drop_and_increase, deletion_insertion};
+use faithfulness::{average_drop_and_increase, deletion_insertion, road};
 use model::{Network, SplitModel};
 
 /// Images per forward pass for the perturbed copies.
@@ -48,6 +48,9 @@ struct Totals {
     increase: f32,
     deletion: f32,
     insertion: f32,
+    /// ROAD: mean change of the target probability, most / least relevant removed first.
+    road_morf: f32,
+    road_lerf: f32,
     /// Images with a box for their target, peaks inside it, energy inside it.
     boxed: usize,
     hits: usize,
@@ -228,6 +231,16 @@ fn score<B: Backend>(
         let curves = deletion_insertion(probabilities, image, map, targets[i], step, CHUNK);
         total.deletion += curves.deletion;
         total.insertion += curves.insertion;
+        let image = images.clone().slice([i..i + 1, 0..c, 0..h, 0..w]);
+        let road = road(
+            probabilities,
+            image,
+            map,
+            targets[i],
+            (total.images + i) as u64,
+        );
+        total.road_morf += road.morf;
+        total.road_lerf += road.lerf;
         // Pointing games, where the data know the target's box.
         if let Some((_, b)) = sample
             .objects
@@ -256,7 +269,9 @@ impl Evaluation {
              Increase in Confidence (%, higher) on image × map (Grad-CAM++ §5.1). Deletion / \
              insertion AUC (RISE; lower / higher is better): pixels changed in map order in {} \
              steps of {} pixels, deleted to 0 of the normalised input, inserted into an 11×11 box \
-             blur. Pointing game (% of peaks inside the target's box) and energy-based pointing \
+             blur. ROAD (remove and debias): the most (MoRF, lower is better) or least (LeRF, higher) \
+             relevant 10…90% of the pixels replaced by noisy linear imputation from their \
+             neighbours, mean change of the target probability. Pointing game (% of peaks inside the target's box) and energy-based pointing \
              game (% of map mass inside it) where boxes exist. Sanity check (Adebayo et al.): Spearman \
              correlation with the maps of the same model with its top weight layer, or all of \
              them, re-initialised (lower: the map depends on the model). Time: per image, the \
@@ -267,7 +282,7 @@ impl Evaluation {
         )
     }
 
-    fn table(&self) -> Vec<[String; 10]> {
+    fn table(&self) -> Vec<[String; 12]> {
         let mut rows = vec![
             [
                 "method",
@@ -275,6 +290,8 @@ impl Evaluation {
                 "increase %",
                 "deletion AUC",
                 "insertion AUC",
+                "ROAD MoRF",
+                "ROAD LeRF",
                 "pointing %",
                 "energy %",
                 "sanity ρ top",
@@ -298,6 +315,8 @@ impl Evaluation {
                 format!("{:.1}", t.increase / n),
                 format!("{:.4}", t.deletion / n),
                 format!("{:.4}", t.insertion / n),
+                format!("{:+.4}", t.road_morf / n),
+                format!("{:+.4}", t.road_lerf / n),
                 boxed(t.hits as f32),
                 boxed(t.energy),
                 format!("{:.3}", t.rho_top / n),
@@ -311,7 +330,7 @@ impl Evaluation {
     /// Prints the table and writes evaluation.csv and evaluation.md into `out`.
     pub fn report(&self, out: &Path) -> Result<()> {
         let table = self.table();
-        let widths: Vec<usize> = (0..10)
+        let widths: Vec<usize> = (0..12)
             .map(|c| {
                 table
                     .iter()
@@ -338,7 +357,7 @@ impl Evaluation {
         for (i, row) in table.iter().enumerate() {
             let _ = writeln!(md, "| {} |", row.join(" | "));
             if i == 0 {
-                let _ = writeln!(md, "|{}", "---|".repeat(10));
+                let _ = writeln!(md, "|{}", "---|".repeat(12));
             }
         }
         for (file, text) in [("evaluation.csv", csv), ("evaluation.md", md)] {

@@ -262,7 +262,7 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
             .lines()
             .find(|l| l.starts_with(row))
             .unwrap_or_else(|| panic!("{row}: {table}"));
-        assert_eq!(line.matches('|').count(), 11, "{line}");
+        assert_eq!(line.matches('|').count(), 13, "{line}");
         assert!(!line.contains('–'), "pointing games scored: {line}");
     }
     let csv = std::fs::read_to_string(dir.path().join("eval/evaluation.csv")).unwrap();

@@ -6,7 +6,9 @@
 pub mod baselines;
 mod confidence;
 mod deletion;
+mod road;
 pub mod sanity;
 
 pub use confidence::{Confidence, average_drop_and_increase};
 pub use deletion::{Curves, deletion_insertion};
+pub use road::{PERCENTILES as ROAD_PERCENTILES, Road, road};
