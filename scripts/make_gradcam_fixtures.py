@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from pytorch_grad_cam import (AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
                               GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM)
+from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst
+from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import torchvision
@@ -63,8 +65,12 @@ def fixture(name, model, architecture, size, targets, all_methods=False):
     layer = target_layer(model)
     with GradCAM(model=model, target_layers=[layer]) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
-    methods, smoothed, augmented = {}, {}, {}
+    methods, smoothed, augmented, road = {}, {}, {}, {}
     if all_methods:
+        # ROAD's imputation without noise, MoRF at the 50th percentile of the first Grad-CAM map.
+        imputer = RemoveMostRelevantFirst(50, NoisyLinearImputer(noise=0))
+        imputed = imputer(images[0], torch.from_numpy(maps[0]))
+        road = {"percentile": 50, "imputed": short(imputed)}
         for method in AUG_SMOOTHED:
             with METHODS[method](model=model, target_layers=[layer]) as explainer:
                 out = explainer(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets],
@@ -95,6 +101,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False):
         "methods": methods,
         "eigen_smooth": smoothed,
         "aug_smooth": augmented,
+        "road": road,
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 

@@ -237,3 +237,20 @@ fn every_method_matches_pytorch_grad_cam() {
         check_methods(name);
     }
 }
+
+#[test]
+fn road_imputation_matches_pytorch_grad_cam() {
+    use rand::SeedableRng;
+    let fixture = Fixture::read("cifar_resnet8_w4");
+    let road = fixture.road.as_ref().expect("a ROAD fixture");
+    let [h, w] = fixture.image_size;
+    let image = &fixture.input[..3 * h * w];
+    let map = &fixture.cam[..h * w];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let ours =
+        faithfulness::road::remove_salient(image, map, [3, h, w], road.percentile, 0.0, &mut rng);
+    let worst = max_difference(&ours, &road.imputed);
+    eprintln!("ROAD imputation: max |ours − pytorch-grad-cam| = {worst:.2e}");
+    assert!(worst <= 1e-4, "ROAD imputation differs by {worst}");
+    assert_ne!(ours, image, "something was imputed");
+}

@@ -31,6 +31,15 @@ pub struct Fixture {
     /// The same with `aug_smooth=True`, for some methods.
     #[serde(default)]
     pub aug_smooth: BTreeMap<String, Vec<f32>>,
+    /// ROAD's noiseless imputation of the first image, most relevant removed first.
+    #[serde(default)]
+    pub road: Option<RoadFixture>,
+}
+
+#[derive(Deserialize)]
+pub struct RoadFixture {
+    pub percentile: f32,
+    pub imputed: Vec<f32>,
 }
 
 impl Fixture {

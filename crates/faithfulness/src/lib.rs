@@ -6,7 +6,7 @@
 pub mod baselines;
 mod confidence;
 mod deletion;
-mod road;
+pub mod road;
 pub mod sanity;
 
 pub use confidence::{Confidence, average_drop_and_increase};

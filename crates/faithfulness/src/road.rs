@@ -50,11 +50,7 @@ pub fn road<B: Backend>(
     let mut score = |order: &[f32]| -> f32 {
         let imputed: Vec<f32> = PERCENTILES
             .iter()
-            .flat_map(|&p| {
-                let cutoff = percentile(order, p);
-                let keep: Vec<bool> = order.iter().map(|&v| v < cutoff).collect();
-                impute(&pixels, &keep, [c, h, w], 0.01, &mut rng)
-            })
+            .flat_map(|&p| remove_salient(&pixels, order, [c, h, w], p, 0.01, &mut rng))
             .collect();
         let n = PERCENTILES.len();
         let batch = Tensor::<B, 4>::from_data(TensorData::new(imputed, [n, c, h, w]), &device);
@@ -65,6 +61,21 @@ pub fn road<B: Backend>(
         morf: score(map),
         lerf: score(&inverted),
     }
+}
+
+/// `image` (`c × h × w`) with the pixels whose `order` value reaches its `p`-th percentile
+/// imputed: pytorch-grad-cam's `RemoveMostRelevantFirst(p, NoisyLinearImputer(noise))`.
+pub fn remove_salient(
+    image: &[f32],
+    order: &[f32],
+    size: [usize; 3],
+    p: f32,
+    noise: f32,
+    rng: &mut StdRng,
+) -> Vec<f32> {
+    let cutoff = percentile(order, p);
+    let keep: Vec<bool> = order.iter().map(|&v| v < cutoff).collect();
+    impute(image, &keep, size, noise, rng)
 }
 
 /// NumPy's default (linear) percentile.
