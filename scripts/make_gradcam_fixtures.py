@@ -101,7 +101,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False):
         "methods": methods,
         "eigen_smooth": smoothed,
         "aug_smooth": augmented,
-        "road": road,
+        "road": road or None,
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 
