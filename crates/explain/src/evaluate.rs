@@ -107,13 +107,7 @@ pub fn evaluate<B: AutodiffBackend>(
     let bar = crate::progress::bar("evaluating", samples.len());
     let mut seen = 0;
     for chunk in samples.chunks(batch.max(1)) {
-        let indexed: Vec<_> = chunk.iter().copied().enumerate().collect();
-        let (images, _) = batcher
-            .batch(&indexed, 0)
-            .to_tensors::<B::InnerBackend>(device);
-        model
-            .input_shape()
-            .check(model.architecture(), images.dims())?;
+        let images = crate::explainer::input_batch(model, chunk, batcher, device)?;
         let started = Instant::now();
         let captured = capture(model, images.clone(), &vec![target; chunk.len()])?;
         // Every method starts from this forward (and backward) pass: it counts in their time.
@@ -228,10 +222,9 @@ fn score<B: Backend>(
     for (i, (map, sample)) in maps.iter().zip(samples).enumerate() {
         let image = images.clone().slice([i..i + 1, 0..c, 0..h, 0..w]);
         let step = (h * w).div_ceil(steps.max(1));
-        let curves = deletion_insertion(probabilities, image, map, targets[i], step, CHUNK);
+        let curves = deletion_insertion(probabilities, image.clone(), map, targets[i], step, CHUNK);
         total.deletion += curves.deletion;
         total.insertion += curves.insertion;
-        let image = images.clone().slice([i..i + 1, 0..c, 0..h, 0..w]);
         let road = road(
             probabilities,
             image,

@@ -48,13 +48,7 @@ pub fn explain_batch<B: AutodiffBackend>(
     batcher: &Batcher,
     device: &B::Device,
 ) -> Result<Vec<BatchMaps>> {
-    let indexed: Vec<_> = samples.iter().copied().enumerate().collect();
-    let (images, _) = batcher
-        .batch(&indexed, 0)
-        .to_tensors::<B::InnerBackend>(device);
-    model
-        .input_shape()
-        .check(model.architecture(), images.dims())?;
+    let images = input_batch(model, samples, batcher, device)?;
     let captured = capture(model, images.clone(), &vec![target; samples.len()])?;
     let [_, classes] = captured.logits.dims();
     let probabilities = to_vec(softmax(captured.logits.clone(), 1));
@@ -99,6 +93,24 @@ pub fn explain_batch<B: AutodiffBackend>(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(batch_maps)
+}
+
+/// The samples preprocessed as one batch for the inference backend, checked against what the
+/// model accepts.
+pub fn input_batch<B: AutodiffBackend>(
+    model: &Network<B>,
+    samples: &[&Sample],
+    batcher: &Batcher,
+    device: &B::Device,
+) -> Result<Tensor<B::InnerBackend, 4>> {
+    let indexed: Vec<_> = samples.iter().copied().enumerate().collect();
+    let (images, _) = batcher
+        .batch(&indexed, 0)
+        .to_tensors::<B::InnerBackend>(device);
+    model
+        .input_shape()
+        .check(model.architecture(), images.dims())?;
+    Ok(images)
 }
 
 fn to_vec<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {

@@ -13,7 +13,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::avg_pool2d;
 use serde::{Deserialize, Serialize};
 
-use crate::{InputShape, SplitModel, batch_norm};
+use crate::{InputShape, SplitModel, batch_norm, global_average_pool};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -163,7 +163,7 @@ impl<B: Backend> SplitModel<B> for CifarResNet<B> {
     }
 
     fn classifier(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
-        let pooled = activations.mean_dim(3).mean_dim(2).flatten::<2>(1, 3);
+        let pooled = global_average_pool(activations);
         self.linear.forward(pooled)
     }
 }

@@ -8,7 +8,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{InputShape, SplitModel, batch_norm};
+use crate::{InputShape, SplitModel, batch_norm, global_average_pool};
 
 /// One row of the block table: `repeats` blocks, the first with `stride`.
 struct Stage {
@@ -204,7 +204,7 @@ impl<B: Backend> SplitModel<B> for EfficientNetLite<B> {
     }
 
     fn classifier(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
-        let pooled = activations.mean_dim(3).mean_dim(2).flatten::<2>(1, 3);
+        let pooled = global_average_pool(activations);
         self.fc.forward(pooled)
     }
 }

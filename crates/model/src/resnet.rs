@@ -10,7 +10,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::max_pool2d;
 use serde::{Deserialize, Serialize};
 
-use crate::{InputShape, SplitModel, batch_norm};
+use crate::{InputShape, SplitModel, batch_norm, global_average_pool};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -205,7 +205,7 @@ impl<B: Backend> SplitModel<B> for ResNet<B> {
     }
 
     fn classifier(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
-        let pooled = activations.mean_dim(3).mean_dim(2).flatten::<2>(1, 3);
+        let pooled = global_average_pool(activations);
         self.fc.forward(pooled)
     }
 }

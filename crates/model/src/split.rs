@@ -53,6 +53,12 @@ impl InputShape {
     }
 }
 
+/// Global average pooling, `[batch, channels, h, w]` → `[batch, channels]`: the head of the
+/// ResNets and EfficientNet before their Linear layer.
+pub fn global_average_pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
+    x.mean_dim(3).mean_dim(2).flatten(1, 3)
+}
+
 /// A classifier written as `classifier(features(x))`.
 ///
 /// `features` ends at the last convolution's activation, before any pooling that follows it,

@@ -5,7 +5,7 @@ use burn::prelude::*;
 
 /// w_k = mean over (i, j) of dS/dA_k: `[batch, channels, h, w]` → `[batch, channels]`.
 pub fn grad_cam_weights<B: Backend>(gradients: Tensor<B, 4>) -> Tensor<B, 2> {
-    gradients.mean_dim(3).mean_dim(2).flatten(1, 3)
+    model::global_average_pool(gradients)
 }
 
 /// The raw map Σ_k w_k A_k, `[batch, h, w]`, before ReLU (the tutorial's mean over k differs
