@@ -1,10 +1,11 @@
-//! A and dScore/dA without hooks: run `features` on the inference model, make its output a
-//! fresh autodiff leaf, run `classifier` on that leaf, and backpropagate the target scores.
+//! A and dScore/dA without hooks: run the model up to the chosen layer on the inference model,
+//! make its output a fresh autodiff leaf, run the rest of the model on that leaf, and
+//! backpropagate the target scores.
 
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use model::SplitModel;
+use model::{PlainRelu, SplitModel};
 use thiserror::Error;
 
 /// Which class score to explain for one image.
@@ -24,6 +25,8 @@ pub enum CaptureError {
     TargetCount { targets: usize, images: usize },
     #[error("class {class} does not exist: the model has {classes} classes")]
     NoSuchClass { class: usize, classes: usize },
+    #[error("layer {layer} does not exist: the model has {layers} layers")]
+    NoSuchLayer { layer: usize, layers: usize },
 }
 
 /// What a CAM method needs, on the inference backend.
@@ -37,18 +40,35 @@ pub struct Capture<B: Backend> {
     pub logits: Tensor<B, 2>,
     /// The class explained for each image.
     pub targets: Vec<usize>,
+    /// The index of the layer whose output A is (see `SplitModel::layer_names`).
+    pub layer: usize,
 }
 
-/// One forward and one backward for the whole batch; each image gets its own target.
-///
-/// `features` runs on the inference model (`valid()`: BatchNorm on running statistics), so the
-/// map is the deployed network's. The classifier runs on the autodiff model: the architectures
-/// of `model` keep BatchNorm and dropout out of their classifiers, so it computes the same
-/// function there.
+/// [`capture_at`] the last layer, the output of `features`.
 pub fn capture<B, M>(
     model: &M,
     images: Tensor<B::InnerBackend, 4>,
     targets: &[Target],
+) -> Result<Capture<B::InnerBackend>, CaptureError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + SplitModel<B>,
+    M::InnerModule: SplitModel<B::InnerBackend>,
+{
+    capture_at(model, images, targets, model.last_layer())
+}
+
+/// One forward and one backward for the whole batch, A taken at `layer`; each image gets its
+/// own target.
+///
+/// The layers up to `layer` run on the inference model (`valid()`), the rest on the autodiff
+/// model with its parameters frozen, where BatchNorm also uses its running statistics: the map
+/// is the deployed network's, and each image's gradient is its own.
+pub fn capture_at<B, M>(
+    model: &M,
+    images: Tensor<B::InnerBackend, 4>,
+    targets: &[Target],
+    layer: usize,
 ) -> Result<Capture<B::InnerBackend>, CaptureError>
 where
     B: AutodiffBackend,
@@ -62,17 +82,39 @@ where
             images: batch,
         });
     }
-    let activations = model.valid().features(images);
+    let layers = model.last_layer() + 1;
+    if layer >= layers {
+        return Err(CaptureError::NoSuchLayer { layer, layers });
+    }
+    let activations = model.valid().features_at(images, layer, &PlainRelu);
     let leaf = Tensor::<B, 4>::from_inner(activations.clone()).require_grad();
-    let logits = model.classifier(leaf.clone());
-    let [_, classes] = logits.dims();
-    let scores = logits
+    let logits = model
         .clone()
-        .inner()
-        .into_data()
-        .to_vec::<f32>()
-        .expect("f32 logits");
-    let targets = targets
+        .no_grad()
+        .logits_from(leaf.clone(), layer, &PlainRelu);
+    let scores = logits.clone().inner();
+    let targets = resolve_targets(scores, targets)?;
+    let grads = target_score_sum(logits.clone(), &targets).backward();
+    let gradients = leaf
+        .grad(&grads)
+        .expect("the rest of the model depends on its input");
+    Ok(Capture {
+        activations,
+        gradients,
+        logits: logits.inner(),
+        targets,
+        layer,
+    })
+}
+
+/// The class each `target` names for its row of `logits` `[batch, classes]`.
+pub fn resolve_targets<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: &[Target],
+) -> Result<Vec<usize>, CaptureError> {
+    let [_, classes] = logits.dims();
+    let scores = logits.into_data().to_vec::<f32>().expect("f32 logits");
+    targets
         .iter()
         .zip(scores.chunks(classes))
         .map(|(target, row)| match *target {
@@ -82,24 +124,18 @@ where
             Target::Class(class) if class < classes => Ok(class),
             Target::Class(class) => Err(CaptureError::NoSuchClass { class, classes }),
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect()
+}
 
-    // Σ_i logit[i, target_i]: image i's gradient only sees its own score.
+/// Σ_i logit[i, target_i]: backpropagated, image i's gradient only sees its own score.
+pub(crate) fn target_score_sum<B: Backend>(logits: Tensor<B, 2>, targets: &[usize]) -> Tensor<B, 1> {
+    let [batch, classes] = logits.dims();
     let mut mask = vec![0f32; batch * classes];
     for (i, &t) in targets.iter().enumerate() {
         mask[i * classes + t] = 1.0;
     }
     let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [batch, classes]), &logits.device());
-    let grads = (logits.clone() * mask).sum().backward();
-    let gradients = leaf
-        .grad(&grads)
-        .expect("the classifier depends on its input");
-    Ok(Capture {
-        activations,
-        gradients,
-        logits: logits.inner(),
-        targets,
-    })
+    (logits * mask).sum()
 }
 
 /// The index of the (n+1)-th largest value (ties keep the lower index first).

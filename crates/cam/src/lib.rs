@@ -6,9 +6,11 @@
 
 mod capture;
 pub mod figure;
+pub mod guided;
 pub mod methods;
 pub mod postprocess;
 pub mod smoothing;
 
-pub use capture::{Capture, CaptureError, Target, capture};
+pub use capture::{Capture, CaptureError, Target, capture, capture_at, resolve_targets};
+pub use guided::{GuidedBackend, guided_backprop, guided_cam};
 pub use methods::{Method, grad_cam, grad_cam_weights};

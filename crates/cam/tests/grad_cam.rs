@@ -9,7 +9,8 @@ use burn::tensor::Distribution;
 use cam::postprocess::{Normalization, relu_normalize};
 use cam::{CaptureError, Target, capture, grad_cam};
 use model::{
-    Architecture, CifarResNetConfig, InputShape, ModelSpec, SplitModel, TutorialCnnConfig,
+    Architecture, CifarResNetConfig, InputShape, ModelSpec, Rectifier, SplitModel,
+    TutorialCnnConfig,
 };
 
 type Ad = Autodiff<Flex>;
@@ -30,10 +31,13 @@ impl<B: Backend> SplitModel<B> for PoolLinear<B> {
             min: 1,
         }
     }
-    fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
+    fn layer_names(&self) -> Vec<String> {
+        vec!["identity".into()]
+    }
+    fn layer<R: Rectifier<B>>(&self, _: usize, images: Tensor<B, 4>, _: &R) -> Tensor<B, 4> {
         images
     }
-    fn classifier(&self, a: Tensor<B, 4>) -> Tensor<B, 2> {
+    fn head<R: Rectifier<B>>(&self, a: Tensor<B, 4>, _: &R) -> Tensor<B, 2> {
         self.linear.forward(a.mean_dim(3).mean_dim(2).flatten(1, 3))
     }
 }

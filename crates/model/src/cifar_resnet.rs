@@ -9,11 +9,10 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 use burn::tensor::module::avg_pool2d;
 use serde::{Deserialize, Serialize};
 
-use crate::{InputShape, SplitModel, batch_norm, global_average_pool};
+use crate::{Rectifier, InputShape, SplitModel, batch_norm, global_average_pool};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -107,10 +106,10 @@ impl<B: Backend> BasicBlock<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let out = relu(batch_norm(&self.bn1, self.conv1.forward(x.clone())));
+    pub fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
+        let out = relu.relu(batch_norm(&self.bn1, self.conv1.forward(x.clone())));
         let out = batch_norm(&self.bn2, self.conv2.forward(out));
-        relu(out + self.shortcut(x))
+        relu.relu(out + self.shortcut(x))
     }
 
     /// Option A: `x[:, :, ::s, ::s]` padded with zero channels.
@@ -154,17 +153,29 @@ impl<B: Backend> SplitModel<B> for CifarResNet<B> {
         }
     }
 
-    fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = relu(batch_norm(&self.bn1, self.conv1.forward(images)));
-        [&self.layer1, &self.layer2, &self.layer3]
-            .into_iter()
-            .flatten()
-            .fold(x, |x, block| block.forward(x))
+    fn layer_names(&self) -> Vec<String> {
+        let stages = [&self.layer1, &self.layer2, &self.layer3];
+        std::iter::once("stem".to_string())
+            .chain(stages.iter().enumerate().flat_map(|(s, blocks)| {
+                (0..blocks.len()).map(move |b| format!("layer{}.{b}", s + 1))
+            }))
+            .collect()
     }
 
-    fn classifier(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
-        let pooled = global_average_pool(activations);
-        self.linear.forward(pooled)
+    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
+        if index == 0 {
+            return relu.relu(batch_norm(&self.bn1, self.conv1.forward(x)));
+        }
+        let block = [&self.layer1, &self.layer2, &self.layer3]
+            .into_iter()
+            .flatten()
+            .nth(index - 1)
+            .expect("a layer index from layer_names");
+        block.forward(x, relu)
+    }
+
+    fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, _relu: &R) -> Tensor<B, 2> {
+        self.linear.forward(global_average_pool(activations))
     }
 }
 

@@ -8,7 +8,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{InputShape, SplitModel, batch_norm, global_average_pool};
+use crate::{InputShape, Rectifier, SplitModel, batch_norm, global_average_pool};
 
 /// One row of the block table: `repeats` blocks, the first with `stride`.
 struct Stage {
@@ -197,15 +197,24 @@ impl<B: Backend> SplitModel<B> for EfficientNetLite<B> {
         }
     }
 
-    fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = relu6(batch_norm(&self.stem_bn, self.stem.forward(images)));
-        let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
-        relu6(batch_norm(&self.head_bn, self.head.forward(x)))
+    fn layer_names(&self) -> Vec<String> {
+        std::iter::once("stem".to_string())
+            .chain((0..self.blocks.len()).map(|b| format!("blocks.{b}")))
+            .chain(std::iter::once("head".to_string()))
+            .collect()
     }
 
-    fn classifier(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
-        let pooled = global_average_pool(activations);
-        self.fc.forward(pooled)
+    /// ReLU6 is not a ReLU: like pytorch-grad-cam's guided backpropagation, `relu` leaves it be.
+    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, _relu: &R) -> Tensor<B, 4> {
+        match index {
+            0 => relu6(batch_norm(&self.stem_bn, self.stem.forward(x))),
+            i if i <= self.blocks.len() => self.blocks[i - 1].forward(x),
+            _ => relu6(batch_norm(&self.head_bn, self.head.forward(x))),
+        }
+    }
+
+    fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, _relu: &R) -> Tensor<B, 2> {
+        self.fc.forward(global_average_pool(activations))
     }
 }
 

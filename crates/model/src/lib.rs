@@ -23,6 +23,6 @@ pub use error::ShapeError;
 pub use network::Network;
 pub use norm::batch_norm;
 pub use resnet::{Downsample, ResNet, ResNetConfig, ResidualBlock};
-pub use split::{InputShape, SplitModel, global_average_pool};
+pub use split::{InputShape, PlainRelu, Rectifier, SplitModel, find_layer, global_average_pool};
 pub use tutorial_cnn::{TutorialCnn, TutorialCnnConfig};
 pub use vgg::{Vgg, VggConfig, VggConv};

@@ -1,6 +1,8 @@
 use burn::prelude::*;
 
-use crate::{CifarResNet, EfficientNetLite, InputShape, ResNet, SplitModel, TutorialCnn, Vgg};
+use crate::{
+    CifarResNet, EfficientNetLite, InputShape, Rectifier, ResNet, SplitModel, TutorialCnn, Vgg,
+};
 
 /// Any architecture of [`crate::Architecture`], as one module type that `train` and `explain`
 /// can hold, save and load.
@@ -34,11 +36,15 @@ impl<B: Backend> SplitModel<B> for Network<B> {
         dispatch!(self, m => m.input_shape())
     }
 
-    fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        dispatch!(self, m => m.features(images))
+    fn layer_names(&self) -> Vec<String> {
+        dispatch!(self, m => m.layer_names())
     }
 
-    fn classifier(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
-        dispatch!(self, m => m.classifier(activations))
+    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
+        dispatch!(self, m => m.layer(index, x, relu))
+    }
+
+    fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, relu: &R) -> Tensor<B, 2> {
+        dispatch!(self, m => m.head(activations, relu))
     }
 }

@@ -5,16 +5,18 @@
 //! broadcasting operations; on the CPU backend that made BatchNorm cost more than the
 //! convolutions. Here the statistics come from two reductions over the contiguous
 //! `[batch, channels, pixels]` view and the normalisation is folded into one scale and one
-//! shift per channel. Inference (no autodiff) keeps burn's path: running statistics.
+//! shift per channel. Inference keeps burn's path: running statistics.
 
 use burn::nn::BatchNorm;
 use burn::prelude::*;
 
-/// `bn` applied to `x`: batch statistics while training (autodiff backend), running statistics
-/// otherwise. Running statistics are updated as PyTorch does (unbiased variance).
+/// `bn` applied to `x`: batch statistics while its parameters are trained, running statistics
+/// otherwise (an inference backend, or a model whose parameters were frozen with `no_grad()`,
+/// which is how `cam` differentiates a deployed network). Running statistics are updated as
+/// PyTorch does (unbiased variance).
 pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    if !B::ad_enabled(&x.device()) {
-        return bn.forward(x);
+    if !B::ad_enabled(&x.device()) || !bn.gamma.val().is_require_grad() {
+        return inference(bn, x);
     }
     let [n, c, h, w] = x.dims();
     let count = (n * h * w) as f64;
@@ -34,6 +36,19 @@ pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4
     let scale = bn.gamma.val().reshape([1, c, 1]) / (var + bn.epsilon).sqrt();
     let shift = bn.beta.val().reshape([1, c, 1]) - mean * scale.clone();
     (x3 * scale + shift).reshape([n, c, h, w])
+}
+
+/// Running statistics folded into one scale and one shift per channel. burn's own inference path
+/// would also do, but its autodiff graph on a frozen model is five broadcasts deep.
+fn inference<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    let device = x.device();
+    let mean = bn.running_mean.value().to_device(&device);
+    let var = bn.running_var.value().to_device(&device);
+    let scale = bn.gamma.val() / (var + bn.epsilon).sqrt();
+    let shift = bn.beta.val() - mean * scale.clone();
+    let x3 = x.reshape([n, c, h * w]);
+    (x3 * scale.reshape([1, c, 1]) + shift.reshape([1, c, 1])).reshape([n, c, h, w])
 }
 
 fn update_running_stats<B: Backend>(

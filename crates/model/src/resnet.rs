@@ -6,11 +6,10 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 use burn::tensor::module::max_pool2d;
 use serde::{Deserialize, Serialize};
 
-use crate::{InputShape, SplitModel, batch_norm, global_average_pool};
+use crate::{InputShape, Rectifier, SplitModel, batch_norm, global_average_pool};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -157,17 +156,17 @@ impl<B: Backend> ResidualBlock<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let out = relu(batch_norm(&self.bn1, self.conv1.forward(x.clone())));
+    pub fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
+        let out = relu.relu(batch_norm(&self.bn1, self.conv1.forward(x.clone())));
         let mut out = batch_norm(&self.bn2, self.conv2.forward(out));
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            out = batch_norm(bn3, conv3.forward(relu(out)));
+            out = batch_norm(bn3, conv3.forward(relu.relu(out)));
         }
         let shortcut = match &self.downsample {
             Some(d) => batch_norm(&d.bn, d.conv.forward(x)),
             None => x,
         };
-        relu(out + shortcut)
+        relu.relu(out + shortcut)
     }
 }
 
@@ -195,18 +194,31 @@ impl<B: Backend> SplitModel<B> for ResNet<B> {
         }
     }
 
-    fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = relu(batch_norm(&self.bn1, self.conv1.forward(images)));
-        let x = max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false);
-        [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
-            .into_iter()
-            .flatten()
-            .fold(x, |x, block| block.forward(x))
+    fn layer_names(&self) -> Vec<String> {
+        let stages = [&self.layer1, &self.layer2, &self.layer3, &self.layer4];
+        std::iter::once("stem".to_string())
+            .chain(stages.iter().enumerate().flat_map(|(s, blocks)| {
+                (0..blocks.len()).map(move |b| format!("layer{}.{b}", s + 1))
+            }))
+            .collect()
     }
 
-    fn classifier(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
-        let pooled = global_average_pool(activations);
-        self.fc.forward(pooled)
+    /// Layer 0, the stem, ends with the max pool (torchvision's `conv1, bn1, relu, maxpool`).
+    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
+        if index == 0 {
+            let x = relu.relu(batch_norm(&self.bn1, self.conv1.forward(x)));
+            return max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false);
+        }
+        let block = [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
+            .into_iter()
+            .flatten()
+            .nth(index - 1)
+            .expect("a layer index from layer_names");
+        block.forward(x, relu)
+    }
+
+    fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, _relu: &R) -> Tensor<B, 2> {
+        self.fc.forward(global_average_pool(activations))
     }
 }
 

@@ -59,10 +59,28 @@ pub fn global_average_pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
     x.mean_dim(3).mean_dim(2).flatten(1, 3)
 }
 
-/// A classifier written as `classifier(features(x))`.
+/// How a model applies its ReLUs. Training and inference use [`PlainRelu`]; `cam` passes a
+/// rectifier whose backward pass lets only positive gradients through (guided backpropagation),
+/// which burn can only express as a custom autodiff operation.
+pub trait Rectifier<B: Backend> {
+    fn relu<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D>;
+}
+
+/// `max(x, 0)` with its ordinary gradient.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainRelu;
+
+impl<B: Backend> Rectifier<B> for PlainRelu {
+    fn relu<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        burn::tensor::activation::relu(x)
+    }
+}
+
+/// A classifier written as `head(layer_n(… layer_1(layer_0(x))))`.
 ///
-/// `features` ends at the last convolution's activation, before any pooling that follows it,
-/// so that Grad-CAM can differentiate a class score with respect to that map.
+/// The layers are the points where a CAM can be taken (each ends at an activation); the last
+/// one is where `features` ends, the last conv layer's activation before any pooling, so that
+/// Grad-CAM differentiates a class score with respect to that map by default.
 pub trait SplitModel<B: Backend> {
     /// A short name for messages (`"tutorial_cnn"`).
     fn architecture(&self) -> &'static str;
@@ -70,11 +88,52 @@ pub trait SplitModel<B: Backend> {
     /// The images this model accepts.
     fn input_shape(&self) -> InputShape;
 
-    /// Images `[batch, channels, height, width]` → activations `[batch, k, h', w']`.
-    fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4>;
+    /// The layers' names, input to output (PyTorch's module paths where they exist:
+    /// `layer4.1`, `features.35`).
+    fn layer_names(&self) -> Vec<String>;
 
-    /// Activations `[batch, k, h', w']` → logits `[batch, classes]`.
-    fn classifier(&self, activations: Tensor<B, 4>) -> Tensor<B, 2>;
+    /// Layer `index` applied to the previous layer's output (to the images for layer 0).
+    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4>;
+
+    /// The last layer's output `[batch, k, h', w']` → logits `[batch, classes]`.
+    fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, relu: &R) -> Tensor<B, 2>;
+
+    /// Index of the last layer, where `features` ends.
+    fn last_layer(&self) -> usize {
+        self.layer_names().len() - 1
+    }
+
+    /// Images → the output of layer `index`.
+    fn features_at<R: Rectifier<B>>(
+        &self,
+        images: Tensor<B, 4>,
+        index: usize,
+        relu: &R,
+    ) -> Tensor<B, 4> {
+        (0..=index).fold(images, |x, i| self.layer(i, x, relu))
+    }
+
+    /// The output of layer `index` → logits.
+    fn logits_from<R: Rectifier<B>>(
+        &self,
+        activations: Tensor<B, 4>,
+        index: usize,
+        relu: &R,
+    ) -> Tensor<B, 2> {
+        let last = self.last_layer();
+        let x = (index + 1..=last).fold(activations, |x, i| self.layer(i, x, relu));
+        self.head(x, relu)
+    }
+
+    /// Images `[batch, channels, height, width]` → the last layer's activations.
+    fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.features_at(images, self.last_layer(), &PlainRelu)
+    }
+
+    /// The last layer's activations → logits.
+    fn classifier(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.head(activations, &PlainRelu)
+    }
 
     /// Logits of a batch of images.
     fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
@@ -86,5 +145,32 @@ pub trait SplitModel<B: Backend> {
         self.input_shape()
             .check(self.architecture(), images.dims())?;
         Ok(self.forward(images))
+    }
+}
+
+/// The layer a user named: exactly, or a stage's name for its last layer (`layer3` →
+/// `layer3.5`), as PyTorch users write `model.layer3[-1]`.
+pub fn find_layer(names: &[String], query: &str) -> Option<usize> {
+    let prefix = format!("{query}.");
+    names
+        .iter()
+        .position(|name| name == query)
+        .or_else(|| names.iter().rposition(|name| name.starts_with(&prefix)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_are_found_by_name_or_by_stage() {
+        let names: Vec<String> = ["stem", "layer1.0", "layer1.1", "layer2.0", "layer2.1"]
+            .map(String::from)
+            .into();
+        assert_eq!(find_layer(&names, "layer1.0"), Some(1));
+        assert_eq!(find_layer(&names, "layer2"), Some(4));
+        assert_eq!(find_layer(&names, "stem"), Some(0));
+        assert_eq!(find_layer(&names, "layer"), None);
+        assert_eq!(find_layer(&names, "layer3"), None);
     }
 }

@@ -4,10 +4,9 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
-use crate::{InputShape, SplitModel, batch_norm};
+use crate::{InputShape, Rectifier, SplitModel, batch_norm};
 
 /// Widths of the SimpleCNN; the defaults are the tutorial's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,16 +98,23 @@ impl<B: Backend> SplitModel<B> for TutorialCnn<B> {
         }
     }
 
-    fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = relu(self.conv1.forward(batch_norm(&self.norm1, images)));
-        let x = relu(self.conv2.forward(batch_norm(&self.norm2, x)));
-        relu(self.conv3.forward(batch_norm(&self.norm3, x)))
+    fn layer_names(&self) -> Vec<String> {
+        ["conv1", "conv2", "conv3"].map(String::from).into()
     }
 
-    fn classifier(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
+    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
+        let (norm, conv) = match index {
+            0 => (&self.norm1, &self.conv1),
+            1 => (&self.norm2, &self.conv2),
+            _ => (&self.norm3, &self.conv3),
+        };
+        relu.relu(conv.forward(batch_norm(norm, x)))
+    }
+
+    fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, relu: &R) -> Tensor<B, 2> {
         let x = activations.flatten::<2>(1, 3);
-        let x = relu(self.fc1.forward(x));
-        let x = relu(self.fc2.forward(x));
+        let x = relu.relu(self.fc1.forward(x));
+        let x = relu.relu(self.fc2.forward(x));
         self.fc3.forward(x)
     }
 }

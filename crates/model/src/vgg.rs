@@ -9,11 +9,10 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
 use serde::{Deserialize, Serialize};
 
-use crate::{InputShape, SplitModel, batch_norm};
+use crate::{InputShape, Rectifier, SplitModel, batch_norm};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -151,28 +150,41 @@ impl<B: Backend> SplitModel<B> for Vgg<B> {
         }
     }
 
-    fn features(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        let last = self.layers.len() - 1;
+    /// `features.N`, N the index of each conv's ReLU in torchvision's `features`: the tutorial's
+    /// `features[:36]` of VGG19 ends at `features.35`.
+    fn layer_names(&self) -> Vec<String> {
+        let mut index = 0;
         self.layers
             .iter()
-            .enumerate()
-            .fold(images, |x, (i, layer)| {
-                let x = layer.conv.forward(x);
-                let x = match &layer.bn {
-                    Some(bn) => batch_norm(bn, x),
-                    None => x,
-                };
-                let x = relu(x);
-                // The last pool belongs to the classifier: Grad-CAM's map is before it.
-                if layer.pool && i != last { pool2(x) } else { x }
+            .map(|layer| {
+                let relu = index + 1 + usize::from(layer.bn.is_some());
+                index = relu + 1 + usize::from(layer.pool);
+                format!("features.{relu}")
             })
+            .collect()
     }
 
-    fn classifier(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
+    /// Conv (BatchNorm) ReLU, after the previous layer's pool if it has one: each layer ends at
+    /// a ReLU, and the last pool belongs to the head, so the default map is before it.
+    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
+        let x = match index.checked_sub(1).map(|i| self.layers[i].pool) {
+            Some(true) => pool2(x),
+            _ => x,
+        };
+        let layer = &self.layers[index];
+        let x = layer.conv.forward(x);
+        let x = match &layer.bn {
+            Some(bn) => batch_norm(bn, x),
+            None => x,
+        };
+        relu.relu(x)
+    }
+
+    fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, relu: &R) -> Tensor<B, 2> {
         let pooled = adaptive_avg_pool2d(pool2(activations), [POOLED, POOLED]);
         let [hidden1, hidden2, logits] = [0, 1, 2].map(|i| &self.head[i]);
-        let x = relu(hidden1.forward(pooled.flatten::<2>(1, 3)));
-        let x = relu(hidden2.forward(x));
+        let x = relu.relu(hidden1.forward(pooled.flatten::<2>(1, 3)));
+        let x = relu.relu(hidden2.forward(x));
         logits.forward(x)
     }
 }
@@ -199,6 +211,23 @@ mod tests {
             vgg11_bn.torch_feature_indices(),
             [0, 4, 8, 11, 15, 18, 22, 25]
         );
+    }
+
+    #[test]
+    fn layers_are_named_by_their_relus_index_in_torchvision() {
+        let device = Default::default();
+        let narrow = |depth, batch_norm| VggConfig {
+            depth,
+            batch_norm,
+            width: 1,
+            hidden: 2,
+        };
+        let vgg19 = narrow(19, false).init::<Flex>(3, 2, &device);
+        let names = vgg19.layer_names();
+        assert_eq!(&names[..3], ["features.1", "features.3", "features.6"]);
+        assert_eq!(names.last().unwrap(), "features.35");
+        let vgg11_bn = narrow(11, true).init::<Flex>(3, 2, &device);
+        assert_eq!(vgg11_bn.layer_names()[1], "features.6");
     }
 
     #[test]

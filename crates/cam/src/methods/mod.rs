@@ -121,7 +121,8 @@ impl Method {
             Method::EigenCam => a,
             Method::ScoreCam => score_cam(model, images, a, &capture.targets, chunk),
             Method::AblationCam => {
-                ablation_cam(model, a, capture.logits.clone(), &capture.targets, chunk)
+                let logits = capture.logits.clone();
+                ablation_cam(model, capture.layer, a, logits, &capture.targets, chunk)
             }
         }
     }

@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use model::SplitModel;
+use model::{PlainRelu, SplitModel};
 
 use super::weighted;
 
@@ -59,10 +59,11 @@ pub fn score_cam<B: Backend, M: SplitModel<B>>(
 
 /// Ablation-CAM (Desai & Ramaswamy 2020): w_k = (S − S_k) / S, where S_k is the target logit
 /// with channel k of A removed (set to 0, or far below the minimum when A can be negative,
-/// as pytorch-grad-cam does, per image). Only the classifier runs again: `chunk` ablations
-/// per pass.
+/// as pytorch-grad-cam does, per image). Only the layers after A's (`layer`) run again:
+/// `chunk` ablations per pass.
 pub fn ablation_cam<B: Backend, M: SplitModel<B>>(
     model: &M,
+    layer: usize,
     activations: Tensor<B, 4>,
     logits: Tensor<B, 2>,
     targets: &[usize],
@@ -95,7 +96,7 @@ pub fn ablation_cam<B: Backend, M: SplitModel<B>>(
                 Tensor::<B, 4>::from_data(TensorData::new(mask, [n, channels, 1, 1]), &device);
             let keep = mask.clone().neg() + 1.0;
             let ablated = a.clone() * keep + mask * removed;
-            let scores = target_scores(model.classifier(ablated), target)
+            let scores = target_scores(model.logits_from(ablated, layer, &PlainRelu), target)
                 .into_data()
                 .to_vec::<f32>()
                 .expect("f32 scores");
