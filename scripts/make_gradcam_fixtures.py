@@ -9,6 +9,7 @@ PyTorch's names (no weight file is committed: the test packs them into safetenso
 and loads them through burn-store's PyTorch adapter), the input, the logits, the targets and
 GradCAM's maps (ReLU, min-max normalised, resized to the input size)."""
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from pytorch_grad_cam import (AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
                               GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM)
+from pytorch_grad_cam.guided_backprop import GuidedBackpropReLU, GuidedBackpropReLUModel
 from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst
 from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -56,7 +58,43 @@ AUG_SMOOTHED = ("gradcam", "layercam")
 EIGEN_SMOOTHED = ("gradcam", "gradcam++", "layercam", "scorecam", "ablationcam")
 
 
-def fixture(name, model, architecture, size, targets, all_methods=False):
+@contextlib.contextmanager
+def functional_relu_guided():
+    """The twins call F.relu where torchvision has ReLU modules; GuidedBackpropReLUModel only
+    swaps modules, so the functional calls are swapped here for the same autograd function."""
+    relu = torch.nn.functional.relu
+    torch.nn.functional.relu = lambda x, inplace=False: GuidedBackpropReLU.apply(x)
+    try:
+        yield
+    finally:
+        torch.nn.functional.relu = relu
+
+
+def guided(model, images, targets, maps):
+    """pytorch-grad-cam's guided backpropagation (one image per call, [h, w, c]) as [n, c, h, w],
+    and Guided Grad-CAM before deprocess_image: the gradients times the Grad-CAM map."""
+    gb = GuidedBackpropReLUModel(model=model, device="cpu")
+    with functional_relu_guided():
+        grads = [gb(images[i:i + 1].clone(), target_category=t) for i, t in enumerate(targets)]
+    grads = np.stack(grads).transpose(0, 3, 1, 2)
+    return {"backprop": short(grads), "gradcam": short(grads * maps[:, None])}
+
+
+def layer_cams(model, images, targets, layers):
+    """Grad-CAM and Ablation-CAM at an earlier layer, and Grad-CAM fused over two layers
+    (pytorch-grad-cam with several target_layers): {query: {method: maps}}."""
+    out = {}
+    for query, modules in layers.items():
+        methods = ("gradcam", "ablationcam") if len(modules) == 1 else ("gradcam",)
+        out[query] = {}
+        for method in methods:
+            with METHODS[method](model=model, target_layers=modules) as explainer:
+                maps = explainer(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
+            out[query][method] = [round(v, 6) for v in short(maps)]
+    return out
+
+
+def fixture(name, model, architecture, size, targets, all_methods=False, layers=None):
     settle_batch_norm(model, size)
     # Two decimals keep the fixture small; the input is exact either way.
     images = torch.round(torch.randn(len(targets), 3, *size) * 100) / 100
@@ -65,7 +103,8 @@ def fixture(name, model, architecture, size, targets, all_methods=False):
     layer = target_layer(model)
     with GradCAM(model=model, target_layers=[layer]) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
-    methods, smoothed, augmented, road = {}, {}, {}, {}
+    methods, smoothed, augmented, road, guided_maps = {}, {}, {}, {}, None
+    layer_maps = layer_cams(model, images, targets, layers(model)) if layers else {}
     if all_methods:
         # ROAD's imputation without noise, MoRF at the 50th percentile of the first Grad-CAM map.
         imputer = RemoveMostRelevantFirst(50, NoisyLinearImputer(noise=0))
@@ -84,6 +123,8 @@ def fixture(name, model, architecture, size, targets, all_methods=False):
                     out = explainer(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets],
                                     eigen_smooth=eigen_smooth)
                 out_maps[method] = [round(v, 6) for v in short(out)]
+        # Last: GuidedBackpropReLUModel puts back new ReLU modules, which the hooks above would miss.
+        guided_maps = guided(model, images, targets, maps)
     state = {
         key: {"shape": list(t.shape), "values": short(t)}
         for key, t in model.state_dict().items()
@@ -102,6 +143,8 @@ def fixture(name, model, architecture, size, targets, all_methods=False):
         "eigen_smooth": smoothed,
         "aug_smooth": augmented,
         "road": road or None,
+        "guided": guided_maps,
+        "layers": layer_maps,
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 
@@ -143,6 +186,7 @@ def main():
         (12, 12),
         [4, 1, 0],
         all_methods=True,
+        layers=lambda m: {"layer2": [m.layer2], "layer1,layer3": [m.layer1, m.layer3]},
     )
     fixture(
         "tutorial_cnn_tiny",
@@ -175,6 +219,8 @@ def main():
             (32, 32),
             [0, 3],
             all_methods=bn,
+            layers=(lambda m: {"features.13": [m.features[13]],
+                               "features.6,features.17": [m.features[6], m.features[17]]}) if bn else None,
         )
 
 

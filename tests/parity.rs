@@ -9,8 +9,11 @@ use std::collections::BTreeMap;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use cam::postprocess::{Normalization, relu_normalize, upsample};
-use cam::{Method, Target, capture, grad_cam};
+use cam::{
+    Method, Target, capture, capture_at, fuse_layers, grad_cam, guided_backprop, guided_cam,
+};
 use model::Network;
+use model::{SplitModel, find_layer};
 use support::fixture::{Fixture, Tensor1d};
 use train::device::Cpu;
 
@@ -209,12 +212,19 @@ fn check_aug_smooth(name: &str) {
     );
     for (method_name, theirs) in &fixture.aug_smooth {
         let method: Method = method_name.parse().unwrap();
-        let ours =
-            cam::smoothing::aug_smooth(&model, images.clone(), &fixture.targets, method, false, 3)
-                .unwrap()
-                .into_data()
-                .to_vec::<f32>()
-                .unwrap();
+        let ours = cam::smoothing::aug_smooth(
+            &model,
+            images.clone(),
+            &fixture.targets,
+            &[model.last_layer()],
+            method,
+            false,
+            3,
+        )
+        .unwrap()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
         let worst = max_difference(&ours, theirs);
         eprintln!("{name} {method_name} (aug smooth): max |ours − pytorch-grad-cam| = {worst:.2e}");
         assert!(
@@ -235,6 +245,95 @@ fn augmentation_smoothing_matches_pytorch_grad_cam() {
 fn every_method_matches_pytorch_grad_cam() {
     for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
         check_methods(name);
+    }
+}
+
+fn fixture_images(fixture: &Fixture) -> Tensor<Inner, 4> {
+    let [h, w] = fixture.image_size;
+    Tensor::from_data(
+        TensorData::new(fixture.input.clone(), [fixture.targets.len(), 3, h, w]),
+        &Default::default(),
+    )
+}
+
+fn check_guided(name: &str) {
+    let (fixture, model) = load(name);
+    let theirs = fixture.guided.as_ref().expect("a guided fixture");
+    let images = fixture_images(&fixture);
+    let guided = guided_backprop(&model, images, &fixture.targets);
+    let ours = guided.clone().into_data().to_vec::<f32>().unwrap();
+    let scale = theirs.backprop.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = max_difference(&ours, &theirs.backprop);
+    eprintln!(
+        "{name} guided backprop: max |ours − pytorch-grad-cam| = {worst:.2e} (largest {scale:.2e})"
+    );
+    assert!(
+        scale > 0.0 && worst <= 1e-4 * scale,
+        "{name}: guided backprop off by {worst}"
+    );
+
+    // Guided Grad-CAM with pytorch-grad-cam's own Grad-CAM maps: only the product is tested.
+    let [h, w] = fixture.image_size;
+    let maps = Tensor::<Inner, 3>::from_data(
+        TensorData::new(fixture.cam.clone(), [fixture.targets.len(), h, w]),
+        &Default::default(),
+    );
+    let ours = guided_cam(guided, maps)
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    let worst = max_difference(&ours, &theirs.gradcam);
+    assert!(
+        worst <= 1e-4 * scale,
+        "{name}: guided Grad-CAM off by {worst}"
+    );
+}
+
+#[test]
+fn guided_backpropagation_matches_pytorch_grad_cam() {
+    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+        check_guided(name);
+    }
+}
+
+fn check_layers(name: &str) {
+    let (fixture, model) = load(name);
+    assert!(!fixture.layers.is_empty(), "{name} has no layer fixtures");
+    let images = fixture_images(&fixture);
+    let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
+    let names = model.layer_names();
+    let inference = model.valid();
+    for (query, methods) in &fixture.layers {
+        let layers: Vec<usize> = query
+            .split(',')
+            .map(|q| find_layer(&names, q).unwrap_or_else(|| panic!("{name}: no layer {q}")))
+            .collect();
+        for (method_name, theirs) in methods {
+            let method: Method = method_name.parse().unwrap();
+            let raw = layers
+                .iter()
+                .map(|&layer| {
+                    let captured = capture_at(&model, images.clone(), &targets, layer).unwrap();
+                    method.map(&inference, images.clone(), &captured, 3)
+                })
+                .collect();
+            let ours = fuse_layers(raw, fixture.image_size);
+            let worst = max_difference(&ours.into_data().to_vec::<f32>().unwrap(), theirs);
+            eprintln!(
+                "{name} {method_name} at {query}: max |ours − pytorch-grad-cam| = {worst:.2e}"
+            );
+            assert!(
+                worst <= 1e-4,
+                "{name} {method_name} at {query}: off by {worst}"
+            );
+        }
+    }
+}
+
+#[test]
+fn earlier_and_fused_layers_match_pytorch_grad_cam() {
+    for name in ["cifar_resnet8_w4", "vgg11_bn_small"] {
+        check_layers(name);
     }
 }
 

@@ -34,6 +34,19 @@ pub struct Fixture {
     /// ROAD's noiseless imputation of the first image, most relevant removed first.
     #[serde(default)]
     pub road: Option<RoadFixture>,
+    /// Guided backpropagation and Guided Grad-CAM (before deprocess_image), `[n, 3, h, w]`.
+    #[serde(default)]
+    pub guided: Option<GuidedFixture>,
+    /// Maps at other layers: `{"layer2": {"gradcam": maps}, "layer1,layer3": {...}}`, the key
+    /// being what `--layer` takes (several layers fused).
+    #[serde(default)]
+    pub layers: BTreeMap<String, BTreeMap<String, Vec<f32>>>,
+}
+
+#[derive(Deserialize)]
+pub struct GuidedFixture {
+    pub backprop: Vec<f32>,
+    pub gradcam: Vec<f32>,
 }
 
 #[derive(Deserialize)]

@@ -128,7 +128,10 @@ pub fn resolve_targets<B: Backend>(
 }
 
 /// Σ_i logit[i, target_i]: backpropagated, image i's gradient only sees its own score.
-pub(crate) fn target_score_sum<B: Backend>(logits: Tensor<B, 2>, targets: &[usize]) -> Tensor<B, 1> {
+pub(crate) fn target_score_sum<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: &[usize],
+) -> Tensor<B, 1> {
     let [batch, classes] = logits.dims();
     let mut mask = vec![0f32; batch * classes];
     for (i, &t) in targets.iter().enumerate() {

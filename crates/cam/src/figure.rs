@@ -99,9 +99,58 @@ pub fn superimpose(image: &RgbImage, heat: &RgbImage, alpha: f32) -> RgbImage {
     })
 }
 
+/// Gradients at the input (`[3, height, width]`, planar RGB) as a picture, the way
+/// pytorch-grad-cam's `deprocess_image` shows guided backpropagation: standardised over all
+/// values, scaled by 0.1 around mid-grey, clipped. With `weights` (`height × width`, a
+/// normalised CAM), each pixel's gradient is weighted first: Guided Grad-CAM.
+pub fn gradient_image(
+    gradients: &[f32],
+    width: u32,
+    height: u32,
+    weights: Option<&[f32]>,
+) -> RgbImage {
+    let pixels = (width * height) as usize;
+    assert_eq!(
+        gradients.len(),
+        3 * pixels,
+        "three planes of width × height"
+    );
+    let values: Vec<f32> = match weights {
+        Some(w) => gradients
+            .iter()
+            .enumerate()
+            .map(|(i, g)| g * w[i % pixels])
+            .collect(),
+        None => gradients.to_vec(),
+    };
+    let n = values.len() as f32;
+    let mean = values.iter().sum::<f32>() / n;
+    let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n).sqrt();
+    let shown = |v: f32| {
+        let v = ((v - mean) / (std + 1e-5) * 0.1 + 0.5).clamp(0.0, 1.0);
+        (v * 255.0) as u8
+    };
+    RgbImage::from_fn(width, height, |x, y| {
+        let at = (y * width + x) as usize;
+        Rgb(std::array::from_fn(|c| shown(values[c * pixels + at])))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gradients_are_shown_around_mid_grey() {
+        // Values −1 and 1 (mean 0, std 1) become 0.5 ∓ 0.1/(1 + 1e-5), truncated to bytes as
+        // NumPy's uint8 cast does; zero weights make it all grey.
+        let gradients = [-1.0, 1.0, -1.0, 1.0, -1.0, 1.0];
+        let picture = gradient_image(&gradients, 2, 1, None);
+        assert_eq!(picture.get_pixel(0, 0).0, [102; 3]);
+        assert_eq!(picture.get_pixel(1, 0).0, [152; 3]);
+        let weighted = gradient_image(&gradients, 2, 1, Some(&[0.0, 0.0]));
+        assert_eq!(weighted.get_pixel(1, 0).0, [127; 3]);
+    }
 
     #[test]
     fn jet_runs_from_dark_blue_through_green_to_dark_red() {

@@ -7,11 +7,11 @@
 //! applies it through [`model::Rectifier`].
 
 use burn::backend::Autodiff;
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::backend::autodiff::NodeId;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;

@@ -25,6 +25,7 @@ use crate::source::Split;
   explain --run runs/cats_dogs-001 --image cat.jpg --class dogs
   explain --accuracy                         # held-out accuracy per class
   explain --arch vgg19 --weights vgg19-dcbb9e9d.pth --image elephant.jpeg
+  explain --arch resnet50 --weights resnet50.pth --image cat.jpg --layer layer3,layer4 --guided
   explain --arch resnet20 --weights resnet20.th --data-dir cifar10-jpeg/train --accuracy"
 )]
 pub struct Args {
@@ -77,6 +78,16 @@ pub struct Args {
     /// input intensity ×0.9, ×1 and ×1.1 (six captures per batch).
     #[arg(long)]
     pub aug_smooth: bool,
+    /// Take the map at this layer instead of the last conv layer; several, comma-separated, are
+    /// fused as pytorch-grad-cam fuses its target_layers. Names follow PyTorch's modules:
+    /// layer3 or layer3.1 (ResNets; stem), features.26 (VGG), conv2 (the tutorial CNN),
+    /// blocks.10 or head (EfficientNet-Lite). An unknown name lists the model's layers.
+    #[arg(long, value_delimiter = ',')]
+    pub layer: Vec<String>,
+    /// Also draw guided backpropagation (guided_backprop.jpg) and Guided CAM, the gradients
+    /// weighted by the map (guided_cam.jpg).
+    #[arg(long, conflicts_with = "evaluate")]
+    pub guided: bool,
     /// Explain each image's N most likely classes (files get a `_topN` suffix).
     #[arg(long, default_value_t = 1)]
     pub top_k: usize,

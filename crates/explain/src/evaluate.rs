@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::AutodiffBackend;
 use cam::postprocess::{Normalization, peak, relu_normalize, upsample};
-use cam::{Capture, Method, Target, capture};
+use cam::{Capture, Method, Target, capture_at};
 use data::{Batcher, Sample};
 use faithfulness::baselines::{centre_gaussian, random_map};
 use faithfulness::sanity::{randomise_top, spearman};
@@ -78,6 +78,8 @@ pub struct Settings {
     pub eigen_smooth: bool,
     /// Images per capture.
     pub batch: usize,
+    /// Where the maps are taken (`SplitModel::layer_names`).
+    pub layer: usize,
 }
 
 /// Scores `methods` and the baselines on `samples`.
@@ -91,6 +93,7 @@ pub fn evaluate<B: AutodiffBackend>(
         steps,
         eigen_smooth,
         batch,
+        layer,
     }: Settings,
     device: &B::Device,
 ) -> Result<Evaluation> {
@@ -109,14 +112,14 @@ pub fn evaluate<B: AutodiffBackend>(
     for chunk in samples.chunks(batch.max(1)) {
         let images = crate::explainer::input_batch(model, chunk, batcher, device)?;
         let started = Instant::now();
-        let captured = capture(model, images.clone(), &vec![target; chunk.len()])?;
+        let captured = capture_at(model, images.clone(), &vec![target; chunk.len()], layer)?;
         // Every method starts from this forward (and backward) pass: it counts in their time.
         let capture_seconds = started.elapsed().as_secs_f64();
         // The sanity check explains the same classes with the randomised models.
         let fixed: Vec<Target> = captured.targets.iter().map(|&t| Target::Class(t)).collect();
         let random_captures = randomised
             .iter()
-            .map(|m| Ok((m.valid(), capture(m, images.clone(), &fixed)?)))
+            .map(|m| Ok((m.valid(), capture_at(m, images.clone(), &fixed, layer)?)))
             .collect::<Result<Vec<_>>>()?;
         let context = BatchInputs {
             images: &images,

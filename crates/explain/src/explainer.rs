@@ -1,11 +1,11 @@
-//! Images in, Grad-CAM maps and class probabilities out: one forward and one backward per batch.
+//! Images in, CAMs and class probabilities out: one forward and one backward per batch and
+//! layer, shared by every method.
 
 use anyhow::Result;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use burn::tensor::backend::AutodiffBackend;
-use cam::{Method, Target, capture};
+use cam::{Capture, GuidedBackend, Method, Target, capture_at, fuse_layers, guided_backprop};
 use data::{Batcher, Sample};
 use model::{Network, SplitModel};
 
@@ -20,7 +20,8 @@ pub struct Explained {
     pub map: Vec<f32>,
 }
 
-/// Maps of a batch, all at the last conv layer's resolution `[h, w]`.
+/// Maps of a batch, all at one resolution `[h, w]`: the layer's, or the input's when smoothed
+/// or fused over layers.
 pub struct BatchMaps {
     pub explained: Vec<Explained>,
     pub map_size: [usize; 2],
@@ -38,22 +39,44 @@ pub struct Smoothing {
     pub augmentation: bool,
 }
 
-/// One capture for the batch, then the map of every method from it: one `BatchMaps` each.
-pub fn explain_batch<B: AutodiffBackend>(
+/// What to compute for a batch besides the maps.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub target: Target,
+    pub methods: &'a [Method],
+    /// Layer indices (`SplitModel::layer_names`); several are fused.
+    pub layers: &'a [usize],
+    pub smoothing: Smoothing,
+    /// Also guided backpropagation.
+    pub guided: bool,
+}
+
+/// The maps of every method for a batch, and its guided gradients when asked for.
+pub struct BatchExplanation {
+    pub maps: Vec<BatchMaps>,
+    /// Per image, `[3, height, width]` at the model input's size.
+    pub guided: Option<Vec<Vec<f32>>>,
+}
+
+/// One capture per layer for the batch, then the map of every method from it: one `BatchMaps`
+/// each.
+pub fn explain_batch<B: GuidedBackend>(
     model: &Network<B>,
     samples: &[&Sample],
-    target: Target,
-    methods: &[Method],
-    smoothing: Smoothing,
+    request: &Request,
     batcher: &Batcher,
     device: &B::Device,
-) -> Result<Vec<BatchMaps>> {
+) -> Result<BatchExplanation> {
     let images = input_batch(model, samples, batcher, device)?;
-    let captured = capture(model, images.clone(), &vec![target; samples.len()])?;
+    let [_, _, height, width] = images.dims();
+    let captures = capture_layers(model, images.clone(), request.target, request.layers)?;
+    let captured = &captures[0];
     let [_, classes] = captured.logits.dims();
     let probabilities = to_vec(softmax(captured.logits.clone(), 1));
     let inference = model.valid();
-    let batch_maps = methods
+    let (smoothing, chunk) = (request.smoothing, PERTURBATION_CHUNK);
+    let maps = request
+        .methods
         .iter()
         .map(|&method| {
             let map = if smoothing.augmentation {
@@ -61,18 +84,22 @@ pub fn explain_batch<B: AutodiffBackend>(
                     model,
                     images.clone(),
                     &captured.targets,
+                    request.layers,
                     method,
                     smoothing.eigen,
-                    PERTURBATION_CHUNK,
+                    chunk,
                 )?
             } else {
-                method.smoothed_map(
-                    &inference,
-                    images.clone(),
-                    &captured,
-                    PERTURBATION_CHUNK,
-                    smoothing.eigen,
-                )
+                let mut raw: Vec<_> = captures
+                    .iter()
+                    .map(|c| {
+                        method.smoothed_map(&inference, images.clone(), c, chunk, smoothing.eigen)
+                    })
+                    .collect();
+                match raw.len() {
+                    1 => raw.remove(0),
+                    _ => fuse_layers(raw, [height, width]),
+                }
             };
             let [_, h, w] = map.dims();
             let maps = to_vec(map);
@@ -92,12 +119,36 @@ pub fn explain_batch<B: AutodiffBackend>(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(batch_maps)
+    let guided = request.guided.then(|| {
+        let gradients = guided_backprop(model, images, &captured.targets);
+        to_vec(gradients)
+            .chunks(3 * height * width)
+            .map(<[f32]>::to_vec)
+            .collect()
+    });
+    Ok(BatchExplanation { maps, guided })
+}
+
+/// A capture at each of `layers` (at least one); the first resolves the targets for the rest.
+fn capture_layers<B: GuidedBackend>(
+    model: &Network<B>,
+    images: Tensor<B::InnerBackend, 4>,
+    target: Target,
+    layers: &[usize],
+) -> Result<Vec<Capture<B::InnerBackend>>> {
+    let batch = images.dims()[0];
+    let first = capture_at(model, images.clone(), &vec![target; batch], layers[0])?;
+    let resolved: Vec<Target> = first.targets.iter().map(|&t| Target::Class(t)).collect();
+    let mut captures = vec![first];
+    for &layer in &layers[1..] {
+        captures.push(capture_at(model, images.clone(), &resolved, layer)?);
+    }
+    Ok(captures)
 }
 
 /// The samples preprocessed as one batch for the inference backend, checked against what the
 /// model accepts.
-pub fn input_batch<B: AutodiffBackend>(
+pub fn input_batch<B: burn::tensor::backend::AutodiffBackend>(
     model: &Network<B>,
     samples: &[&Sample],
     batcher: &Batcher,

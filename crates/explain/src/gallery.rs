@@ -64,11 +64,15 @@ fn table_row(row: usize, r: &Record) -> String {
     format!(
         "<tr class=\"{verdict}\"><td>{row}</td>\
          <td><a href=\"{original}\"><img src=\"{original}\" loading=\"lazy\"></a></td>\
-         <td><a href=\"{overlay}\"><img src=\"{overlay}\" loading=\"lazy\"></a></td>\
+         <td><a href=\"{overlay}\"><img src=\"{overlay}\" loading=\"lazy\"></a>{guided}</td>\
          <td>{label}</td><td>{predicted}</td><td data-value=\"{p}\">{percent:.1}%</td>\
          <td>{target}</td><td>{mark}</td></tr>\n",
         original = escape(&r.figures.original),
         overlay = escape(&r.figures.superimposed),
+        guided = r.figures.guided.as_ref().map_or(String::new(), |g| format!(
+            " <a href=\"{cam}\"><img src=\"{cam}\" loading=\"lazy\" title=\"Guided CAM\"></a>",
+            cam = escape(&g.cam)
+        )),
         label = escape(r.label.as_deref().unwrap_or("–")),
         predicted = escape(&r.predicted),
         p = r.probability,
@@ -131,7 +135,7 @@ mod tests {
             target_probability: 0.75,
             peak: [0, 0],
             empty_map: false,
-            figures: Layout::PerClass.figures("0001", label, predicted),
+            figures: Layout::PerClass.figures("0001", label, predicted, false),
         }
     }
 

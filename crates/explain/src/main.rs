@@ -19,16 +19,17 @@ mod subject;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
+use burn::backend::Autodiff;
 use burn::prelude::Backend;
-use burn::tensor::backend::AutodiffBackend;
-use cam::{Method, Target};
+use cam::{GuidedBackend, Method, Target};
 use clap::Parser;
+use model::{SplitModel, find_layer};
 use rayon::prelude::*;
 use train::OnBackend;
 
 use args::{Args, parse_weights};
-use explainer::{BatchMaps, argmax, explain_batch, top};
-use output::{Layout, Record, Style};
+use explainer::{BatchMaps, Request, argmax, explain_batch, top};
+use output::{Guided, Layout, Record, Style};
 use source::{Item, Split};
 use subject::{ModelSource, Subject};
 
@@ -79,11 +80,12 @@ struct Job<'a> {
 impl OnBackend for Job<'_> {
     type Output = Result<()>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
+    fn run<I: Backend>(self, device: I::Device) -> Result<()> {
         if self.args.accuracy {
-            return self.accuracy::<B::InnerBackend>(&device);
+            return self.accuracy::<I>(&device);
         }
-        let subject = self.source.open::<B>(&device)?;
+        let subject = self.source.open::<Autodiff<I>>(&device)?;
+        let layers = resolve_layers(&subject.model, &self.args.layer)?;
         let targets = match &self.args.class {
             None => (0..self.args.top_k.clamp(1, subject.class_names.len()))
                 .map(Target::Ranked)
@@ -112,6 +114,10 @@ impl OnBackend for Job<'_> {
                     steps: self.args.steps as usize,
                     eigen_smooth: self.args.eigen_smooth,
                     batch: self.args.batch_size as usize,
+                    layer: match layers[..] {
+                        [layer] => layer,
+                        _ => bail!("--evaluate takes one --layer, not a fusion of several"),
+                    },
                 },
                 &device,
             )?;
@@ -122,6 +128,7 @@ impl OnBackend for Job<'_> {
             subject: &subject,
             targets,
             methods,
+            layers,
             out,
         };
         let per_method = explainer.explain_all(items, layout, &device)?;
@@ -150,6 +157,31 @@ impl OnBackend for Job<'_> {
         }
         Ok(())
     }
+}
+
+/// The indices of the layers named on the command line, or the last layer.
+fn resolve_layers<B: Backend, M: SplitModel<B>>(
+    model: &M,
+    queries: &[String],
+) -> Result<Vec<usize>> {
+    if queries.is_empty() {
+        return Ok(vec![model.last_layer()]);
+    }
+    let names = model.layer_names();
+    let mut layers = Vec::new();
+    for query in queries {
+        let Some(layer) = find_layer(&names, query) else {
+            bail!(
+                "--layer {query}: {} has no such layer; its layers are {}",
+                model.architecture(),
+                names.join(", ")
+            );
+        };
+        if !layers.contains(&layer) {
+            layers.push(layer);
+        }
+    }
+    Ok(layers)
 }
 
 impl Job<'_> {
@@ -217,16 +249,18 @@ impl Job<'_> {
 }
 
 /// Draws the maps of one model for one set of targets into one folder.
-struct Explainer<'a, B: AutodiffBackend> {
+struct Explainer<'a, B: GuidedBackend> {
     args: &'a Args,
     subject: &'a Subject<B>,
     /// One set of figures per target and image.
     targets: Vec<Target>,
     methods: Vec<Method>,
+    /// Where the maps are taken (fused when several).
+    layers: Vec<usize>,
     out: PathBuf,
 }
 
-impl<B: AutodiffBackend> Explainer<'_, B> {
+impl<B: GuidedBackend> Explainer<'_, B> {
     /// Where a method's figures go: the output folder, or a folder per method when several.
     fn out_for(&self, method: Method) -> PathBuf {
         if self.methods.len() > 1 {
@@ -271,20 +305,23 @@ impl<B: AutodiffBackend> Explainer<'_, B> {
             }
             let samples: Vec<_> = ready.iter().map(|item| &item.sample).collect();
             for &target in &self.targets {
-                let maps = explain_batch(
-                    &self.subject.model,
-                    &samples,
+                let request = Request {
                     target,
-                    &self.methods,
-                    explainer::Smoothing {
+                    methods: &self.methods,
+                    layers: &self.layers,
+                    smoothing: explainer::Smoothing {
                         eigen: self.args.eigen_smooth,
                         augmentation: self.args.aug_smooth,
                     },
-                    &batcher,
-                    device,
-                )?;
-                for ((&method, maps), records) in self.methods.iter().zip(&maps).zip(&mut records) {
-                    for record in self.draw_batch(method, &ready, maps, target, layout)? {
+                    guided: self.args.guided,
+                };
+                let explained =
+                    explain_batch(&self.subject.model, &samples, &request, &batcher, device)?;
+                let guided = explained.guided.as_deref();
+                for ((&method, maps), records) in
+                    self.methods.iter().zip(&explained.maps).zip(&mut records)
+                {
+                    for record in self.draw_batch(method, &ready, maps, guided, target, layout)? {
                         if verbose {
                             bar.suspend(|| println!("{}", describe(&record)));
                         }
@@ -306,6 +343,7 @@ impl<B: AutodiffBackend> Explainer<'_, B> {
         method: Method,
         items: &[&Item],
         maps: &BatchMaps,
+        guided: Option<&[Vec<f32>]>,
         target: Target,
         layout: Layout,
     ) -> Result<Vec<Record>> {
@@ -318,7 +356,8 @@ impl<B: AutodiffBackend> Explainer<'_, B> {
         items
             .par_iter()
             .zip(&maps.explained)
-            .map(|(item, explained)| {
+            .enumerate()
+            .map(|(i, (item, explained))| {
                 let names = &self.subject.class_names;
                 let predicted = argmax(&explained.probabilities);
                 let stem = match target {
@@ -328,7 +367,7 @@ impl<B: AutodiffBackend> Explainer<'_, B> {
                     _ => item.name.clone(),
                 };
                 let class = item.label.map_or("", |l| names[l].as_str());
-                let figures = layout.figures(&stem, class, &names[predicted]);
+                let figures = layout.figures(&stem, class, &names[predicted], guided.is_some());
                 let original = item.original.as_ref().expect("loaded before drawing");
                 let drawn = output::draw(
                     &out,
@@ -337,6 +376,10 @@ impl<B: AutodiffBackend> Explainer<'_, B> {
                     &explained.map,
                     maps.map_size,
                     style,
+                    guided.map(|g| Guided {
+                        gradients: &g[i],
+                        size: self.subject.image_size,
+                    }),
                 )?;
                 if let (true, Some(folder)) = (self.args.save_raw, &figures.raw_folder) {
                     output::write_raw(

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use cam::figure::{Colormap, heatmap, superimpose};
-use cam::postprocess::{Normalization, peak, relu_normalize, upsample};
+use cam::figure::{Colormap, gradient_image, heatmap, superimpose};
+use cam::postprocess::{Normalization, peak, relu_normalize, resize_bilinear, upsample};
 use image::RgbImage;
 use serde::Serialize;
 
@@ -15,9 +15,18 @@ pub struct Figures {
     pub original: String,
     pub heatmap: String,
     pub superimposed: String,
+    /// Guided backpropagation and Guided CAM (`--guided`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guided: Option<GuidedFigures>,
     /// Folder of cam_raw.npy and cam.npy (`--save-raw`), per-image layout only.
     #[serde(skip)]
     pub raw_folder: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GuidedFigures {
+    pub backprop: String,
+    pub cam: String,
 }
 
 /// How figures are arranged on disk.
@@ -31,12 +40,16 @@ pub enum Layout {
 
 impl Layout {
     /// `stem` is the image's name with its top-k suffix; `class` its true class.
-    pub fn figures(self, stem: &str, class: &str, predicted: &str) -> Figures {
+    pub fn figures(self, stem: &str, class: &str, predicted: &str, guided: bool) -> Figures {
         match self {
             Layout::PerImage => Figures {
                 original: format!("{stem}/original.jpg"),
                 heatmap: format!("{stem}/heatmap.jpg"),
                 superimposed: format!("{stem}/superimposed.jpg"),
+                guided: guided.then(|| GuidedFigures {
+                    backprop: format!("{stem}/guided_backprop.jpg"),
+                    cam: format!("{stem}/guided_cam.jpg"),
+                }),
                 raw_folder: Some(stem.to_string()),
             },
             Layout::PerClass => {
@@ -45,6 +58,10 @@ impl Layout {
                     original: format!("originals/{file}"),
                     heatmap: format!("heatmaps/{file}"),
                     superimposed: format!("superimposed/{file}"),
+                    guided: guided.then(|| GuidedFigures {
+                        backprop: format!("guided_backprop/{file}"),
+                        cam: format!("guided_cam/{file}"),
+                    }),
                     raw_folder: None,
                 }
             }
@@ -68,7 +85,14 @@ pub struct Drawn {
     pub empty: bool,
 }
 
-/// Writes heatmap, overlay and original for one raw map (`[h, w]`, feature resolution).
+/// Guided gradients of one image, `[3, h, w]` at the model input's size.
+pub struct Guided<'a> {
+    pub gradients: &'a [f32],
+    pub size: [usize; 2],
+}
+
+/// Writes heatmap, overlay and original for one raw map (`[h, w]`, feature resolution), and
+/// the guided figures when `figures` names them.
 pub fn draw(
     out: &Path,
     figures: &Figures,
@@ -76,6 +100,7 @@ pub fn draw(
     raw: &[f32],
     map_size: [usize; 2],
     style: Style,
+    guided: Option<Guided>,
 ) -> Result<Drawn> {
     let map = relu_normalize(raw, style.normalization);
     let (width, height) = original.dimensions();
@@ -93,6 +118,19 @@ pub fn draw(
         (&figures.superimposed, &overlay),
     ] {
         save_jpeg(&out.join(file), picture)?;
+    }
+    if let (Some(files), Some(guided)) = (&figures.guided, guided) {
+        // Resized plane by plane to the original, like the heatmap.
+        let out_size = [height as usize, width as usize];
+        let gradients: Vec<f32> = guided
+            .gradients
+            .chunks(guided.size[0] * guided.size[1])
+            .flat_map(|plane| resize_bilinear(plane, guided.size, out_size))
+            .collect();
+        let backprop = gradient_image(&gradients, width, height, None);
+        let weighted = gradient_image(&gradients, width, height, Some(&full));
+        save_jpeg(&out.join(&files.backprop), &backprop)?;
+        save_jpeg(&out.join(&files.cam), &weighted)?;
     }
     let (x, y) = peak(&full, width as usize);
     Ok(Drawn {

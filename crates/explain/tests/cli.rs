@@ -429,10 +429,56 @@ fn pretrained_files_go_through_the_same_path() {
         "--input-size"
     );
 
-    let cases: [(&[&str], &str); 4] = [
+    // Maps fused over two layers, with guided backpropagation beside them.
+    let fused = [
+        "--arch",
+        "resnet20",
+        "--weights",
+        "resnet20.safetensors",
+        "--image",
+        "red.png",
+        "--layer",
+        "layer2,layer3.1",
+        "--guided",
+        "--save-raw",
+        "--out",
+        "fused",
+    ];
+    let out = explain(&fused, dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let folder = dir.path().join("fused/000_red");
+    for figure in ["guided_backprop.jpg", "guided_cam.jpg"] {
+        assert_eq!(
+            image::open(folder.join(figure)).unwrap().width(),
+            50,
+            "{figure}"
+        );
+    }
+    let bytes = std::fs::read(folder.join("cam_raw.npy")).unwrap();
+    let shape = npyz::NpyFile::new(&bytes[..]).unwrap().shape().to_vec();
+    assert_eq!(shape, [32, 32], "a fused map is at the input's size");
+
+    let cases: [(&[&str], &str); 5] = [
         (
             &["--arch", "resnet20", "--image", "red.png"],
             "needs --weights FILE",
+        ),
+        (
+            &[
+                "--arch",
+                "resnet20",
+                "--weights",
+                "resnet20.safetensors",
+                "--image",
+                "red.png",
+                "--layer",
+                "layer4",
+            ],
+            "its layers are stem, layer1.0",
         ),
         (
             &[

@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::module::avg_pool2d;
 use serde::{Deserialize, Serialize};
 
-use crate::{Rectifier, InputShape, SplitModel, batch_norm, global_average_pool};
+use crate::{InputShape, Rectifier, SplitModel, batch_norm, global_average_pool};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

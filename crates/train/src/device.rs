@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::backend::AutodiffBackend;
+use burn::prelude::Backend;
 
 use crate::TrainError;
 
@@ -43,10 +43,11 @@ impl fmt::Display for DeviceChoice {
     }
 }
 
-/// Work generic over the backend; `B::InnerBackend` is what inference runs on.
+/// Work generic over the backend: inference runs on `I`, training and explanations
+/// differentiate through `Autodiff<I>`.
 pub trait OnBackend {
     type Output;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+    fn run<I: Backend>(self, device: I::Device) -> Self::Output;
 }
 
 /// The CPU backend.
@@ -63,7 +64,7 @@ impl DeviceChoice {
 
     pub fn run<W: OnBackend>(self, work: W) -> Result<W::Output, TrainError> {
         match self {
-            DeviceChoice::Cpu => Ok(work.run::<Cpu>(Default::default())),
+            DeviceChoice::Cpu => Ok(work.run::<Flex>(Default::default())),
             DeviceChoice::Cuda(index) => cuda::run(index, work),
         }
     }
@@ -83,7 +84,7 @@ mod cuda {
 
     pub fn run<W: OnBackend>(index: usize, work: W) -> Result<W::Output, TrainError> {
         check(index)?;
-        Ok(work.run::<Autodiff<Cuda>>(CudaDevice::new(index)))
+        Ok(work.run::<Cuda>(CudaDevice::new(index)))
     }
 
     /// cubecl panics when the driver or the device is missing; turn that into an error.

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::backend::AutodiffBackend;
+use burn::backend::Autodiff;
+use burn::prelude::Backend;
 use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use train::fit::BatchProgress;
@@ -173,9 +174,9 @@ struct Fit<'a> {
 impl OnBackend for Fit<'_> {
     type Output = Result<Summary, train::TrainError>;
 
-    fn run<B: AutodiffBackend>(mut self, device: B::Device) -> Self::Output {
+    fn run<I: Backend>(mut self, device: I::Device) -> Self::Output {
         let data = self.data;
-        train::fit::<B>(
+        train::fit::<Autodiff<I>>(
             self.config,
             &data.train,
             &data.validation,
