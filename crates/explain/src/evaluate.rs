@@ -102,6 +102,8 @@ pub fn evaluate<B: AutodiffBackend>(
     let mut explainers: Vec<Explainer> = methods.iter().map(|&m| Explainer::Method(m)).collect();
     explainers.extend([Explainer::Random, Explainer::CentreGaussian]);
     let mut totals = vec![Totals::default(); explainers.len()];
+    // The same re-initialised weights on every run, so that the sanity columns are reproducible.
+    B::seed(device, 0);
     let randomised = [
         randomise_top(model.clone(), 1),
         randomise_top(model.clone(), usize::MAX),

@@ -9,6 +9,7 @@
 use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use rayon::prelude::*;
 
 use crate::confidence::target_column;
 
@@ -45,21 +46,26 @@ pub fn road<B: Backend>(
     let device = image.device();
     let before = target_column(probabilities(image.clone()), &[target])[0];
     let pixels = image.into_data().to_vec::<f32>().expect("f32 image");
-    let mut rng = StdRng::seed_from_u64(seed);
     let inverted: Vec<f32> = map.iter().map(|v| 1.0 - v).collect();
-    let mut score = |order: &[f32]| -> f32 {
-        let imputed: Vec<f32> = PERCENTILES
-            .iter()
-            .flat_map(|&p| remove_salient(&pixels, order, [c, h, w], p, 0.01, &mut rng))
+    // The imputations are independent linear solves: one thread each, one noise stream each.
+    let score = |order: &[f32], stream: u64| -> f32 {
+        let imputed: Vec<Vec<f32>> = PERCENTILES
+            .par_iter()
+            .enumerate()
+            .map(|(k, &p)| {
+                let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(64) + stream * 16 + k as u64);
+                remove_salient(&pixels, order, [c, h, w], p, 0.01, &mut rng)
+            })
             .collect();
+        let imputed = imputed.concat();
         let n = PERCENTILES.len();
         let batch = Tensor::<B, 4>::from_data(TensorData::new(imputed, [n, c, h, w]), &device);
         let after = target_column(probabilities(batch), &vec![target; n]);
         after.iter().map(|a| a - before).sum::<f32>() / n as f32
     };
     Road {
-        morf: score(map),
-        lerf: score(&inverted),
+        morf: score(map, 0),
+        lerf: score(&inverted, 1),
     }
 }
 
@@ -88,7 +94,9 @@ fn percentile(values: &[f32], p: f32) -> f32 {
 }
 
 /// `image` (`c × h × w`) with the pixels where `keep` is false replaced by the solution of
-/// the neighbour-mean system (successive over-relaxation to 1e-6) plus noise.
+/// the neighbour-mean system plus noise. The system (each missing pixel equal to the weighted
+/// mean of its neighbours) is symmetric positive definite, so conjugate gradients solve it in
+/// about as many sweeps as the largest hole is wide.
 fn impute(
     image: &[f32],
     keep: &[bool],
@@ -98,48 +106,109 @@ fn impute(
 ) -> Vec<f32> {
     let mut out = image.to_vec();
     let missing: Vec<usize> = (0..h * w).filter(|&i| !keep[i]).collect();
-    let neighbours: Vec<Vec<(usize, f32)>> = missing
+    // Unknown k's row: its neighbours' weights, to unknowns (by unknown index) or known pixels.
+    let mut unknown_index = vec![usize::MAX; h * w];
+    for (k, &i) in missing.iter().enumerate() {
+        unknown_index[i] = k;
+    }
+    let rows: Vec<Row> = missing
         .iter()
         .map(|&i| {
             let (y, x) = ((i / w) as isize, (i % w) as isize);
-            NEIGHBOURS
-                .iter()
-                .filter_map(|&((dy, dx), weight)| {
-                    let (ny, nx) = (y + dy, x + dx);
-                    let inside = ny >= 0 && nx >= 0 && (ny as usize) < h && (nx as usize) < w;
-                    inside.then(|| (ny as usize * w + nx as usize, weight))
-                })
-                .collect()
+            let mut row = Row::default();
+            for &((dy, dx), weight) in &NEIGHBOURS {
+                let (ny, nx) = (y + dy, x + dx);
+                if ny < 0 || nx < 0 || ny as usize >= h || nx as usize >= w {
+                    continue;
+                }
+                let j = ny as usize * w + nx as usize;
+                row.total += weight;
+                match unknown_index[j] {
+                    usize::MAX => row.known.push((j, weight)),
+                    k => row.unknown.push((k, weight)),
+                }
+            }
+            row
         })
         .collect();
     for channel in out.chunks_mut(h * w) {
-        for &i in &missing {
-            channel[i] = 0.0;
-        }
-        for _ in 0..2000 {
-            let mut change = 0f32;
-            for (&i, around) in missing.iter().zip(&neighbours) {
-                let total: f32 = around.iter().map(|&(_, weight)| weight).sum();
-                let mean = around
+        let rhs: Vec<f64> = rows
+            .iter()
+            .map(|row| {
+                row.known
                     .iter()
-                    .map(|&(j, weight)| weight * channel[j])
-                    .sum::<f32>()
-                    / total;
-                let next = channel[i] + 1.8 * (mean - channel[i]);
-                change = change.max((next - channel[i]).abs());
-                channel[i] = next;
-            }
-            if change < 1e-6 {
-                break;
-            }
-        }
-    }
-    for channel in out.chunks_mut(h * w) {
-        for &i in &missing {
-            channel[i] += noise * standard_normal(rng);
+                    .map(|&(j, wt)| (wt * channel[j]) as f64)
+                    .sum()
+            })
+            .collect();
+        let solution = conjugate_gradient(&rows, &rhs);
+        for (&i, value) in missing.iter().zip(solution) {
+            channel[i] = value as f32 + noise * standard_normal(rng);
         }
     }
     out
+}
+
+/// One unknown's equation: `total · x_k − Σ w · x_unknown = Σ w · v_known`.
+#[derive(Default)]
+struct Row {
+    total: f32,
+    unknown: Vec<(usize, f32)>,
+    known: Vec<(usize, f32)>,
+}
+
+fn apply(rows: &[Row], x: &[f64]) -> Vec<f64> {
+    rows.iter()
+        .zip(x)
+        .map(|(row, &xk)| {
+            row.total as f64 * xk
+                - row
+                    .unknown
+                    .iter()
+                    .map(|&(j, wt)| wt as f64 * x[j])
+                    .sum::<f64>()
+        })
+        .collect()
+}
+
+/// Jacobi-preconditioned conjugate gradients, to a residual of 1e-9 of the right-hand side.
+fn conjugate_gradient(rows: &[Row], rhs: &[f64]) -> Vec<f64> {
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let diagonal: Vec<f64> = rows.iter().map(|row| row.total as f64).collect();
+    // An isolated unknown (no neighbour at all) cannot happen in an image of 2 pixels or more;
+    // a zero diagonal would only come from a 1×1 image, solved as 0.
+    let precondition = |r: &[f64]| -> Vec<f64> {
+        r.iter()
+            .zip(&diagonal)
+            .map(|(v, d)| if *d > 0.0 { v / d } else { 0.0 })
+            .collect()
+    };
+    let mut x: Vec<f64> = rhs
+        .iter()
+        .zip(&diagonal)
+        .map(|(b, d)| if *d > 0.0 { b / d } else { 0.0 })
+        .collect();
+    let ax = apply(rows, &x);
+    let mut r: Vec<f64> = rhs.iter().zip(&ax).map(|(b, a)| b - a).collect();
+    let mut z = precondition(&r);
+    let mut p = z.clone();
+    let mut rz = dot(&r, &z);
+    let target = 1e-18 * dot(rhs, rhs).max(1e-30);
+    for _ in 0..10 * rows.len().max(1) {
+        if dot(&r, &r) <= target {
+            break;
+        }
+        let ap = apply(rows, &p);
+        let alpha = rz / dot(&p, &ap);
+        x.iter_mut().zip(&p).for_each(|(x, p)| *x += alpha * p);
+        r.iter_mut().zip(&ap).for_each(|(r, ap)| *r -= alpha * ap);
+        z = precondition(&r);
+        let rz_next = dot(&r, &z);
+        let beta = rz_next / rz;
+        rz = rz_next;
+        p.iter_mut().zip(&z).for_each(|(p, z)| *p = z + beta * *p);
+    }
+    x
 }
 
 /// Box–Muller.
