@@ -1,7 +1,7 @@
 """Time per image of each pytorch-grad-cam method on a randomly initialised torchvision
 network (the twin of `cargo run -p explain --example methods_speed`).
 
-    python bench_methods.py ARCH BATCH REPEATS
+    python bench_methods.py ARCH BATCH REPEATS [cpu|cuda]
 """
 import sys
 import time
@@ -18,16 +18,17 @@ METHODS = {
 }
 
 arch, batch, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-model = getattr(torchvision.models, arch)().eval()
+device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
+model = getattr(torchvision.models, arch)().eval().to(device)
 layer = model.layer4 if arch.startswith("resnet") else model.features[-2]
-images = torch.randn(batch, 3, 224, 224)
+images = torch.randn(batch, 3, 224, 224, device=device)
 for name, cls in METHODS.items():
     with cls(model=model, target_layers=[layer]) as cam:
         cam(input_tensor=images, targets=None)  # warm-up
         times = []
         for _ in range(1 if name == "scorecam" else repeats):
             start = time.perf_counter()
-            cam(input_tensor=images, targets=None)
+            cam(input_tensor=images, targets=None)  # returns NumPy maps: synchronises the GPU
             times.append(1000 * (time.perf_counter() - start) / batch)
     times.sort()
-    print(f"torch {name} ms/image median={times[len(times) // 2]:.1f}", flush=True)
+    print(f"torch {name} ms/image median={times[len(times) // 2]:.2f}", flush=True)

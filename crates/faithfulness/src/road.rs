@@ -47,25 +47,32 @@ pub fn road<B: Backend>(
     let before = target_column(probabilities(image.clone()), &[target])[0];
     let pixels = image.into_data().to_vec::<f32>().expect("f32 image");
     let inverted: Vec<f32> = map.iter().map(|v| 1.0 - v).collect();
-    // The imputations are independent linear solves: one thread each, one noise stream each.
-    let score = |order: &[f32], stream: u64| -> f32 {
-        let imputed: Vec<Vec<f32>> = PERCENTILES
-            .par_iter()
-            .enumerate()
-            .map(|(k, &p)| {
-                let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(64) + stream * 16 + k as u64);
-                remove_salient(&pixels, order, [c, h, w], p, 0.01, &mut rng)
-            })
-            .collect();
-        let imputed = imputed.concat();
-        let n = PERCENTILES.len();
-        let batch = Tensor::<B, 4>::from_data(TensorData::new(imputed, [n, c, h, w]), &device);
-        let after = target_column(probabilities(batch), &vec![target; n]);
+    // The 18 imputations are independent linear solves: one thread each, one noise stream each.
+    let tasks: Vec<(usize, &[f32], f32)> = [map, &inverted[..]]
+        .into_iter()
+        .flat_map(|order| PERCENTILES.iter().map(move |&p| (order, p)))
+        .enumerate()
+        .map(|(k, (order, p))| (k, order, p))
+        .collect();
+    let imputed: Vec<Vec<f32>> = tasks
+        .par_iter()
+        .map(|&(k, order, p)| {
+            let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(64).wrapping_add(k as u64));
+            remove_salient(&pixels, order, [c, h, w], p, 0.01, &mut rng)
+        })
+        .collect();
+    let n = PERCENTILES.len();
+    let mean_change = |images: &[Vec<f32>]| -> f32 {
+        let batch = TensorData::new(images.concat(), [n, c, h, w]);
+        let after = target_column(
+            probabilities(Tensor::<B, 4>::from_data(batch, &device)),
+            &vec![target; n],
+        );
         after.iter().map(|a| a - before).sum::<f32>() / n as f32
     };
     Road {
-        morf: score(map, 0),
-        lerf: score(&inverted, 1),
+        morf: mean_change(&imputed[..n]),
+        lerf: mean_change(&imputed[n..]),
     }
 }
 
