@@ -227,6 +227,38 @@ fn standard_normal(rng: &mut StdRng) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::backend::Flex;
+
+    /// "Probability" = the mean of the top-left 2×2 pixels: the evidence is known.
+    fn top_left(x: Tensor<Flex, 4>) -> Tensor<Flex, 2> {
+        let [n, _, _, _] = x.dims();
+        let p = x
+            .slice([0..n, 0..1, 0..2, 0..2])
+            .mean_dim(3)
+            .mean_dim(2)
+            .reshape([n, 1]);
+        Tensor::cat(vec![p.clone(), p.neg() + 1.0], 1)
+    }
+
+    #[test]
+    fn removing_the_evidence_first_costs_most() {
+        let device = Default::default();
+        let mut pixels = vec![0f32; 64];
+        for (y, x) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            pixels[y * 8 + x] = 1.0;
+        }
+        let image = Tensor::<Flex, 4>::from_data(TensorData::new(pixels, [1, 1, 8, 8]), &device);
+        // The right map ranks the evidence highest; the wrong one ranks it lowest.
+        let right: Vec<f32> = (0..64)
+            .map(|i| 1.0 - ((i / 8) + (i % 8)) as f32 / 14.0)
+            .collect();
+        let wrong: Vec<f32> = right.iter().map(|v| 1.0 - v).collect();
+        let good = road(&top_left, image.clone(), &right, 0, 7);
+        let bad = road(&top_left, image, &wrong, 0, 7);
+        // Imputed from dark neighbours, the bright corner loses most of its probability.
+        assert!(good.morf < -0.3 && good.lerf > -0.05, "{good:?}");
+        assert!(bad.morf > -0.05 && bad.lerf < -0.3, "{bad:?}");
+    }
 
     #[test]
     fn imputation_solves_the_neighbour_mean_system() {
