@@ -12,6 +12,7 @@ use burn::prelude::*;
 use burn::tensor::module::avg_pool2d;
 use serde::{Deserialize, Serialize};
 
+use crate::split::residual_layer_names;
 use crate::{InputShape, Rectifier, SplitModel, batch_norm, global_average_pool};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,12 +155,7 @@ impl<B: Backend> SplitModel<B> for CifarResNet<B> {
     }
 
     fn layer_names(&self) -> Vec<String> {
-        let stages = [&self.layer1, &self.layer2, &self.layer3];
-        std::iter::once("stem".to_string())
-            .chain(stages.iter().enumerate().flat_map(|(s, blocks)| {
-                (0..blocks.len()).map(move |b| format!("layer{}.{b}", s + 1))
-            }))
-            .collect()
+        residual_layer_names(&[&self.layer1, &self.layer2, &self.layer3].map(Vec::len))
     }
 
     fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {

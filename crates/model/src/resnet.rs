@@ -9,6 +9,7 @@ use burn::prelude::*;
 use burn::tensor::module::max_pool2d;
 use serde::{Deserialize, Serialize};
 
+use crate::split::residual_layer_names;
 use crate::{InputShape, Rectifier, SplitModel, batch_norm, global_average_pool};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,12 +196,9 @@ impl<B: Backend> SplitModel<B> for ResNet<B> {
     }
 
     fn layer_names(&self) -> Vec<String> {
-        let stages = [&self.layer1, &self.layer2, &self.layer3, &self.layer4];
-        std::iter::once("stem".to_string())
-            .chain(stages.iter().enumerate().flat_map(|(s, blocks)| {
-                (0..blocks.len()).map(move |b| format!("layer{}.{b}", s + 1))
-            }))
-            .collect()
+        residual_layer_names(
+            &[&self.layer1, &self.layer2, &self.layer3, &self.layer4].map(Vec::len),
+        )
     }
 
     /// Layer 0, the stem, ends with the max pool (torchvision's `conv1, bn1, relu, maxpool`).

@@ -148,6 +148,18 @@ pub trait SplitModel<B: Backend> {
     }
 }
 
+/// `stem`, then `layer<s>.<b>` for each residual block, PyTorch's names for ResNets whose
+/// stages have these numbers of blocks.
+pub(crate) fn residual_layer_names(blocks_per_stage: &[usize]) -> Vec<String> {
+    let blocks = blocks_per_stage
+        .iter()
+        .enumerate()
+        .flat_map(|(stage, &blocks)| {
+            (0..blocks).map(move |block| format!("layer{}.{block}", stage + 1))
+        });
+    std::iter::once("stem".to_string()).chain(blocks).collect()
+}
+
 /// The layer a user named: exactly, or a stage's name for its last layer (`layer3` →
 /// `layer3.5`), as PyTorch users write `model.layer3[-1]`.
 pub fn find_layer(names: &[String], query: &str) -> Option<usize> {

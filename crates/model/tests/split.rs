@@ -1,9 +1,11 @@
-//! Every architecture is `classifier ∘ features`, and rejects inputs it cannot take by name.
+//! Every architecture is `classifier ∘ features`, at its last layer as at any other, and rejects
+//! inputs it cannot take by name.
 
 use burn::backend::Flex;
 use burn::prelude::*;
 use model::{
-    Architecture, CifarResNetConfig, ModelSpec, ShapeError, SplitModel, TutorialCnnConfig,
+    Architecture, CifarResNetConfig, EfficientNetLiteConfig, ModelSpec, PlainRelu, ResNetConfig,
+    ShapeError, SplitModel, TutorialCnnConfig, VggConfig,
 };
 
 fn tiny_specs() -> Vec<ModelSpec> {
@@ -116,4 +118,54 @@ fn specs_read_from_toml_and_reject_unknown_keys() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("depht"), "{err}");
+}
+
+/// Every architecture at a small width, at 32×32.
+fn every_architecture() -> Vec<ModelSpec> {
+    let small = [
+        Architecture::Resnet(ResNetConfig {
+            depth: 18,
+            width: 2,
+        }),
+        Architecture::Vgg(VggConfig {
+            depth: 11,
+            batch_norm: true,
+            width: 1,
+            hidden: 4,
+        }),
+        Architecture::EfficientnetLite(EfficientNetLiteConfig {
+            channel_divisor: 16,
+        }),
+    ];
+    let mut specs: Vec<ModelSpec> = small
+        .into_iter()
+        .map(|architecture| ModelSpec {
+            architecture,
+            num_classes: 4,
+            channels: 3,
+            image_size: [32, 32],
+        })
+        .collect();
+    specs.extend(tiny_specs());
+    specs
+}
+
+#[test]
+fn a_split_at_any_layer_computes_the_same_logits() {
+    let device = Default::default();
+    for spec in every_architecture() {
+        let model = spec.init::<Flex>(&device).unwrap();
+        let [h, w] = spec.image_size;
+        let x =
+            Tensor::<Flex, 4>::random([2, 3, h, w], burn::tensor::Distribution::Default, &device);
+        let direct = model.forward(x.clone()).into_data();
+        let names = model.layer_names();
+        let unique: std::collections::BTreeSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        for layer in 0..names.len() {
+            let a = model.features_at(x.clone(), layer, &PlainRelu);
+            let logits = model.logits_from(a, layer, &PlainRelu).into_data();
+            logits.assert_approx_eq::<f32>(&direct, Default::default());
+        }
+    }
 }
