@@ -27,16 +27,16 @@ step() { # name, seconds, command...
   echo "$name: exit $? in $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
 }
 
-step smoke 60 explain --arch resnet20 --weights "$G/resnet20-12fca82f.th" \
+step smoke 45 explain --arch resnet20 --weights "$G/resnet20-12fca82f.th" \
   --image "$(ls "$G"/cifar/cat/* | head -n1)" --guided --device cuda --out "$G/smoke"
 step train "${TRAIN_LIMIT:-200}" train -c cats_dogs --data-dir "$G/cats-dogs/train" \
   --device cuda --out "$G/runs/cats_dogs" -q
-step table_b "${TABLE_B_LIMIT:-170}" explain --run "$G/runs/cats_dogs" --limit 200 \
+step table_b "${TABLE_B_LIMIT:-160}" explain --run "$G/runs/cats_dogs" --limit 200 \
   --method all --evaluate --device cuda --out "$G/table_b"
-step table_c "${TABLE_C_LIMIT:-90}" explain --arch resnet20 --weights "$G/resnet20-12fca82f.th" \
+step table_c "${TABLE_C_LIMIT:-80}" explain --arch resnet20 --weights "$G/resnet20-12fca82f.th" \
   --data-dir "$G/cifar" --limit 200 --method all --evaluate --device cuda --out "$G/table_c"
-step speed_burn "${SPEED_LIMIT:-40}" methods_speed resnet18 16 5 cuda
-step speed_torch "${SPEED_LIMIT:-40}" env PYTHONPATH="$G/py" python3 scripts/bench_methods.py \
+step speed_burn "${SPEED_LIMIT:-35}" methods_speed resnet18 16 5 cuda
+step speed_torch "${SPEED_LIMIT:-35}" env PYTHONPATH="$G/py" python3 scripts/bench_methods.py \
   resnet18 16 5 cuda
 
 tar -czf "$OUT/results.tgz" "$G"/runs/cats_dogs/metrics.csv "$G"/table_b/evaluation.* \
