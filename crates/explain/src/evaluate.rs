@@ -82,8 +82,10 @@ pub struct Settings {
     pub layer: usize,
 }
 
-/// Scores `methods` and the baselines on `samples`.
+/// Scores `methods` and the baselines on `samples`, rewriting the table in `out` after each
+/// batch.
 pub fn evaluate<B: AutodiffBackend>(
+    out: &Path,
     model: &Network<B>,
     batcher: &Batcher,
     samples: &[&Sample],
@@ -102,6 +104,11 @@ pub fn evaluate<B: AutodiffBackend>(
     let mut explainers: Vec<Explainer> = methods.iter().map(|&m| Explainer::Method(m)).collect();
     explainers.extend([Explainer::Random, Explainer::CentreGaussian]);
     let mut totals = vec![Totals::default(); explainers.len()];
+    let evaluation = |totals: &[Totals]| Evaluation {
+        rows: explainers.iter().map(|e| e.name()).zip(totals.to_vec()).collect(),
+        steps,
+        image_size: batcher.image_size,
+    };
     // The same re-initialised weights on every run, so that the sanity columns are reproducible.
     B::seed(device, 0);
     let randomised = [
@@ -159,13 +166,11 @@ pub fn evaluate<B: AutodiffBackend>(
         }
         seen += chunk.len();
         bar.inc(chunk.len() as u64);
+        // The table so far, after every batch: a long evaluation stopped early keeps its rows.
+        evaluation(&totals).write(out)?;
     }
     bar.finish_and_clear();
-    Ok(Evaluation {
-        rows: explainers.iter().map(|e| e.name()).zip(totals).collect(),
-        steps,
-        image_size: [h, w],
-    })
+    Ok(evaluation(&totals))
 }
 
 /// What every explainer's maps of one batch need.
@@ -328,6 +333,7 @@ impl Evaluation {
     /// Prints the table and writes evaluation.csv and evaluation.md into `out`.
     pub fn report(&self, out: &Path) -> Result<()> {
         let table = self.table();
+        self.write(out)?;
         let widths: Vec<usize> = (0..12)
             .map(|c| {
                 table
@@ -350,6 +356,13 @@ impl Evaluation {
                 .collect();
             println!("{}", cells.join("  "));
         }
+        println!("\ntable in {}", out.join("evaluation.md").display());
+        Ok(())
+    }
+
+    /// evaluation.csv and evaluation.md in `out`.
+    fn write(&self, out: &Path) -> Result<()> {
+        let table = self.table();
         let csv: String = table.iter().map(|r| r.join(",") + "\n").collect();
         let mut md = format!("{}\n\n", self.protocol());
         for (i, row) in table.iter().enumerate() {
@@ -362,7 +375,6 @@ impl Evaluation {
             std::fs::write(out.join(file), text)
                 .with_context(|| format!("writing {}", out.join(file).display()))?;
         }
-        println!("\ntable in {}", out.join("evaluation.md").display());
         Ok(())
     }
 }

@@ -105,6 +105,7 @@ impl OnBackend for Job<'_> {
         if self.args.evaluate {
             let samples: Vec<&data::Sample> = items.iter().map(|item| &item.sample).collect();
             let evaluation = evaluate::evaluate(
+                &out,
                 &subject.model,
                 &subject.batcher(),
                 &samples,
