@@ -1,5 +1,6 @@
-//! Class activation maps of split models: capture the last conv activation A and the gradient
-//! of a class score with respect to it, weight the channels, and post-process the map.
+//! Class activation maps of split models: capture a layer's activation A (by default the last
+//! conv layer's) and the gradient of a class score with respect to it, weight the channels,
+//! and post-process the map; fuse maps of several layers; guided backpropagation to the image.
 //!
 //! Each method is a small pure function of (activations, gradients); capture and
 //! post-processing exist once. This crate knows nothing about files or command lines.

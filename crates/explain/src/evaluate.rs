@@ -105,7 +105,11 @@ pub fn evaluate<B: AutodiffBackend>(
     explainers.extend([Explainer::Random, Explainer::CentreGaussian]);
     let mut totals = vec![Totals::default(); explainers.len()];
     let evaluation = |totals: &[Totals]| Evaluation {
-        rows: explainers.iter().map(|e| e.name()).zip(totals.to_vec()).collect(),
+        rows: explainers
+            .iter()
+            .map(|e| e.name())
+            .zip(totals.to_vec())
+            .collect(),
         steps,
         image_size: batcher.image_size,
     };
