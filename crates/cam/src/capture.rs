@@ -108,7 +108,7 @@ where
 }
 
 /// The class each `target` names for its row of `logits` `[batch, classes]`.
-pub fn resolve_targets<B: Backend>(
+fn resolve_targets<B: Backend>(
     logits: Tensor<B, 2>,
     targets: &[Target],
 ) -> Result<Vec<usize>, CaptureError> {
