@@ -60,11 +60,7 @@ fn safetensors_bytes(state: &BTreeMap<String, Tensor1d>) -> Vec<u8> {
 fn check(name: &str) {
     let (fixture, model) = load(name);
     let [h, w] = fixture.image_size;
-    let batch = fixture.targets.len();
-    let images = Tensor::<Inner, 4>::from_data(
-        TensorData::new(fixture.input.clone(), [batch, 3, h, w]),
-        &Default::default(),
-    );
+    let images = fixture_images(&fixture);
     let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
     let captured = capture(&model, images, &targets).unwrap();
 
@@ -153,10 +149,7 @@ fn check_methods(name: &str) {
     assert!(!fixture.methods.is_empty(), "{name} has no method fixtures");
     let [h, w] = fixture.image_size;
     let batch = fixture.targets.len();
-    let images = Tensor::<Inner, 4>::from_data(
-        TensorData::new(fixture.input.clone(), [batch, 3, h, w]),
-        &Default::default(),
-    );
+    let images = fixture_images(&fixture);
     let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
     let captured = capture(&model, images.clone(), &targets).unwrap();
     let [_, _, mh, mw] = captured.activations.dims();
@@ -205,11 +198,7 @@ fn check_aug_smooth(name: &str) {
         !fixture.aug_smooth.is_empty(),
         "{name} has no aug_smooth fixtures"
     );
-    let [h, w] = fixture.image_size;
-    let images = Tensor::<Inner, 4>::from_data(
-        TensorData::new(fixture.input.clone(), [fixture.targets.len(), 3, h, w]),
-        &Default::default(),
-    );
+    let images = fixture_images(&fixture);
     for (method_name, theirs) in &fixture.aug_smooth {
         let method: Method = method_name.parse().unwrap();
         let ours = cam::smoothing::aug_smooth(
