@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # The CUDA run of issue 5's measurements, on a GPU machine that cannot build or download:
 # release binaries built elsewhere with `--features cuda` and small data sets, all under .gpu/
-# (prepared by the commands in the closing note), results under $OUT.
+# (git-ignored through .git/info/exclude), results under $OUT. Prepared on the build machine:
+#
+#   CUDARC_CUDA_VERSION=13000 cargo build --release --features explain/cuda -p train -p explain \
+#     --bins --example methods_speed
+#   tar -cJf .gpu/bin.tar.xz -C target/release train explain -C examples methods_speed
+#   .gpu/cats-dogs/train/{cats,dogs}: ../shared's photos resized to 128×128 (JPEG quality 75),
+#   .gpu/cifar/<class>: 30 JPEGs per class, .gpu/resnet20-12fca82f.th from ../shared,
+#   .gpu/py: pytorch_grad_cam and ttach copied from scripts/.venv's site-packages.
 #
 #   1. train the tutorial's CNN on cats vs dogs (128×128 copies of ../shared), 15 epochs;
 #   2. the method × metric table on 200 of its held-out photos;
