@@ -23,6 +23,15 @@ name = "adam"
 lr = 0.003
 "#;
 
+/// Fails the test with `explain`'s own error output.
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn explain(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_explain"))
         .args(args)
@@ -53,11 +62,7 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
     // No arguments: the latest run under ./runs, held-out images in the tutorial's layout.
     let out = explain(&["--limit", "3"], dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(stdout.matches(", explained ").count(), 3, "{stdout}");
     let explained = run_path.join("explain");
     let records: serde_json::Value =
@@ -157,11 +162,7 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         &["--image", "shape.png", "--save-raw", "--out", "raw"],
         dir.path(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let folder = std::fs::read_dir(dir.path().join("raw"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -196,11 +197,7 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         ],
         dir.path(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let out = explain(
         &[
             "--image",
@@ -245,11 +242,7 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         ],
         dir.path(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let table = std::fs::read_to_string(dir.path().join("eval/evaluation.md")).unwrap();
     assert!(table.starts_with("Protocol: 4 images at 16×16"), "{table}");
     for row in [
@@ -343,11 +336,7 @@ fn folder_runs_reread_only_their_held_out_files_at_full_size() {
     std::fs::remove_file(root.join(held_out.lines().next().unwrap())).unwrap();
     let out = explain(&["--limit", "all"], dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(
         stdout.contains("explaining 9 of the 10 held-out (val) images"),
         "{stdout}"
@@ -409,11 +398,7 @@ fn pretrained_files_go_through_the_same_path() {
         dir.path(),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(stdout.contains("explained bee"), "{stdout}");
     let folder = dir.path().join("explained/resnet20/000_red");
     assert_eq!(
@@ -445,11 +430,7 @@ fn pretrained_files_go_through_the_same_path() {
         "fused",
     ];
     let out = explain(&fused, dir.path());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let folder = dir.path().join("fused/000_red");
     for figure in ["guided_backprop.jpg", "guided_cam.jpg"] {
         assert_eq!(
