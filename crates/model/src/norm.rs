@@ -38,8 +38,8 @@ pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4
     (x3 * scale + shift).reshape([n, c, h, w])
 }
 
-/// Running statistics folded into one scale and one shift per channel. burn's own inference path
-/// would also do, but its autodiff graph on a frozen model is five broadcasts deep.
+/// Running statistics folded into one scale and one shift per channel. Not `bn.forward`: burn
+/// picks batch statistics whenever the backend is autodiff, frozen parameters or not.
 fn inference<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [n, c, h, w] = x.dims();
     let device = x.device();
