@@ -109,6 +109,31 @@ mod tests {
     }
 
     #[test]
+    fn a_frozen_model_normalises_with_running_statistics_and_keeps_them() {
+        use burn::module::{AutodiffModule, Module, RunningState};
+        let device = Default::default();
+        let mut bn = BatchNormConfig::new(2).init::<Ad>(&device);
+        bn.running_mean = RunningState::new(Tensor::from_data([1.0f32, -2.0], &device));
+        let frozen = bn.no_grad();
+        let x =
+            Tensor::<Ad, 4>::random([3, 2, 2, 2], Distribution::Default, &device).require_grad();
+        let ours = batch_norm(&frozen, x.clone()).into_data();
+        let inference = frozen.valid().forward(x.inner()).into_data();
+        ours.assert_approx_eq::<f32>(&inference, Tolerance::rel_abs(1e-5, 1e-6));
+        let mean = frozen
+            .running_mean
+            .value_sync()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!(
+            mean,
+            [1.0, -2.0],
+            "a frozen BatchNorm must not learn statistics"
+        );
+    }
+
+    #[test]
     fn running_statistics_follow_pytorch() {
         let device = Default::default();
         // Channel 0 holds 1, 2, 3, 4; channel 1 holds 10 everywhere.
