@@ -99,6 +99,7 @@ fn gradients_match_central_differences() {
         channels: 3,
         image_size: [10, 10],
     };
+    Ad::seed(&device, 7);
     let model = spec.init::<Ad>(&device).unwrap();
     let images = Tensor::<Flex, 4>::random([2, 3, 10, 10], Distribution::Normal(0.0, 1.0), &device);
     let captured = capture(&model, images, &[Target::Class(2), Target::Class(0)]).unwrap();
@@ -111,20 +112,32 @@ fn gradients_match_central_differences() {
         let t = Tensor::<Flex, 4>::from_data(TensorData::new(a.to_vec(), dims), &device);
         values(classifier.classifier(t))[image * 3 + class] as f64
     };
-    let eps = 1e-2f32;
-    for index in (0..2 * per_image).step_by(7) {
+    // A ReLU kink within eps of a point makes the central difference a blend of two slopes;
+    // such points show as one-sided differences that disagree and are left out.
+    let eps = 1e-3f32;
+    let (mut checked, mut kinks) = (0, 0);
+    for index in 0..2 * per_image {
         let (image, class) = if index < per_image { (0, 2) } else { (1, 0) };
         let (mut plus, mut minus) = (a.clone(), a.clone());
         plus[index] += eps;
         minus[index] -= eps;
-        let numeric =
-            (score(&plus, image, class) - score(&minus, image, class)) / (2.0 * eps as f64);
+        let here = score(&a, image, class);
+        let right = (score(&plus, image, class) - here) / eps as f64;
+        let left = (here - score(&minus, image, class)) / eps as f64;
+        if (right - left).abs() > 1e-3 + 1e-2 * right.abs() {
+            kinks += 1;
+            continue;
+        }
+        let numeric = (right + left) / 2.0;
         assert!(
             (numeric - g[index] as f64).abs() < 2e-3 + 2e-2 * numeric.abs(),
             "at {index}: autodiff {} vs {numeric}",
             g[index]
         );
+        checked += 1;
     }
+    // Ties between zeros in the max-pool after A are kinks too: about a fifth of the points.
+    assert!(checked >= per_image, "{checked} points checked, {kinks} at kinks");
 }
 
 #[test]
