@@ -137,7 +137,10 @@ fn gradients_match_central_differences() {
         checked += 1;
     }
     // Ties between zeros in the max-pool after A are kinks too: about a fifth of the points.
-    assert!(checked >= per_image, "{checked} points checked, {kinks} at kinks");
+    assert!(
+        checked >= per_image,
+        "{checked} points checked, {kinks} at kinks"
+    );
 }
 
 #[test]
