@@ -86,6 +86,10 @@ mod tests {
 
     type Ad = Autodiff<Flex>;
 
+    fn statistic(state: &burn::module::RunningState<Tensor<Ad, 1>>) -> Vec<f32> {
+        state.value_sync().into_data().to_vec().unwrap()
+    }
+
     #[test]
     fn matches_burns_batch_norm_in_training_and_its_gradient() {
         let device = Default::default();
@@ -120,12 +124,7 @@ mod tests {
         let ours = batch_norm(&frozen, x.clone()).into_data();
         let inference = frozen.valid().forward(x.inner()).into_data();
         ours.assert_approx_eq::<f32>(&inference, Tolerance::rel_abs(1e-5, 1e-6));
-        let mean = frozen
-            .running_mean
-            .value_sync()
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap();
+        let mean = statistic(&frozen.running_mean);
         assert_eq!(
             mean,
             [1.0, -2.0],
@@ -144,18 +143,8 @@ mod tests {
         let x = Tensor::<Ad, 4>::from_data(data, &device);
         let bn = BatchNormConfig::new(2).init::<Ad>(&device);
         let _ = batch_norm(&bn, x);
-        let mean = bn
-            .running_mean
-            .value_sync()
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap();
-        let var = bn
-            .running_var
-            .value_sync()
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap();
+        let mean = statistic(&bn.running_mean);
+        let var = statistic(&bn.running_var);
         // 0.9 · initial + 0.1 · batch; the variance of 1..4 is 5/3 unbiased.
         assert!(
             (mean[0] - 0.25).abs() < 1e-6 && (mean[1] - 1.0).abs() < 1e-6,
