@@ -90,7 +90,7 @@ fn grad_cam_peaks_inside_the_object() {
         summary.best_val_acc
     );
     let model = run
-        .load_model::<Cpu>(Weights::Best, &Default::default())
+        .load_model::<Cpu>(Weights::Last, &Default::default())
         .unwrap();
     let batcher = Batcher {
         image_size: config.data.image_size,

@@ -10,7 +10,7 @@ use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use cam::{Method, Target, capture};
-use model::{Architecture, ModelSpec};
+use model::{Architecture, Kernels, ModelSpec};
 use train::{DeviceChoice, OnBackend};
 
 struct Bench {
@@ -37,7 +37,7 @@ fn main() {
 impl OnBackend for Bench {
     type Output = ();
 
-    fn run<I: Backend>(self, device: I::Device) {
+    fn run<I: Kernels>(self, device: I::Device) {
         let architecture =
             Architecture::from_name(&self.arch).expect("a --arch name, e.g. resnet18");
         let (image_size, _) = pretrained::preprocessing(&architecture);

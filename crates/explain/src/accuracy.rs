@@ -1,10 +1,9 @@
 //! `--accuracy`: how often the model is right on labelled images, per class.
 
 use anyhow::{Context, Result, bail};
-use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use data::{Batcher, ImageSet};
-use model::{Network, SplitModel};
+use model::{Kernels, Network, SplitModel};
 use train::{RunDir, TrainConfig, dataset};
 
 use crate::explainer::argmax;
@@ -56,7 +55,7 @@ pub fn folder(
 }
 
 /// Prints `<title>: <right>/<total> <what> correct` and a line per class.
-pub fn report<B: Backend>(
+pub fn report<B: Kernels>(
     title: &str,
     what: &str,
     set: &ImageSet,
@@ -88,7 +87,7 @@ pub fn report<B: Backend>(
 }
 
 /// The predicted class of every image, in batches.
-fn predict<B: Backend>(
+fn predict<B: Kernels>(
     model: &Network<B>,
     set: &ImageSet,
     batcher: &Batcher,

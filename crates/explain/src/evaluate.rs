@@ -10,14 +10,13 @@ use anyhow::{Context, Result};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use burn::tensor::backend::AutodiffBackend;
 use cam::postprocess::{Normalization, peak, relu_normalize, upsample};
 use cam::{Capture, Method, Target, capture_at};
 use data::{Batcher, Sample};
 use faithfulness::baselines::{centre_gaussian, random_map};
 use faithfulness::sanity::{randomise_top, spearman};
 use faithfulness::{average_drop_and_increase, deletion_insertion, road};
-use model::{Network, SplitModel};
+use model::{AutodiffKernels, Network, SplitModel};
 
 /// Images per forward pass for the perturbed copies.
 const CHUNK: usize = 32;
@@ -84,7 +83,7 @@ pub struct Settings {
 
 /// Scores `methods` and the baselines on `samples`, rewriting the table in `out` after each
 /// batch.
-pub fn evaluate<B: AutodiffBackend>(
+pub fn evaluate<B: AutodiffKernels>(
     out: &Path,
     model: &Network<B>,
     batcher: &Batcher,

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use cam::{Capture, GuidedBackend, Method, Target, capture_at, fuse_layers, guided_backprop};
 use data::{Batcher, Sample};
-use model::{Network, SplitModel};
+use model::{AutodiffKernels, Network, SplitModel};
 
 /// The explanation of one image for one target.
 pub struct Explained {
@@ -60,7 +60,7 @@ pub struct BatchExplanation {
 
 /// One capture per layer for the batch, then the map of every method from it: one `BatchMaps`
 /// each.
-pub fn explain_batch<B: GuidedBackend>(
+pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
     model: &Network<B>,
     samples: &[&Sample],
     request: &Request,
@@ -130,7 +130,7 @@ pub fn explain_batch<B: GuidedBackend>(
 }
 
 /// A capture at each of `layers` (at least one); the first resolves the targets for the rest.
-fn capture_layers<B: GuidedBackend>(
+fn capture_layers<B: GuidedBackend + AutodiffKernels>(
     model: &Network<B>,
     images: Tensor<B::InnerBackend, 4>,
     target: Target,
@@ -148,7 +148,7 @@ fn capture_layers<B: GuidedBackend>(
 
 /// The samples preprocessed as one batch for the inference backend, checked against what the
 /// model accepts.
-pub fn input_batch<B: burn::tensor::backend::AutodiffBackend>(
+pub fn input_batch<B: AutodiffKernels>(
     model: &Network<B>,
     samples: &[&Sample],
     batcher: &Batcher,

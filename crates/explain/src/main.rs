@@ -23,7 +23,7 @@ use burn::backend::Autodiff;
 use burn::prelude::Backend;
 use cam::{GuidedBackend, Method, Target};
 use clap::Parser;
-use model::{SplitModel, find_layer};
+use model::{AutodiffKernels, Kernels, SplitModel, find_layer};
 use rayon::prelude::*;
 use train::OnBackend;
 
@@ -80,7 +80,7 @@ struct Job<'a> {
 impl OnBackend for Job<'_> {
     type Output = Result<()>;
 
-    fn run<I: Backend>(self, device: I::Device) -> Result<()> {
+    fn run<I: Kernels>(self, device: I::Device) -> Result<()> {
         if self.args.accuracy {
             return self.accuracy::<I>(&device);
         }
@@ -186,7 +186,7 @@ fn resolve_layers<B: Backend, M: SplitModel<B>>(
 }
 
 impl Job<'_> {
-    fn accuracy<B: Backend>(&self, device: &B::Device) -> Result<()> {
+    fn accuracy<B: Kernels>(&self, device: &B::Device) -> Result<()> {
         let subject = self.source.open::<B>(device)?;
         let (set, what) = match (&subject.origin, &self.args.data_dir) {
             (subject::Origin::Pretrained { .. }, Some(root)) => (
@@ -212,7 +212,7 @@ impl Job<'_> {
     }
 
     /// The images to explain, and how their figures are laid out.
-    fn items<B: Backend>(&self, subject: &Subject<B>) -> Result<(Vec<Item>, Layout)> {
+    fn items<B: Kernels>(&self, subject: &Subject<B>) -> Result<(Vec<Item>, Layout)> {
         if !self.args.image.is_empty() {
             let items = source::files(&self.args.image, subject.image_size)?;
             return Ok((items, Layout::PerImage));
@@ -250,7 +250,7 @@ impl Job<'_> {
 }
 
 /// Draws the maps of one model for one set of targets into one folder.
-struct Explainer<'a, B: GuidedBackend> {
+struct Explainer<'a, B: GuidedBackend + AutodiffKernels> {
     args: &'a Args,
     subject: &'a Subject<B>,
     /// One set of figures per target and image.
@@ -261,7 +261,7 @@ struct Explainer<'a, B: GuidedBackend> {
     out: PathBuf,
 }
 
-impl<B: GuidedBackend> Explainer<'_, B> {
+impl<B: GuidedBackend + AutodiffKernels> Explainer<'_, B> {
     /// Where a method's figures go: the output folder, or a folder per method when several.
     fn out_for(&self, method: Method) -> PathBuf {
         if self.methods.len() > 1 {

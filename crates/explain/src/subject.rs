@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use burn::prelude::*;
 use data::{Batcher, Normalization};
-use model::{Architecture, Network, PRETRAINED_NAMES};
+use model::{Architecture, Kernels, Network, PRETRAINED_NAMES};
 use train::{RunDir, TrainConfig, Weights};
 
 /// Where the model comes from, as the command line says.
@@ -41,7 +41,7 @@ pub struct Subject<B: Backend> {
 }
 
 impl ModelSource {
-    pub fn open<B: Backend>(&self, device: &B::Device) -> Result<Subject<B>> {
+    pub fn open<B: Kernels>(&self, device: &B::Device) -> Result<Subject<B>> {
         match self {
             ModelSource::Run {
                 path,

@@ -10,6 +10,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::module::avg_pool2d;
+use kernels::{Kernels, conv2d};
 use serde::{Deserialize, Serialize};
 
 use crate::split::residual_layer_names;
@@ -106,10 +107,12 @@ impl<B: Backend> BasicBlock<B> {
             stride,
         }
     }
+}
 
+impl<B: Kernels> BasicBlock<B> {
     pub fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
-        let out = relu.relu(batch_norm(&self.bn1, self.conv1.forward(x.clone())));
-        let out = batch_norm(&self.bn2, self.conv2.forward(out));
+        let out = relu.relu(batch_norm(&self.bn1, conv2d(&self.conv1, x.clone())));
+        let out = batch_norm(&self.bn2, conv2d(&self.conv2, out));
         relu.relu(out + self.shortcut(x))
     }
 
@@ -141,7 +144,7 @@ pub struct CifarResNet<B: Backend> {
     channels: usize,
 }
 
-impl<B: Backend> SplitModel<B> for CifarResNet<B> {
+impl<B: Kernels> SplitModel<B> for CifarResNet<B> {
     fn architecture(&self) -> &'static str {
         "cifar_resnet"
     }
@@ -160,7 +163,7 @@ impl<B: Backend> SplitModel<B> for CifarResNet<B> {
 
     fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         if index == 0 {
-            return relu.relu(batch_norm(&self.bn1, self.conv1.forward(x)));
+            return relu.relu(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
         }
         let block = [&self.layer1, &self.layer2, &self.layer3]
             .into_iter()

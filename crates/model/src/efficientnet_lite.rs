@@ -6,6 +6,7 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
+use kernels::{Kernels, conv2d};
 use serde::{Deserialize, Serialize};
 
 use crate::{InputShape, Rectifier, SplitModel, batch_norm, global_average_pool};
@@ -162,14 +163,16 @@ impl<B: Backend> MbConv<B> {
             skip: stride == 1 && input == output,
         }
     }
+}
 
+impl<B: Kernels> MbConv<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut out = x.clone();
         if let (Some(expand), Some(bn)) = (&self.expand, &self.expand_bn) {
-            out = relu6(batch_norm(bn, expand.forward(out)));
+            out = relu6(batch_norm(bn, conv2d(expand, out)));
         }
-        let out = relu6(batch_norm(&self.depthwise_bn, self.depthwise.forward(out)));
-        let out = batch_norm(&self.project_bn, self.project.forward(out));
+        let out = relu6(batch_norm(&self.depthwise_bn, conv2d(&self.depthwise, out)));
+        let out = batch_norm(&self.project_bn, conv2d(&self.project, out));
         if self.skip { out + x } else { out }
     }
 }
@@ -185,7 +188,7 @@ pub struct EfficientNetLite<B: Backend> {
     channels: usize,
 }
 
-impl<B: Backend> SplitModel<B> for EfficientNetLite<B> {
+impl<B: Kernels> SplitModel<B> for EfficientNetLite<B> {
     fn architecture(&self) -> &'static str {
         "efficientnet_lite"
     }
@@ -207,9 +210,9 @@ impl<B: Backend> SplitModel<B> for EfficientNetLite<B> {
     /// ReLU6 is not a ReLU: like pytorch-grad-cam's guided backpropagation, `relu` leaves it be.
     fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, _relu: &R) -> Tensor<B, 4> {
         match index {
-            0 => relu6(batch_norm(&self.stem_bn, self.stem.forward(x))),
+            0 => relu6(batch_norm(&self.stem_bn, conv2d(&self.stem, x))),
             i if i <= self.blocks.len() => self.blocks[i - 1].forward(x),
-            _ => relu6(batch_norm(&self.head_bn, self.head.forward(x))),
+            _ => relu6(batch_norm(&self.head_bn, conv2d(&self.head, x))),
         }
     }
 

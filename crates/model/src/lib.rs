@@ -20,6 +20,7 @@ pub use architecture::{Architecture, ModelSpec, PRETRAINED_NAMES};
 pub use cifar_resnet::{BasicBlock, CifarResNet, CifarResNetConfig};
 pub use efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, MbConv};
 pub use error::ShapeError;
+pub use kernels::{AutodiffKernels, Kernels};
 pub use network::Network;
 pub use norm::batch_norm;
 pub use resnet::{Downsample, ResNet, ResNetConfig, ResidualBlock};

@@ -1,4 +1,5 @@
 use burn::prelude::*;
+use kernels::Kernels;
 
 use crate::{
     CifarResNet, EfficientNetLite, InputShape, Rectifier, ResNet, SplitModel, TutorialCnn, Vgg,
@@ -27,7 +28,7 @@ macro_rules! dispatch {
     };
 }
 
-impl<B: Backend> SplitModel<B> for Network<B> {
+impl<B: Kernels> SplitModel<B> for Network<B> {
     fn architecture(&self) -> &'static str {
         dispatch!(self, m => m.architecture())
     }

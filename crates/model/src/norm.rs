@@ -1,54 +1,46 @@
 //! Batch normalisation over `[batch, channels, height, width]` with burn's `BatchNorm`
-//! parameters, in fewer passes than burn's own training path.
+//! parameters, on the `kernels` crate's fused operations.
 //!
-//! burn 0.21 computes training statistics through a transposed copy and applies five
-//! broadcasting operations; on the CPU backend that made BatchNorm cost more than the
-//! convolutions. Here the statistics come from two reductions over the contiguous
-//! `[batch, channels, pixels]` view and the normalisation is folded into one scale and one
-//! shift per channel. Inference keeps burn's path: running statistics.
+//! burn 0.21's own training path computes the statistics through a transposed copy and applies
+//! five broadcasting operations, which burn's CPU backend runs element by element: BatchNorm
+//! cost more than the convolutions. Training here is one kernel (two passes forward, two
+//! backward); inference folds the running statistics into one scale and one shift per channel.
 
 use burn::nn::BatchNorm;
 use burn::prelude::*;
+use kernels::Kernels;
 
 /// `bn` applied to `x`: batch statistics while its parameters are trained, running statistics
 /// otherwise (an inference backend, or a model whose parameters were frozen with `no_grad()`,
 /// which is how `cam` differentiates a deployed network). Running statistics are updated as
 /// PyTorch does (unbiased variance).
-pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+pub fn batch_norm<B: Kernels>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     if !B::ad_enabled(&x.device()) || !bn.gamma.val().is_require_grad() {
         return inference(bn, x);
     }
-    let [n, c, h, w] = x.dims();
-    let count = (n * h * w) as f64;
-    let x3 = x.reshape([n, c, h * w]);
-    let sum = x3.clone().sum_dim(2).sum_dim(0);
-    let sum_sq = x3.clone().square().sum_dim(2).sum_dim(0);
-    let mean = sum / count;
-    let var = (sum_sq / count - mean.clone().square()).clamp_min(0.0);
-
-    update_running_stats(
-        bn,
-        mean.clone().detach().reshape([c]),
-        var.clone().detach().reshape([c]),
-        count,
-    );
-
-    let scale = bn.gamma.val().reshape([1, c, 1]) / (var + bn.epsilon).sqrt();
-    let shift = bn.beta.val().reshape([1, c, 1]) - mean * scale.clone();
-    (x3 * scale + shift).reshape([n, c, h, w])
+    let [n, _, h, w] = x.dims();
+    let (y, mean, var) = kernels::batch_norm_training(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    update_running_stats(bn, mean, var, (n * h * w) as f64);
+    y
 }
 
 /// Running statistics folded into one scale and one shift per channel. Not `bn.forward`: burn
 /// picks batch statistics whenever the backend is autodiff, frozen parameters or not.
-fn inference<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [n, c, h, w] = x.dims();
-    let device = x.device();
-    let mean = bn.running_mean.value().to_device(&device);
-    let var = bn.running_var.value().to_device(&device);
+fn inference<B: Kernels>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let (scale, shift) = running_affine(bn, &x.device());
+    kernels::channel_affine(x, scale, shift)
+}
+
+/// The per-channel `(scale, shift)` that normalising with `bn`'s running statistics is.
+pub fn running_affine<B: Backend>(
+    bn: &BatchNorm<B>,
+    device: &B::Device,
+) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    let mean = bn.running_mean.value().to_device(device);
+    let var = bn.running_var.value().to_device(device);
     let scale = bn.gamma.val() / (var + bn.epsilon).sqrt();
     let shift = bn.beta.val() - mean * scale.clone();
-    let x3 = x.reshape([n, c, h * w]);
-    (x3 * scale.reshape([1, c, 1]) + shift.reshape([1, c, 1])).reshape([n, c, h, w])
+    (scale, shift)
 }
 
 fn update_running_stats<B: Backend>(

@@ -7,6 +7,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::module::max_pool2d;
+use kernels::{Kernels, conv2d};
 use serde::{Deserialize, Serialize};
 
 use crate::split::residual_layer_names;
@@ -156,15 +157,17 @@ impl<B: Backend> ResidualBlock<B> {
             }
         }
     }
+}
 
+impl<B: Kernels> ResidualBlock<B> {
     pub fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
-        let out = relu.relu(batch_norm(&self.bn1, self.conv1.forward(x.clone())));
-        let mut out = batch_norm(&self.bn2, self.conv2.forward(out));
+        let out = relu.relu(batch_norm(&self.bn1, conv2d(&self.conv1, x.clone())));
+        let mut out = batch_norm(&self.bn2, conv2d(&self.conv2, out));
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            out = batch_norm(bn3, conv3.forward(relu.relu(out)));
+            out = batch_norm(bn3, conv2d(conv3, relu.relu(out)));
         }
         let shortcut = match &self.downsample {
-            Some(d) => batch_norm(&d.bn, d.conv.forward(x)),
+            Some(d) => batch_norm(&d.bn, conv2d(&d.conv, x)),
             None => x,
         };
         relu.relu(out + shortcut)
@@ -183,7 +186,7 @@ pub struct ResNet<B: Backend> {
     channels: usize,
 }
 
-impl<B: Backend> SplitModel<B> for ResNet<B> {
+impl<B: Kernels> SplitModel<B> for ResNet<B> {
     fn architecture(&self) -> &'static str {
         "resnet"
     }
@@ -204,7 +207,7 @@ impl<B: Backend> SplitModel<B> for ResNet<B> {
     /// Layer 0, the stem, ends with the max pool (torchvision's `conv1, bn1, relu, maxpool`).
     fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         if index == 0 {
-            let x = relu.relu(batch_norm(&self.bn1, self.conv1.forward(x)));
+            let x = relu.relu(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
             return max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false);
         }
         let block = [&self.layer1, &self.layer2, &self.layer3, &self.layer4]

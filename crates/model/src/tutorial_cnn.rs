@@ -4,6 +4,7 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
+use kernels::{Kernels, conv2d};
 use serde::{Deserialize, Serialize};
 
 use crate::{InputShape, Rectifier, SplitModel, batch_norm};
@@ -86,7 +87,7 @@ pub struct TutorialCnn<B: Backend> {
     image_size: [usize; 2],
 }
 
-impl<B: Backend> SplitModel<B> for TutorialCnn<B> {
+impl<B: Kernels> SplitModel<B> for TutorialCnn<B> {
     fn architecture(&self) -> &'static str {
         "tutorial_cnn"
     }
@@ -108,7 +109,7 @@ impl<B: Backend> SplitModel<B> for TutorialCnn<B> {
             1 => (&self.norm2, &self.conv2),
             _ => (&self.norm3, &self.conv3),
         };
-        relu.relu(conv.forward(batch_norm(norm, x)))
+        relu.relu(conv2d(conv, batch_norm(norm, x)))
     }
 
     fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, relu: &R) -> Tensor<B, 2> {

@@ -10,6 +10,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
+use kernels::{Kernels, conv2d};
 use serde::{Deserialize, Serialize};
 
 use crate::{InputShape, Rectifier, SplitModel, batch_norm};
@@ -138,7 +139,7 @@ fn pool2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     max_pool2d(x, [2, 2], [2, 2], [0, 0], [1, 1], false)
 }
 
-impl<B: Backend> SplitModel<B> for Vgg<B> {
+impl<B: Kernels> SplitModel<B> for Vgg<B> {
     fn architecture(&self) -> &'static str {
         "vgg"
     }
@@ -172,7 +173,7 @@ impl<B: Backend> SplitModel<B> for Vgg<B> {
             _ => x,
         };
         let layer = &self.layers[index];
-        let x = layer.conv.forward(x);
+        let x = conv2d(&layer.conv, x);
         let x = match &layer.bn {
             Some(bn) => batch_norm(bn, x),
             None => x,

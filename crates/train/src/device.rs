@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::backend::{Autodiff, Flex};
-use burn::prelude::Backend;
+use model::Kernels;
 
 use crate::TrainError;
 
@@ -47,7 +47,7 @@ impl fmt::Display for DeviceChoice {
 /// differentiate through `Autodiff<I>`.
 pub trait OnBackend {
     type Output;
-    fn run<I: Backend>(self, device: I::Device) -> Self::Output;
+    fn run<I: Kernels>(self, device: I::Device) -> Self::Output;
 }
 
 /// The CPU backend.

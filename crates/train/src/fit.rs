@@ -12,9 +12,8 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use data::{Batch, Batcher, ImageSet};
-use model::{Network, SplitModel};
+use model::{AutodiffKernels, Kernels, Network, SplitModel};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -57,7 +56,7 @@ pub struct Summary {
 }
 
 /// Trains (or resumes) the run in `run` on `device`.
-pub fn fit<B: AutodiffBackend>(
+pub fn fit<B: AutodiffKernels>(
     config: &TrainConfig,
     train: &ImageSet,
     validation: &ImageSet,
@@ -105,7 +104,7 @@ pub fn fit<B: AutodiffBackend>(
     }
 }
 
-struct Trainer<'a, B: AutodiffBackend> {
+struct Trainer<'a, B: AutodiffKernels> {
     config: &'a TrainConfig,
     train: &'a ImageSet,
     validation: &'a ImageSet,
@@ -116,7 +115,7 @@ struct Trainer<'a, B: AutodiffBackend> {
     observer: &'a mut dyn Observer,
 }
 
-impl<B: AutodiffBackend> Trainer<'_, B> {
+impl<B: AutodiffKernels> Trainer<'_, B> {
     fn run<O: Optimizer<Network<B>, B>>(self, optimizer: O) -> Result<Summary, TrainError> {
         let started = Instant::now();
         let config = self.config;
@@ -281,7 +280,7 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
 
 /// Mean cross-entropy and accuracy of `model` on `set`, without augmentation. An empty set
 /// gives `(NaN, NaN)`.
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: Kernels>(
     model: &Network<B>,
     set: &ImageSet,
     batcher: &Batcher,

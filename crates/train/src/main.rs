@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use burn::backend::Autodiff;
-use burn::prelude::Backend;
 use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use model::Kernels;
 use train::fit::BatchProgress;
 use train::{
     DeviceChoice, EpochMetrics, Observer, OnBackend, Overrides, RunDir, Summary, TrainConfig,
@@ -174,7 +174,7 @@ struct Fit<'a> {
 impl OnBackend for Fit<'_> {
     type Output = Result<Summary, train::TrainError>;
 
-    fn run<I: Backend>(mut self, device: I::Device) -> Self::Output {
+    fn run<I: Kernels>(mut self, device: I::Device) -> Self::Output {
         let data = self.data;
         train::fit::<Autodiff<I>>(
             self.config,

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
-use model::{Network, SplitModel};
+use model::{Kernels, Network, SplitModel};
 use serde::{Deserialize, Serialize};
 
 use crate::{TrainConfig, TrainError};
@@ -268,7 +268,7 @@ impl RunDir {
     }
 
     /// Rebuilds the model from the run's config and loads the chosen weights into it.
-    pub fn load_model<B: Backend>(
+    pub fn load_model<B: Kernels>(
         &self,
         weights: Weights,
         device: &B::Device,

@@ -1,0 +1,426 @@
+//! [`Kernels`] under autodiff: each operation runs the inner backend's kernel forward and
+//! registers a backward step that calls the inner backend's gradient kernel, computing only
+//! the gradients of the inputs that are tracked.
+
+use burn::backend::Autodiff;
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::ops::{ConvOptions, FloatTensor};
+
+use crate::{Kernels, Normalized, Wanted};
+
+impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
+    fn conv2d_forward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        match bias {
+            Some(bias) => match Conv2dWithBias
+                .prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(mut prep) => {
+                    let state = (
+                        prep.checkpoint(&x),
+                        prep.checkpoint(&weight),
+                        options.clone(),
+                    );
+                    let out = B::conv2d_forward(
+                        x.primitive,
+                        weight.primitive,
+                        Some(bias.primitive),
+                        options,
+                    );
+                    prep.finish(state, out)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::conv2d_forward(
+                    x.primitive,
+                    weight.primitive,
+                    Some(bias.primitive),
+                    options,
+                )),
+            },
+            None => match Conv2dNoBias
+                .prepare::<C>([x.node.clone(), weight.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(mut prep) => {
+                    let state = (
+                        prep.checkpoint(&x),
+                        prep.checkpoint(&weight),
+                        options.clone(),
+                    );
+                    prep.finish(
+                        state,
+                        B::conv2d_forward(x.primitive, weight.primitive, None, options),
+                    )
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::conv2d_forward(
+                    x.primitive,
+                    weight.primitive,
+                    None,
+                    options,
+                )),
+            },
+        }
+    }
+
+    fn batch_norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> Normalized<Self> {
+        let prepared = BatchNormBackward
+            .prepare::<C>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+            .compute_bound()
+            .stateful();
+        let (output, mean, variance) = match prepared {
+            OpsKind::Tracked(mut prep) => {
+                let (x_id, gamma_id) = (prep.checkpoint(&x), prep.checkpoint(&gamma));
+                let inner =
+                    B::batch_norm_forward(x.primitive, gamma.primitive, beta.primitive, epsilon);
+                let state = BatchNormState::<B> {
+                    x: x_id,
+                    gamma: gamma_id,
+                    mean: inner.mean.clone(),
+                    variance: inner.variance.clone(),
+                    epsilon,
+                };
+                (prep.finish(state, inner.output), inner.mean, inner.variance)
+            }
+            OpsKind::UnTracked(prep) => {
+                let inner =
+                    B::batch_norm_forward(x.primitive, gamma.primitive, beta.primitive, epsilon);
+                (prep.finish(inner.output), inner.mean, inner.variance)
+            }
+        };
+        Normalized {
+            output,
+            mean: Self::from_inner(mean),
+            variance: Self::from_inner(variance),
+        }
+    }
+
+    fn channel_affine(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match ChannelAffineBackward
+            .prepare::<C>([x.node.clone(), scale.node.clone(), shift.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), prep.checkpoint(&scale));
+                prep.finish(
+                    state,
+                    B::channel_affine(x.primitive, scale.primitive, shift.primitive),
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::channel_affine(
+                x.primitive,
+                scale.primitive,
+                shift.primitive,
+            )),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Conv2dWithBias;
+#[derive(Debug)]
+struct Conv2dNoBias;
+
+type ConvState = (NodeId, NodeId, ConvOptions<2>);
+
+impl<B: Kernels> Backward<B, 3> for Conv2dWithBias {
+    type State = ConvState;
+
+    fn backward(
+        self,
+        ops: Ops<ConvState, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let output_grad = grads.consume::<B>(&ops.node);
+        let parents = ops.parents.map(|parent| parent.map(|node| node.id));
+        conv2d_backward::<B>(parents, output_grad, ops.state, grads, checkpointer);
+    }
+}
+
+impl<B: Kernels> Backward<B, 2> for Conv2dNoBias {
+    type State = ConvState;
+
+    fn backward(
+        self,
+        ops: Ops<ConvState, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let output_grad = grads.consume::<B>(&ops.node);
+        let [x, weight] = ops.parents.map(|parent| parent.map(|node| node.id));
+        conv2d_backward::<B>(
+            [x, weight, None],
+            output_grad,
+            ops.state,
+            grads,
+            checkpointer,
+        );
+    }
+}
+
+fn conv2d_backward<B: Kernels>(
+    [x_node, weight_node, bias_node]: [Option<NodeId>; 3],
+    output_grad: FloatTensor<B>,
+    (x, weight, options): ConvState,
+    grads: &mut Gradients,
+    checkpointer: &mut Checkpointer,
+) {
+    let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
+    let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
+    let wanted = Wanted {
+        input: x_node.is_some(),
+        weight: weight_node.is_some(),
+        bias: bias_node.is_some(),
+    };
+    let computed = B::conv2d_backward(x, weight, output_grad, options, wanted);
+    register::<B>(grads, x_node, computed.input);
+    register::<B>(grads, weight_node, computed.weight);
+    register::<B>(grads, bias_node, computed.bias);
+}
+
+fn register<B: Kernels>(grads: &mut Gradients, node: Option<NodeId>, grad: Option<FloatTensor<B>>) {
+    if let (Some(node), Some(grad)) = (node, grad) {
+        grads.register::<B>(node, grad);
+    }
+}
+
+#[derive(Debug)]
+struct BatchNormBackward;
+
+#[derive(Debug)]
+struct BatchNormState<B: Kernels> {
+    x: NodeId,
+    gamma: NodeId,
+    mean: FloatTensor<B>,
+    variance: FloatTensor<B>,
+    epsilon: f64,
+}
+
+// Not derived: a derive would ask `B: Clone`, and backends need not be.
+impl<B: Kernels> Clone for BatchNormState<B> {
+    fn clone(&self) -> Self {
+        Self {
+            mean: self.mean.clone(),
+            variance: self.variance.clone(),
+            ..*self
+        }
+    }
+}
+
+impl<B: Kernels> Backward<B, 3> for BatchNormBackward {
+    type State = BatchNormState<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [x_node, gamma_node, beta_node] = ops.parents.map(|parent| parent.map(|node| node.id));
+        let output_grad = grads.consume::<B>(&ops.node);
+        let state = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(state.x);
+        let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(state.gamma);
+        let computed = B::batch_norm_backward(
+            x,
+            gamma,
+            state.mean,
+            state.variance,
+            state.epsilon,
+            output_grad,
+        );
+        register::<B>(grads, x_node, Some(computed.input));
+        register::<B>(grads, gamma_node, Some(computed.scale));
+        register::<B>(grads, beta_node, Some(computed.shift));
+    }
+}
+
+#[derive(Debug)]
+struct ChannelAffineBackward;
+
+impl<B: Kernels> Backward<B, 3> for ChannelAffineBackward {
+    type State = (NodeId, NodeId);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [x_node, scale_node, shift_node] = ops.parents.map(|parent| parent.map(|node| node.id));
+        let output_grad = grads.consume::<B>(&ops.node);
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(ops.state.0);
+        let scale = checkpointer.retrieve_node_output::<FloatTensor<B>>(ops.state.1);
+        let computed = B::channel_affine_backward(x, scale, output_grad);
+        register::<B>(grads, x_node, Some(computed.input));
+        register::<B>(grads, scale_node, Some(computed.scale));
+        register::<B>(grads, shift_node, Some(computed.shift));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Gradients through `Autodiff<Flex>` against burn's own modules and algebra.
+
+    use burn::backend::{Autodiff, Flex};
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::prelude::*;
+    use burn::tensor::{Distribution, Tolerance};
+
+    use crate::{batch_norm_training, channel_affine, conv2d};
+
+    type Ad = Autodiff<Flex>;
+
+    fn random<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<Ad, D> {
+        Ad::seed(&Default::default(), seed);
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+    }
+
+    fn assert_close<const D: usize>(ours: Tensor<Ad, D>, theirs: Tensor<Ad, D>) {
+        let tolerance = Tolerance::rel_abs(1e-4, 1e-4);
+        ours.into_data()
+            .assert_approx_eq::<f32>(&theirs.into_data(), tolerance);
+    }
+
+    #[test]
+    fn convolution_modules_have_burns_gradients() {
+        let configs = [
+            Conv2dConfig::new([3, 4], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)),
+            Conv2dConfig::new([3, 5], [3, 3])
+                .with_stride([2, 2])
+                .with_bias(false),
+            // Uneven "same" padding: stride 2 on 8 rows pads one row, at the bottom.
+            Conv2dConfig::new([3, 2], [3, 3])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Same),
+            Conv2dConfig::new([3, 6], [1, 1]),
+        ];
+        for (i, config) in configs.into_iter().enumerate() {
+            let conv = config.init::<Ad>(&Default::default());
+            let x = random([2, 3, 8, 7], i as u64).require_grad();
+            let weights = random(conv.forward(x.clone()).dims(), 50 + i as u64);
+            let ours = conv2d(&conv, x.clone());
+            let theirs = conv.forward(x.clone());
+            assert_close(ours.clone(), theirs.clone());
+            let ours = (ours * weights.clone()).sum().backward();
+            let theirs = (theirs * weights).sum().backward();
+            let grad = |grads: &_| x.grad(grads).unwrap();
+            assert_close(
+                Tensor::from_inner(grad(&ours)),
+                Tensor::from_inner(grad(&theirs)),
+            );
+            let weight_grad = |grads: &_| conv.weight.val().grad(grads).unwrap();
+            assert_close(
+                Tensor::<Ad, 4>::from_inner(weight_grad(&ours)),
+                Tensor::from_inner(weight_grad(&theirs)),
+            );
+            if let Some(bias) = &conv.bias {
+                let bias_grad = |grads: &_| bias.val().grad(grads).unwrap();
+                assert_close(
+                    Tensor::<Ad, 1>::from_inner(bias_grad(&ours)),
+                    Tensor::from_inner(bias_grad(&theirs)),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_untracked_input_gets_no_gradient_and_frozen_weights_none_either() {
+        let conv = Conv2dConfig::new([2, 3], [3, 3]).init::<Ad>(&Default::default());
+        let frozen = burn::module::Module::no_grad(conv.clone());
+        let x = random([1, 2, 5, 5], 1).require_grad();
+        let grads = conv2d(&frozen, x.clone()).sum().backward();
+        assert!(x.grad(&grads).is_some());
+        assert!(frozen.weight.val().grad(&grads).is_none());
+        let untracked = random([1, 2, 5, 5], 2);
+        let grads = conv2d(&conv, untracked.clone()).sum().backward();
+        assert!(untracked.grad(&grads).is_none());
+        assert!(conv.weight.val().grad(&grads).is_some());
+    }
+
+    /// The reference written with ordinary tensor operations, differentiated by burn.
+    fn batch_norm_by_algebra(
+        x: Tensor<Ad, 4>,
+        gamma: Tensor<Ad, 1>,
+        beta: Tensor<Ad, 1>,
+    ) -> Tensor<Ad, 4> {
+        let [n, c, h, w] = x.dims();
+        let x = x.reshape([n, c, h * w]);
+        let mean = x.clone().mean_dim(2).mean_dim(0);
+        let centered = x - mean;
+        let var = centered.clone().square().mean_dim(2).mean_dim(0);
+        let y = centered / (var + 1e-5).sqrt() * gamma.reshape([1, c, 1]) + beta.reshape([1, c, 1]);
+        y.reshape([n, c, h, w])
+    }
+
+    #[test]
+    fn batch_norm_has_the_gradients_of_its_algebra() {
+        let x = (random([4, 3, 5, 6], 7) * 2.0 + 1.0).require_grad();
+        let gamma = random([3], 8).require_grad();
+        let beta = random([3], 9).require_grad();
+        let weights = random([4, 3, 5, 6], 10);
+        let (ours, mean, variance) =
+            batch_norm_training(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+        assert!(!mean.is_require_grad() && !variance.is_require_grad());
+        let theirs = batch_norm_by_algebra(x.clone(), gamma.clone(), beta.clone());
+        assert_close(ours.clone(), theirs.clone());
+        let ours = (ours * weights.clone()).sum().backward();
+        let theirs = (theirs * weights).sum().backward();
+        assert_close::<4>(
+            Tensor::from_inner(x.grad(&ours).unwrap()),
+            Tensor::from_inner(x.grad(&theirs).unwrap()),
+        );
+        for v in [&gamma, &beta] {
+            assert_close::<1>(
+                Tensor::from_inner(v.grad(&ours).unwrap()),
+                Tensor::from_inner(v.grad(&theirs).unwrap()),
+            );
+        }
+    }
+
+    #[test]
+    fn channel_affine_has_the_gradients_of_its_algebra() {
+        let x = random([2, 3, 4, 5], 11).require_grad();
+        let scale = random([3], 12).require_grad();
+        let shift = random([3], 13).require_grad();
+        let weights = random([2, 3, 4, 5], 14);
+        let ours = channel_affine(x.clone(), scale.clone(), shift.clone());
+        let theirs =
+            x.clone() * scale.clone().reshape([1, 3, 1, 1]) + shift.clone().reshape([1, 3, 1, 1]);
+        assert_close(ours.clone(), theirs.clone());
+        let ours = (ours * weights.clone()).sum().backward();
+        let theirs = (theirs * weights).sum().backward();
+        assert_close::<4>(
+            Tensor::from_inner(x.grad(&ours).unwrap()),
+            Tensor::from_inner(x.grad(&theirs).unwrap()),
+        );
+        for v in [&scale, &shift] {
+            assert_close::<1>(
+                Tensor::from_inner(v.grad(&ours).unwrap()),
+                Tensor::from_inner(v.grad(&theirs).unwrap()),
+            );
+        }
+    }
+}
