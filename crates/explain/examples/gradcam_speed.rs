@@ -15,6 +15,7 @@ use train::device::Cpu;
 type Inner = burn::backend::Flex;
 
 fn main() {
+    kernels::allocator::keep_freed_memory();
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

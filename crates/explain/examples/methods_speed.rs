@@ -20,6 +20,7 @@ struct Bench {
 }
 
 fn main() {
+    kernels::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let bench = Bench {
         arch: args.first().cloned().unwrap_or_else(|| "resnet18".into()),

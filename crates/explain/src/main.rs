@@ -34,6 +34,7 @@ use source::{Item, Split};
 use subject::{ModelSource, Subject};
 
 fn main() {
+    kernels::allocator::keep_freed_memory();
     if let Err(error) = run(Args::parse()) {
         eprintln!("error: {error:#}");
         std::process::exit(1);

@@ -21,6 +21,7 @@
 //!
 //! [`Autodiff`]: burn::backend::Autodiff
 
+pub mod allocator;
 mod autodiff;
 pub mod cpu;
 #[cfg(feature = "cuda")]

@@ -17,6 +17,7 @@ use model::{Architecture, CifarResNetConfig, ModelSpec, SplitModel, TutorialCnnC
 use train::device::Cpu;
 
 fn main() {
+    kernels::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

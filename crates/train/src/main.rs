@@ -59,6 +59,7 @@ const EXAMPLES: &str = "Examples:
   train --config cifar --device cuda       # needs a build with --features cuda";
 
 fn main() {
+    kernels::allocator::keep_freed_memory();
     if let Err(error) = run(Args::parse()) {
         eprintln!("error: {error:#}");
         std::process::exit(1);

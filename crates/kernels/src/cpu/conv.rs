@@ -244,7 +244,7 @@ pub fn conv2d_forward(
 ) -> Vec<f32> {
     check_lengths(shape, x, weight);
     let (cout, plane) = (shape.channels_out, shape.output_plane());
-    let mut out = vec![0.0f32; shape.batch * cout * plane];
+    let mut out = super::zeros(shape.batch * cout * plane);
     let bands = shape.bands();
     let jobs: Vec<(usize, Range<usize>)> = (0..shape.batch)
         .flat_map(|image| bands.iter().map(move |band| (image, band.clone())))
@@ -303,7 +303,7 @@ pub fn conv2d_backward(
         "output gradient length"
     );
     let image_len = cin * shape.input_plane();
-    let mut input = wanted.input.then(|| vec![0.0f32; shape.batch * image_len]);
+    let mut input = wanted.input.then(|| super::zeros(shape.batch * image_len));
     let mut per_image: Vec<Option<&mut [f32]>> = match input.as_mut() {
         Some(dx) => dx.chunks_exact_mut(image_len.max(1)).map(Some).collect(),
         None => (0..shape.batch).map(|_| None).collect(),
