@@ -35,6 +35,7 @@ fn main() {
         ("resnet20 stage 2", layer(64, 32, 32, 16, 1)),
         ("resnet20 stage 3", layer(64, 64, 64, 8, 1)),
         ("resnet20 2→3 (stride 2)", layer(64, 32, 64, 16, 2)),
+        ("resnet20 stage 1, batch 128", layer(128, 16, 16, 32, 1)),
         ("vgg 224 64ch", layer(1, 64, 64, 224, 1)),
         ("resnet18 layer4", layer(1, 512, 512, 7, 1)),
     ];

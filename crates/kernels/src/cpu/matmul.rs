@@ -1,6 +1,6 @@
 //! A checked view of the `gemm` crate (the one burn-flex itself multiplies with): matrices are
 //! slices with row and column strides, and every index a product can touch is checked against
-//! the slice before the unchecked call.
+//! its slice before the unchecked call.
 
 use gemm::Parallelism;
 
@@ -53,48 +53,44 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// A writable matrix, as [`MatRef`] but through a raw pointer, so that parallel jobs can write
-/// disjoint column blocks of one row-major output (rows interleave in memory).
-pub struct MatMut {
-    ptr: *mut f32,
+/// A writable matrix inside `data`, as [`MatRef`]; no two of its elements share a place.
+pub struct MatMut<'a> {
+    data: &'a mut [f32],
     rows: usize,
     cols: usize,
     row_stride: usize,
+    col_stride: usize,
 }
 
-impl MatMut {
-    /// Columns `start..start + cols` of the row-major `rows × row_stride` matrix in `data`.
-    pub fn columns(
-        data: &mut [f32],
-        rows: usize,
-        row_stride: usize,
-        start: usize,
-        cols: usize,
+impl<'a> MatMut<'a> {
+    /// # Panics
+    /// If an element lies outside `data`, or two elements on the same place.
+    pub fn new(
+        data: &'a mut [f32],
+        [rows, cols]: [usize; 2],
+        [row_stride, col_stride]: [usize; 2],
     ) -> Self {
-        assert!(start + cols <= row_stride && rows * row_stride <= data.len());
+        assert!(
+            fits(data.len(), [rows, cols], [row_stride, col_stride]),
+            "matrix outside its slice"
+        );
+        let distinct = rows <= 1
+            || cols <= 1
+            || row_stride >= cols * col_stride
+            || col_stride >= rows * row_stride;
+        assert!(distinct, "matrix elements overlap");
         Self {
-            ptr: data[start..].as_mut_ptr(),
+            data,
             rows,
             cols,
             row_stride,
+            col_stride,
         }
     }
 
     /// A row-major matrix that fills `data`.
-    pub fn row_major(data: &mut [f32], rows: usize, cols: usize) -> Self {
-        Self::columns(data, rows, cols, 0, cols)
-    }
-
-    /// # Safety
-    /// `ptr` must point to `rows × row_stride` writable floats (the last row may end after
-    /// `cols`) that nothing else reads or writes while the matrix is used.
-    pub unsafe fn from_raw(ptr: *mut f32, rows: usize, cols: usize, row_stride: usize) -> Self {
-        Self {
-            ptr,
-            rows,
-            cols,
-            row_stride,
-        }
+    pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        Self::new(data, [rows, cols], [cols, 1])
     }
 }
 
@@ -121,15 +117,15 @@ pub fn matmul(dst: &mut MatMut, lhs: MatRef, rhs: MatRef, accumulate: bool, thre
     } else {
         Parallelism::None
     };
-    // SAFETY: `MatRef::new` checked both operands against their slices; `MatMut`'s
-    // constructors checked (or its caller promised) the destination's extent.
+    // SAFETY: the constructors checked every operand against its slice, and that the
+    // destination's elements are distinct; `dst` borrows its slice mutably.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.ptr,
-            1,
+            dst.data.as_mut_ptr(),
+            dst.col_stride as isize,
             dst.row_stride as isize,
             accumulate,
             lhs.data.as_ptr(),
@@ -154,23 +150,30 @@ mod tests {
 
     #[test]
     fn multiplies_strided_views_and_accumulates() {
-        // lhs = [[1, 2], [3, 4]], rhs = the transpose of [[5, 6], [7, 8]] read column-wise.
+        // lhs = [[1, 2], [3, 4]], rhs = the transpose of [[5, 6], [7, 8]].
         let lhs = [1.0, 2.0, 3.0, 4.0];
         let rhs_storage = [5.0, 6.0, 7.0, 8.0];
         let rhs = MatRef::row_major(&rhs_storage, 2, 2).t(); // [[5, 7], [6, 8]]
         let mut out = [0.0f32; 6];
         // Write into columns 1..3 of a 2 × 3 row-major buffer.
-        let mut dst = MatMut::columns(&mut out, 2, 3, 1, 2);
+        let mut dst = MatMut::new(&mut out[1..], [2, 2], [3, 1]);
         matmul(&mut dst, MatRef::row_major(&lhs, 2, 2), rhs, false, 1);
         assert_eq!(out, [0.0, 17.0, 23.0, 0.0, 39.0, 53.0]);
-        let mut dst = MatMut::columns(&mut out, 2, 3, 1, 2);
+        // The same product accumulated into a column-major view: out[j * 3 + i].
+        let mut dst = MatMut::new(&mut out[1..], [2, 2], [1, 3]);
         matmul(&mut dst, MatRef::row_major(&lhs, 2, 2), rhs, true, 2);
-        assert_eq!(out, [0.0, 34.0, 46.0, 0.0, 78.0, 106.0]);
+        assert_eq!(out, [0.0, 34.0, 62.0, 0.0, 62.0, 106.0]);
     }
 
     #[test]
     #[should_panic(expected = "outside its slice")]
     fn a_view_past_its_slice_is_refused() {
         MatRef::new(&[0.0; 5], [2, 3], [3, 1]);
+    }
+
+    #[test]
+    #[should_panic(expected = "overlap")]
+    fn an_output_whose_elements_overlap_is_refused() {
+        MatMut::new(&mut [0.0; 8], [3, 3], [1, 1]);
     }
 }
