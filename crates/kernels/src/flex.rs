@@ -8,7 +8,8 @@ use burn_flex::{FlexTensor, Layout};
 
 use crate::cpu::conv::{self, Conv2dShape};
 use crate::cpu::norm::{self, ChannelLayout};
-use crate::{ChannelGradients, ConvGradients, Kernels, Normalized, Wanted, reference};
+use crate::cpu::sgd;
+use crate::{ChannelGradients, ConvGradients, Kernels, Normalized, SgdSettings, Wanted, reference};
 
 impl Kernels for Flex {
     fn conv2d_forward(
@@ -136,6 +137,43 @@ impl Kernels for Flex {
             norm::channel_affine_backward(f32s(&x), f32s(&dy), layout, f32s(&scale));
         channel_gradients(dx, shape, dscale, dshift)
     }
+
+    fn sgd_step(
+        param: FlexTensor,
+        grad: FlexTensor,
+        velocity: Option<FlexTensor>,
+        settings: SgdSettings,
+    ) -> (FlexTensor, Option<FlexTensor>) {
+        let all_f32 = is_f32(&param) && is_f32(&grad) && velocity.as_ref().is_none_or(is_f32);
+        if !all_f32 {
+            return reference::sgd_step::<Flex>(param, grad, velocity, settings);
+        }
+        let first = velocity.is_none();
+        let (mut param, grad) = (into_contiguous(param), grad.to_contiguous());
+        let mut velocity = settings.momentum.map(|_| match velocity {
+            Some(v) => into_contiguous(v),
+            None => FlexTensor::zeros(param.layout().shape().clone(), DType::F32),
+        });
+        // Copy-on-write: in place when the optimiser holds the only reference.
+        let velocity_values = velocity.as_mut().map(|v| v.storage_mut::<f32>());
+        sgd::sgd_step(
+            param.storage_mut::<f32>(),
+            f32s(&grad),
+            velocity_values,
+            first,
+            &settings,
+        );
+        (param, velocity)
+    }
+}
+
+/// A contiguous tensor that covers its whole buffer (so `storage_mut` is its elements): itself
+/// when it already is one, so that a tensor owned nowhere else is updated in place.
+fn into_contiguous(t: FlexTensor) -> FlexTensor {
+    let exact = t.is_contiguous()
+        && t.layout().start_offset() == 0
+        && t.bytes().len() == t.layout().num_elements() * size_of::<f32>();
+    if exact { t } else { t.to_contiguous() }
 }
 
 /// The convolution's sizes, when the CPU kernel handles it: f32, one group.
@@ -368,6 +406,70 @@ mod tests {
             assert_close::<1>(t(ours.scale), t(theirs.scale), "bn dgamma");
             assert_close::<1>(t(ours.shift), t(theirs.shift), "bn dbeta");
         }
+    }
+
+    #[test]
+    fn the_sgd_step_gives_burns_bits() {
+        use crate::cpu::sgd::Momentum;
+        let momentum = |nesterov, dampening: f32| Momentum {
+            momentum: 0.9,
+            gradient_share: 1.0 - dampening,
+            nesterov,
+        };
+        let settings = [
+            SgdSettings {
+                lr: 0.1,
+                weight_decay: None,
+                momentum: None,
+            },
+            SgdSettings {
+                lr: 0.05,
+                weight_decay: Some(1e-4),
+                momentum: Some(momentum(false, 0.0)),
+            },
+            SgdSettings {
+                lr: 0.01,
+                weight_decay: Some(5e-4),
+                momentum: Some(momentum(true, 0.0)),
+            },
+            SgdSettings {
+                lr: 0.2,
+                weight_decay: None,
+                momentum: Some(momentum(false, 0.3)),
+            },
+        ];
+        for settings in settings {
+            let (mut ours, mut theirs) = (p(&random([70_001], 20)), p(&random([70_001], 20)));
+            let (mut v_ours, mut v_theirs) = (None, None);
+            for step in 0..3 {
+                let grad = p(&random([70_001], 30 + step));
+                (ours, v_ours) = Flex::sgd_step(ours, grad.clone(), v_ours, settings);
+                (theirs, v_theirs) = reference::sgd_step::<Flex>(theirs, grad, v_theirs, settings);
+                assert_eq!(
+                    ours.clone().into_data(),
+                    theirs.clone().into_data(),
+                    "{settings:?}"
+                );
+                assert_eq!(
+                    v_ours.clone().map(|v| v.into_data()),
+                    v_theirs.clone().map(|v| v.into_data())
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_sgd_step_leaves_a_shared_parameter_alone() {
+        let param = p(&random([10], 40));
+        let before = param.clone().into_data();
+        let settings = SgdSettings {
+            lr: 1.0,
+            weight_decay: None,
+            momentum: None,
+        };
+        let (updated, _) = Flex::sgd_step(param.clone(), p(&random([10], 41)), None, settings);
+        assert_eq!(param.into_data(), before);
+        assert_ne!(updated.into_data(), before);
     }
 
     #[test]

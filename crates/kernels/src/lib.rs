@@ -12,6 +12,8 @@
 //!   forward, two backward ([`cpu::norm`]);
 //! - **per-channel affine maps** (BatchNorm at inference, `x · scale + shift`): the same
 //!   broadcast path; here one pass.
+//! - **the SGD step**: four to six serial tensor operations per parameter, each allocating its
+//!   result; here one parallel pass in place ([`cpu::sgd`], through [`optim::Sgd`]).
 //!
 //! Every method has a default that is burn's own operation (or burn's tensor algebra), which
 //! the CUDA backend keeps; [`burn::backend::Flex`] overrides them with the kernels of [`cpu`]
@@ -27,6 +29,7 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod flex;
+pub mod optim;
 pub mod reference;
 
 use burn::nn::PaddingConfig2d;
@@ -38,6 +41,7 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 
 pub use cpu::conv::Wanted;
+pub use cpu::sgd::SgdSettings;
 
 /// The gradients of a convolution that were asked for.
 #[derive(Debug)]
@@ -130,6 +134,17 @@ pub trait Kernels: Backend {
         output_grad: FloatTensor<Self>,
     ) -> ChannelGradients<Self> {
         reference::channel_affine_backward::<Self>(x, scale, output_grad)
+    }
+
+    /// One SGD step of `param` for `grad`: the new parameter and, with momentum, the new
+    /// velocity (`velocity` is `None` before the first step).
+    fn sgd_step(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        velocity: Option<FloatTensor<Self>>,
+        settings: SgdSettings,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        reference::sgd_step::<Self>(param, grad, velocity, settings)
     }
 }
 

@@ -4,7 +4,7 @@
 use burn::prelude::*;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 
-use crate::{ChannelGradients, ConvGradients, Normalized, Wanted, float, primitive};
+use crate::{ChannelGradients, ConvGradients, Normalized, SgdSettings, Wanted, float, primitive};
 
 /// burn's own convolution gradients.
 pub fn conv2d_backward<B: Backend>(
@@ -126,4 +126,39 @@ pub fn channel_affine_backward<B: Backend>(
         scale: primitive(channel_sum(dy.clone() * x, c)),
         shift: primitive(channel_sum(dy, c)),
     }
+}
+
+/// burn's `Sgd` step, operation for operation.
+pub fn sgd_step<B: Backend>(
+    param: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    velocity: Option<FloatTensor<B>>,
+    settings: SgdSettings,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    let param: Tensor<B, 1> = float(param);
+    let mut grad: Tensor<B, 1> = float(grad);
+    if let Some(decay) = settings.weight_decay {
+        grad = param.clone().mul_scalar(decay).add(grad);
+    }
+    let (direction, velocity) = match settings.momentum {
+        Some(m) => {
+            let velocity = match velocity {
+                Some(v) => grad
+                    .clone()
+                    .mul_scalar(m.gradient_share)
+                    .add(float::<B, 1>(v).mul_scalar(m.momentum)),
+                None => grad.clone(),
+            };
+            let direction = match m.nesterov {
+                true => velocity.clone().mul_scalar(m.momentum).add(grad),
+                false => velocity.clone(),
+            };
+            (direction, Some(primitive(velocity)))
+        }
+        None => (grad, None),
+    };
+    (
+        primitive(param - direction.mul_scalar(settings.lr)),
+        velocity,
+    )
 }

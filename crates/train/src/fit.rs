@@ -9,10 +9,10 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use data::{Batch, Batcher, ImageSet};
+use kernels::optim::Sgd;
 use model::{AutodiffKernels, Kernels, Network, SplitModel};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -83,19 +83,8 @@ pub fn fit<B: AutodiffKernels>(
             weight_decay,
             ..
         } => {
-            let momentum = (momentum > 0.0).then(|| {
-                MomentumConfig::new()
-                    .with_momentum(momentum)
-                    .with_dampening(0.0)
-                    .with_nesterov(nesterov)
-            });
-            let decay = (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32));
-            trainer.run(
-                SgdConfig::new()
-                    .with_momentum(momentum)
-                    .with_weight_decay(decay)
-                    .init(),
-            )
+            // burn's SGD, as one in-place pass per parameter (kernels::optim).
+            trainer.run(Sgd::new(momentum, 0.0, nesterov, weight_decay).init())
         }
         OptimizerConfig::Adam { weight_decay, .. } => {
             let decay = (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32));
@@ -161,7 +150,10 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
             let mut lr = 0.0;
             let (sender, receiver) = sync_channel::<Batch>(2);
             let chunks: Vec<&[usize]> = order.chunks_exact(config.batch_size).collect();
-            let result = std::thread::scope(|scope| -> Result<(), TrainError> {
+            // The model moves through the epoch: the optimiser updates parameters that nothing
+            // else holds in place.
+            let trained = std::thread::scope(|scope| -> Result<Network<B>, TrainError> {
+                let mut model = model;
                 // Decode and augment the next batches while the model trains on this one.
                 let train = self.train;
                 scope.spawn(move || {
@@ -198,7 +190,7 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                         });
                     }
                     let grads = GradientsParams::from_grads(loss.backward(), &model);
-                    model = optimizer.step(lr, model.clone(), grads);
+                    model = optimizer.step(lr, model, grads);
 
                     loss_sum += loss_value as f64 * batch.labels.len() as f64;
                     correct += count_correct(logits, labels);
@@ -211,9 +203,9 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                         lr,
                     });
                 }
-                Ok(())
+                Ok(model)
             });
-            result?;
+            model = trained?;
 
             let valid = model.valid();
             self.observer

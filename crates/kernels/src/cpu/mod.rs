@@ -5,9 +5,10 @@
 pub mod conv;
 pub mod matmul;
 pub mod norm;
+pub mod sgd;
 
 /// `len` zeros, written rather than asked of the allocator zeroed: a zeroed allocation of a large
-/// block makes jemalloc (and glibc) hand back fresh pages, each a page fault on first write,
+/// block makes the allocator hand back fresh pages, each a page fault on first write,
 /// where filling a reused block costs one pass over memory that is already mapped.
 pub(crate) fn zeros(len: usize) -> Vec<f32> {
     let mut values = Vec::with_capacity(len);
