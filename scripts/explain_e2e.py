@@ -1,8 +1,9 @@
 """One image, end to end, the way a pytorch-grad-cam user does it: import torch and
 pytorch-grad-cam, build a torchvision model, load its weights, read and preprocess the image,
-Grad-CAM at the features' last layer, write original, heatmap and superimposed JPEGs.
+Grad-CAM (or METHOD) at the features' last layer, write original, heatmap and superimposed
+JPEGs.
 
-    python explain_e2e.py ARCH WEIGHTS IMAGE OUT_DIR
+    python explain_e2e.py ARCH WEIGHTS IMAGE OUT_DIR [gradcam|scorecam]
 """
 import sys
 from pathlib import Path
@@ -11,10 +12,11 @@ import cv2
 import numpy as np
 import torch
 import torchvision
-from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam import GradCAM, ScoreCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
 arch, weights, image_path, out = sys.argv[1:5]
+method = {"gradcam": GradCAM, "scorecam": ScoreCAM}[sys.argv[5] if len(sys.argv) > 5 else "gradcam"]
 model = getattr(torchvision.models, arch)()
 model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
 model.eval()
@@ -26,7 +28,7 @@ small = cv2.resize(rgb, (224, 224))
 mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 x = torch.from_numpy(((small - mean) / std).transpose(2, 0, 1)).float()[None]
 
-with GradCAM(model=model, target_layers=[layer]) as cam:
+with method(model=model, target_layers=[layer]) as cam:
     grayscale = cam(input_tensor=x, targets=None)[0]  # None: the predicted class
 full = cv2.resize(grayscale, (rgb.shape[1], rgb.shape[0]))
 heat = cv2.applyColorMap(np.uint8(255 * full), cv2.COLORMAP_JET)

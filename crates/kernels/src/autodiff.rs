@@ -9,9 +9,9 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::ops::{ConvOptions, FloatTensor, IntTensor};
 
-use crate::{Kernels, Normalized, Wanted};
+use crate::{Kernels, MaxPool2dOptions, Normalized, Wanted};
 
 impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     fn conv2d_forward(
@@ -132,6 +132,21 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
                 scale.primitive,
                 shift.primitive,
             )),
+        }
+    }
+
+    fn max_pool2d_forward(x: FloatTensor<Self>, options: MaxPool2dOptions) -> FloatTensor<Self> {
+        match MaxPool2dBackward
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let pooled = B::max_pool2d_with_indices_forward(x.primitive.clone(), options);
+                let state = (prep.checkpoint(&x), options, pooled.indices);
+                prep.finish(state, pooled.output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::max_pool2d_forward(x.primitive, options)),
         }
     }
 }
@@ -279,6 +294,27 @@ impl<B: Kernels> Backward<B, 3> for ChannelAffineBackward {
     }
 }
 
+#[derive(Debug)]
+struct MaxPool2dBackward;
+
+impl<B: Kernels> Backward<B, 1> for MaxPool2dBackward {
+    type State = (NodeId, MaxPool2dOptions, IntTensor<B>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [x_node] = ops.parents.map(|parent| parent.map(|node| node.id));
+        let output_grad = grads.consume::<B>(&ops.node);
+        let (x, options, indices) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
+        let input = B::max_pool2d_indices_backward(x, options, output_grad, indices);
+        register::<B>(grads, x_node, Some(input));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Gradients through `Autodiff<Flex>` against burn's own modules and algebra.
@@ -289,7 +325,7 @@ mod tests {
     use burn::prelude::*;
     use burn::tensor::{Distribution, Tolerance};
 
-    use crate::{batch_norm_training, channel_affine, conv2d};
+    use crate::{batch_norm_training, channel_affine, conv2d, max_pool2d};
 
     type Ad = Autodiff<Flex>;
 
@@ -420,6 +456,34 @@ mod tests {
             assert_close::<1>(
                 Tensor::from_inner(v.grad(&ours).unwrap()),
                 Tensor::from_inner(v.grad(&theirs).unwrap()),
+            );
+        }
+    }
+
+    #[test]
+    fn max_pooling_has_burns_values_and_gradients() {
+        // The ResNet stem's window (3, stride 2, padding 1) on an odd size, and VGG's.
+        for (shape, kernel, stride, padding) in [([2, 3, 9, 7], 3, 2, 1), ([1, 4, 8, 6], 2, 2, 0)] {
+            let x = random(shape, 21).require_grad();
+            let ours = max_pool2d(x.clone(), [kernel; 2], [stride; 2], [padding; 2]);
+            let theirs = burn::tensor::module::max_pool2d(
+                x.clone(),
+                [kernel; 2],
+                [stride; 2],
+                [padding; 2],
+                [1, 1],
+                false,
+            );
+            assert_close(ours.clone(), theirs.clone());
+            // Untracked, the forward pass keeps no indices.
+            let inference = max_pool2d(x.clone().detach(), [kernel; 2], [stride; 2], [padding; 2]);
+            assert_close(inference, theirs.clone());
+            let weights = random(ours.dims(), 22);
+            let ours = (ours * weights.clone()).sum().backward();
+            let theirs = (theirs * weights).sum().backward();
+            assert_close::<4>(
+                Tensor::from_inner(x.grad(&ours).unwrap()),
+                Tensor::from_inner(x.grad(&theirs).unwrap()),
             );
         }
     }

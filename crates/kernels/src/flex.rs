@@ -2,14 +2,18 @@
 //! grouped convolutions keep burn-flex's own operations.
 
 use burn::backend::Flex;
-use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
+use burn::tensor::ops::{ConvOptions, FloatTensor, MaxPool2dWithIndices, ModuleOps};
 use burn::tensor::{Bytes, DType, Shape};
 use burn_flex::{FlexTensor, Layout};
 
 use crate::cpu::conv::{self, Conv2dShape};
 use crate::cpu::norm::{self, ChannelLayout};
+use crate::cpu::pool::{self, Pool2dShape};
 use crate::cpu::sgd;
-use crate::{ChannelGradients, ConvGradients, Kernels, Normalized, SgdSettings, Wanted, reference};
+use crate::{
+    ChannelGradients, ConvGradients, Kernels, MaxPool2dOptions, Normalized, SgdSettings, Wanted,
+    reference,
+};
 
 impl Kernels for Flex {
     fn conv2d_forward(
@@ -138,6 +142,76 @@ impl Kernels for Flex {
         channel_gradients(dx, shape, dscale, dshift)
     }
 
+    fn max_pool2d_forward(x: FlexTensor, options: MaxPool2dOptions) -> FlexTensor {
+        if !is_f32(&x) {
+            return reference_max_pool2d(x, options);
+        }
+        let shape = pool_shape(&x, options);
+        let x = x.to_contiguous();
+        let (out, _) = pool::max_pool2d(f32s(&x), &shape, false);
+        tensor(out, pool_output_dims(&shape))
+    }
+
+    fn max_pool2d_with_indices_forward(
+        x: FlexTensor,
+        options: MaxPool2dOptions,
+    ) -> MaxPool2dWithIndices<Flex> {
+        if !is_f32(&x) {
+            let MaxPool2dOptions {
+                kernel,
+                stride,
+                padding,
+                dilation,
+            } = options;
+            return Flex::max_pool2d_with_indices(x, kernel, stride, padding, dilation, false);
+        }
+        let shape = pool_shape(&x, options);
+        let x = x.to_contiguous();
+        let (out, indices) = pool::max_pool2d(f32s(&x), &shape, true);
+        let dims = pool_output_dims(&shape);
+        let indices = FlexTensor::new(
+            Bytes::from_elems(indices.expect("indices were asked for")),
+            Layout::contiguous(Shape::from(dims)),
+            DType::I32,
+        );
+        MaxPool2dWithIndices::new(tensor(out, dims), indices)
+    }
+
+    fn max_pool2d_indices_backward(
+        x: FlexTensor,
+        options: MaxPool2dOptions,
+        output_grad: FlexTensor,
+        indices: FlexTensor,
+    ) -> FlexTensor {
+        // Indices of another dtype came from burn-flex's own forward pass.
+        if !is_f32(&x) || !is_f32(&output_grad) || indices.dtype() != DType::I32 {
+            let MaxPool2dOptions {
+                kernel,
+                stride,
+                padding,
+                dilation,
+            } = options;
+            return Flex::max_pool2d_with_indices_backward(
+                x,
+                kernel,
+                stride,
+                padding,
+                dilation,
+                false,
+                output_grad,
+                indices,
+            )
+            .x_grad;
+        }
+        let shape = pool_shape(&x, options);
+        let (dy, indices) = (output_grad.to_contiguous(), indices.to_contiguous());
+        let indices = indices.as_slice::<i32>().expect("contiguous i32 indices");
+        tensor(
+            pool::max_pool2d_backward(f32s(&dy), indices, &shape),
+            dims4(&x),
+        )
+    }
+
     fn sgd_step(
         param: FlexTensor,
         grad: FlexTensor,
@@ -174,6 +248,34 @@ fn into_contiguous(t: FlexTensor) -> FlexTensor {
         && t.layout().start_offset() == 0
         && t.bytes().len() == t.layout().num_elements() * size_of::<f32>();
     if exact { t } else { t.to_contiguous() }
+}
+
+fn reference_max_pool2d(x: FlexTensor, options: MaxPool2dOptions) -> FlexTensor {
+    let MaxPool2dOptions {
+        kernel,
+        stride,
+        padding,
+        dilation,
+    } = options;
+    Flex::max_pool2d(x, kernel, stride, padding, dilation, false)
+}
+
+fn pool_shape(x: &FlexTensor, options: MaxPool2dOptions) -> Pool2dShape {
+    let [batch, channels, height, width] = dims4(x);
+    Pool2dShape {
+        batch,
+        channels,
+        input: [height, width],
+        kernel: options.kernel,
+        stride: options.stride,
+        padding: options.padding,
+        dilation: options.dilation,
+    }
+}
+
+fn pool_output_dims(shape: &Pool2dShape) -> [usize; 4] {
+    let [height, width] = shape.output();
+    [shape.batch, shape.channels, height, width]
 }
 
 /// The convolution's sizes, when the CPU kernel handles it: f32, one group.

@@ -38,10 +38,19 @@ use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::PadMode;
-use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::ops::{ConvOptions, FloatTensor, IntTensor, MaxPool2dWithIndices};
 
 pub use cpu::conv::Wanted;
 pub use cpu::sgd::SgdSettings;
+
+/// The window of a 2-D max pooling (PyTorch's, with `ceil_mode = False`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPool2dOptions {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
 
 /// The gradients of a convolution that were asked for.
 #[derive(Debug)]
@@ -136,6 +145,57 @@ pub trait Kernels: Backend {
         reference::channel_affine_backward::<Self>(x, scale, output_grad)
     }
 
+    /// As burn's `max_pool2d` (without `ceil_mode`): the pooled maps only, for inference.
+    fn max_pool2d_forward(x: FloatTensor<Self>, options: MaxPool2dOptions) -> FloatTensor<Self> {
+        let MaxPool2dOptions {
+            kernel,
+            stride,
+            padding,
+            dilation,
+        } = options;
+        Self::max_pool2d(x, kernel, stride, padding, dilation, false)
+    }
+
+    /// The pooled maps and each output's argmax, for [`Kernels::max_pool2d_indices_backward`].
+    fn max_pool2d_with_indices_forward(
+        x: FloatTensor<Self>,
+        options: MaxPool2dOptions,
+    ) -> MaxPool2dWithIndices<Self> {
+        let MaxPool2dOptions {
+            kernel,
+            stride,
+            padding,
+            dilation,
+        } = options;
+        Self::max_pool2d_with_indices(x, kernel, stride, padding, dilation, false)
+    }
+
+    /// The input gradient of max pooling: each output's gradient added at its argmax.
+    fn max_pool2d_indices_backward(
+        x: FloatTensor<Self>,
+        options: MaxPool2dOptions,
+        output_grad: FloatTensor<Self>,
+        indices: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let MaxPool2dOptions {
+            kernel,
+            stride,
+            padding,
+            dilation,
+        } = options;
+        Self::max_pool2d_with_indices_backward(
+            x,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            false,
+            output_grad,
+            indices,
+        )
+        .x_grad
+    }
+
     /// One SGD step of `param` for `grad`: the new parameter and, with momentum, the new
     /// velocity (`velocity` is `None` before the first step).
     fn sgd_step(
@@ -157,6 +217,18 @@ impl<B> AutodiffKernels for B where B: AutodiffBackend<InnerBackend: Kernels> + 
 /// `conv.forward(x)` on the kernels. "Same" padding that is uneven (even kernels, or strides
 /// that do not divide the input) pads the input explicitly first, as burn does.
 pub fn conv2d<B: Kernels>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let bias = conv.bias.as_ref().map(|bias| bias.val());
+    conv2d_with(conv, conv.weight.val(), bias, x)
+}
+
+/// [`conv2d`] with `conv`'s geometry (stride, padding, dilation, groups) but other weights and
+/// bias of the same shapes: BatchNorm folded into them, say.
+pub fn conv2d_with<B: Kernels>(
+    conv: &Conv2d<B>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    x: Tensor<B, 4>,
+) -> Tensor<B, 4> {
     let [_, _, height, width] = x.dims();
     let [[top, bottom], [left, right]] = padding_pairs(conv, [height, width]);
     let (x, padding) = if top == bottom && left == right {
@@ -170,8 +242,8 @@ pub fn conv2d<B: Kernels>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let options = ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups);
     float(B::conv2d_forward(
         primitive(x),
-        primitive(conv.weight.val()),
-        conv.bias.as_ref().map(|bias| primitive(bias.val())),
+        primitive(weight),
+        bias.map(primitive),
         options,
     ))
 }
@@ -222,6 +294,23 @@ pub fn channel_affine<B: Kernels>(
         primitive(scale),
         primitive(shift),
     ))
+}
+
+/// Max pooling of `x` over `kernel` windows moved by `stride`, the input padded by `padding`
+/// (as burn's `max_pool2d` with unit dilation and `ceil_mode = false`).
+pub fn max_pool2d<B: Kernels>(
+    x: Tensor<B, 4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<B, 4> {
+    let options = MaxPool2dOptions {
+        kernel,
+        stride,
+        padding,
+        dilation: [1, 1],
+    };
+    float(B::max_pool2d_forward(primitive(x), options))
 }
 
 fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {

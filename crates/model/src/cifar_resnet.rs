@@ -10,11 +10,11 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::module::avg_pool2d;
-use kernels::{Kernels, conv2d};
+use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 
 use crate::split::residual_layer_names;
-use crate::{InputShape, Rectifier, SplitModel, batch_norm, global_average_pool};
+use crate::{InputShape, Rectifier, SplitModel, conv_batch_norm, global_average_pool};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -111,8 +111,8 @@ impl<B: Backend> BasicBlock<B> {
 
 impl<B: Kernels> BasicBlock<B> {
     pub fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
-        let out = relu.relu(batch_norm(&self.bn1, conv2d(&self.conv1, x.clone())));
-        let out = batch_norm(&self.bn2, conv2d(&self.conv2, out));
+        let out = relu.relu(conv_batch_norm(&self.conv1, &self.bn1, x.clone()));
+        let out = conv_batch_norm(&self.conv2, &self.bn2, out);
         relu.relu(out + self.shortcut(x))
     }
 
@@ -163,7 +163,7 @@ impl<B: Kernels> SplitModel<B> for CifarResNet<B> {
 
     fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         if index == 0 {
-            return relu.relu(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
+            return relu.relu(conv_batch_norm(&self.conv1, &self.bn1, x));
         }
         let block = [&self.layer1, &self.layer2, &self.layer3]
             .into_iter()

@@ -6,10 +6,10 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use kernels::{Kernels, conv2d};
+use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 
-use crate::{InputShape, Rectifier, SplitModel, batch_norm, global_average_pool};
+use crate::{InputShape, Rectifier, SplitModel, conv_batch_norm, global_average_pool};
 
 /// One row of the block table: `repeats` blocks, the first with `stride`.
 struct Stage {
@@ -169,10 +169,10 @@ impl<B: Kernels> MbConv<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut out = x.clone();
         if let (Some(expand), Some(bn)) = (&self.expand, &self.expand_bn) {
-            out = relu6(batch_norm(bn, conv2d(expand, out)));
+            out = relu6(conv_batch_norm(expand, bn, out));
         }
-        let out = relu6(batch_norm(&self.depthwise_bn, conv2d(&self.depthwise, out)));
-        let out = batch_norm(&self.project_bn, conv2d(&self.project, out));
+        let out = relu6(conv_batch_norm(&self.depthwise, &self.depthwise_bn, out));
+        let out = conv_batch_norm(&self.project, &self.project_bn, out);
         if self.skip { out + x } else { out }
     }
 }
@@ -210,9 +210,9 @@ impl<B: Kernels> SplitModel<B> for EfficientNetLite<B> {
     /// ReLU6 is not a ReLU: like pytorch-grad-cam's guided backpropagation, `relu` leaves it be.
     fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, _relu: &R) -> Tensor<B, 4> {
         match index {
-            0 => relu6(batch_norm(&self.stem_bn, conv2d(&self.stem, x))),
+            0 => relu6(conv_batch_norm(&self.stem, &self.stem_bn, x)),
             i if i <= self.blocks.len() => self.blocks[i - 1].forward(x),
-            _ => relu6(batch_norm(&self.head_bn, conv2d(&self.head, x))),
+            _ => relu6(conv_batch_norm(&self.head, &self.head_bn, x)),
         }
     }
 

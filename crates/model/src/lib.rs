@@ -22,7 +22,7 @@ pub use efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, MbConv};
 pub use error::ShapeError;
 pub use kernels::{AutodiffKernels, Kernels};
 pub use network::Network;
-pub use norm::batch_norm;
+pub use norm::{batch_norm, conv_batch_norm};
 pub use resnet::{Downsample, ResNet, ResNetConfig, ResidualBlock};
 pub use split::{InputShape, PlainRelu, Rectifier, SplitModel, find_layer, global_average_pool};
 pub use tutorial_cnn::{TutorialCnn, TutorialCnnConfig};

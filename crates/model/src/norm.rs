@@ -7,6 +7,7 @@
 //! backward); inference folds the running statistics into one scale and one shift per channel.
 
 use burn::nn::BatchNorm;
+use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use kernels::Kernels;
 
@@ -15,13 +16,42 @@ use kernels::Kernels;
 /// which is how `cam` differentiates a deployed network). Running statistics are updated as
 /// PyTorch does (unbiased variance).
 pub fn batch_norm<B: Kernels>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    if !B::ad_enabled(&x.device()) || !bn.gamma.val().is_require_grad() {
+    if !trains(bn, &x) {
         return inference(bn, x);
     }
     let [n, _, h, w] = x.dims();
     let (y, mean, var) = kernels::batch_norm_training(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
     update_running_stats(bn, mean, var, (n * h * w) as f64);
     y
+}
+
+/// `batch_norm(bn, conv(x))`. At inference the running statistics are folded into the
+/// convolution's weights and bias (scaled per output channel), which saves a pass over the
+/// output: the same map up to rounding.
+pub fn conv_batch_norm<B: Kernels>(
+    conv: &Conv2d<B>,
+    bn: &BatchNorm<B>,
+    x: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    if trains(bn, &x) {
+        return batch_norm(bn, kernels::conv2d(conv, x));
+    }
+    let (scale, shift) = running_affine(bn, &x.device());
+    let [out, per_group, kh, kw] = conv.weight.dims();
+    let rows = conv.weight.val().reshape([1, out, per_group * kh, kw]);
+    let no_shift = scale.zeros_like();
+    let weight =
+        kernels::channel_affine(rows, scale.clone(), no_shift).reshape([out, per_group, kh, kw]);
+    let bias = match &conv.bias {
+        Some(bias) => bias.val() * scale + shift,
+        None => shift,
+    };
+    kernels::conv2d_with(conv, weight, Some(bias), x)
+}
+
+/// Whether `bn` normalises `x` with the batch's statistics: its parameters are being trained.
+fn trains<B: Backend>(bn: &BatchNorm<B>, x: &Tensor<B, 4>) -> bool {
+    B::ad_enabled(&x.device()) && bn.gamma.val().is_require_grad()
 }
 
 /// Running statistics folded into one scale and one shift per channel. Not `bn.forward`: burn
@@ -146,5 +176,42 @@ mod tests {
             (var[0] - (0.9 + 0.1 * 5.0 / 3.0)).abs() < 1e-5 && (var[1] - 0.9).abs() < 1e-6,
             "{var:?}"
         );
+    }
+
+    #[test]
+    fn folded_into_the_convolution_it_equals_convolution_then_normalisation() {
+        use burn::module::RunningState;
+        use burn::nn::PaddingConfig2d;
+        use burn::nn::conv::Conv2dConfig;
+        let device = Default::default();
+        // With and without bias, strided, and depthwise (groups = channels).
+        for (config, channels_in) in [
+            (
+                Conv2dConfig::new([3, 4], [3, 3])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)),
+                3,
+            ),
+            (
+                Conv2dConfig::new([3, 4], [1, 1])
+                    .with_bias(false)
+                    .with_stride([2, 2]),
+                3,
+            ),
+            (Conv2dConfig::new([4, 4], [3, 3]).with_groups(4), 4),
+        ] {
+            let conv = config.init::<Flex>(&device);
+            let mut bn = BatchNormConfig::new(4).init::<Flex>(&device);
+            bn.gamma = Param::from_data([1.0f32, 1.5, -0.5, 2.0], &device);
+            bn.beta = Param::from_data([0.0f32, -0.5, 0.25, 1.0], &device);
+            bn.running_mean =
+                RunningState::new(Tensor::from_data([0.1f32, -0.2, 0.3, 0.0], &device));
+            bn.running_var =
+                RunningState::new(Tensor::from_data([0.5f32, 2.0, 1.0, 0.25], &device));
+            let x =
+                Tensor::<Flex, 4>::random([2, channels_in, 7, 6], Distribution::Default, &device);
+            let folded = conv_batch_norm(&conv, &bn, x.clone()).into_data();
+            let separate = bn.forward(conv.forward(x)).into_data();
+            folded.assert_approx_eq::<f32>(&separate, Tolerance::rel_abs(1e-5, 1e-5));
+        }
     }
 }

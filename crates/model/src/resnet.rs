@@ -6,12 +6,11 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::module::max_pool2d;
-use kernels::{Kernels, conv2d};
+use kernels::{Kernels, max_pool2d};
 use serde::{Deserialize, Serialize};
 
 use crate::split::residual_layer_names;
-use crate::{InputShape, Rectifier, SplitModel, batch_norm, global_average_pool};
+use crate::{InputShape, Rectifier, SplitModel, conv_batch_norm, global_average_pool};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -161,13 +160,13 @@ impl<B: Backend> ResidualBlock<B> {
 
 impl<B: Kernels> ResidualBlock<B> {
     pub fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
-        let out = relu.relu(batch_norm(&self.bn1, conv2d(&self.conv1, x.clone())));
-        let mut out = batch_norm(&self.bn2, conv2d(&self.conv2, out));
+        let out = relu.relu(conv_batch_norm(&self.conv1, &self.bn1, x.clone()));
+        let mut out = conv_batch_norm(&self.conv2, &self.bn2, out);
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            out = batch_norm(bn3, conv2d(conv3, relu.relu(out)));
+            out = conv_batch_norm(conv3, bn3, relu.relu(out));
         }
         let shortcut = match &self.downsample {
-            Some(d) => batch_norm(&d.bn, conv2d(&d.conv, x)),
+            Some(d) => conv_batch_norm(&d.conv, &d.bn, x),
             None => x,
         };
         relu.relu(out + shortcut)
@@ -207,8 +206,8 @@ impl<B: Kernels> SplitModel<B> for ResNet<B> {
     /// Layer 0, the stem, ends with the max pool (torchvision's `conv1, bn1, relu, maxpool`).
     fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         if index == 0 {
-            let x = relu.relu(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
-            return max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false);
+            let x = relu.relu(conv_batch_norm(&self.conv1, &self.bn1, x));
+            return max_pool2d(x, [3, 3], [2, 2], [1, 1]);
         }
         let block = [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
             .into_iter()

@@ -9,11 +9,11 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
-use kernels::{Kernels, conv2d};
+use burn::tensor::module::adaptive_avg_pool2d;
+use kernels::{Kernels, conv2d, max_pool2d};
 use serde::{Deserialize, Serialize};
 
-use crate::{InputShape, Rectifier, SplitModel, batch_norm};
+use crate::{InputShape, Rectifier, SplitModel, conv_batch_norm};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -135,8 +135,8 @@ pub struct Vgg<B: Backend> {
     channels: usize,
 }
 
-fn pool2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    max_pool2d(x, [2, 2], [2, 2], [0, 0], [1, 1], false)
+fn pool2<B: Kernels>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    max_pool2d(x, [2, 2], [2, 2], [0, 0])
 }
 
 impl<B: Kernels> SplitModel<B> for Vgg<B> {
@@ -173,10 +173,9 @@ impl<B: Kernels> SplitModel<B> for Vgg<B> {
             _ => x,
         };
         let layer = &self.layers[index];
-        let x = conv2d(&layer.conv, x);
         let x = match &layer.bn {
-            Some(bn) => batch_norm(bn, x),
-            None => x,
+            Some(bn) => conv_batch_norm(&layer.conv, bn, x),
+            None => conv2d(&layer.conv, x),
         };
         relu.relu(x)
     }

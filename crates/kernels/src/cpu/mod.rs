@@ -5,6 +5,7 @@
 pub mod conv;
 pub mod matmul;
 pub mod norm;
+pub mod pool;
 pub mod sgd;
 
 /// `len` zeros, written rather than asked of the allocator zeroed: a zeroed allocation of a large
@@ -14,4 +15,45 @@ pub(crate) fn zeros(len: usize) -> Vec<f32> {
     let mut values = Vec::with_capacity(len);
     values.resize(len, 0.0);
     values
+}
+
+/// `f(&mut dst[j], src[j · stride])` for each j: the inner loop of im2col and pooling. Strides
+/// 1 and 2, the ones CNNs use, in forms the compiler vectorises.
+pub(crate) fn zip_strided(dst: &mut [f32], src: &[f32], stride: usize, f: impl Fn(&mut f32, f32)) {
+    let Some(last) = dst.len().checked_sub(1) else {
+        return;
+    };
+    let src = &src[..last * stride + 1];
+    match stride {
+        1 => dst.iter_mut().zip(src).for_each(|(d, &s)| f(d, s)),
+        2 => {
+            let (body, tail) = dst.split_at_mut(last);
+            body.iter_mut()
+                .zip(src.chunks_exact(2))
+                .for_each(|(d, pair)| f(d, pair[0]));
+            f(&mut tail[0], src[last * 2]);
+        }
+        _ => dst
+            .iter_mut()
+            .zip(src.iter().step_by(stride))
+            .for_each(|(d, &s)| f(d, s)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strided_zips_read_every_stride_th_element() {
+        let src: Vec<f32> = (0..20).map(|i| i as f32).collect();
+        for stride in 1..4 {
+            for len in 0..6 {
+                let mut dst = vec![0.0; len];
+                zip_strided(&mut dst, &src[1..], stride, |d, s| *d = s);
+                let expected: Vec<f32> = (0..len).map(|j| (1 + j * stride) as f32).collect();
+                assert_eq!(dst, expected, "stride {stride}, {len} elements");
+            }
+        }
+    }
 }

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use super::{Conv2dShape, Wanted};
 use crate::cpu::matmul::{MatMut, MatRef, matmul};
+use crate::cpu::zip_strided;
 
 /// Floats of unfolded patches per band of output rows: 1 MiB, a quarter of a core's L2 here.
 const COLUMN_BUDGET: usize = 1 << 18;
@@ -278,15 +279,7 @@ impl Conv2dShape {
                     let src = &plane[iy * width..][..width];
                     dst[..lo].fill(0.0);
                     dst[hi..].fill(0.0);
-                    if stride == 1 {
-                        dst[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
-                    } else {
-                        let picked = src[first..].iter().step_by(stride);
-                        dst[lo..hi]
-                            .iter_mut()
-                            .zip(picked)
-                            .for_each(|(d, s)| *d = *s);
-                    }
+                    zip_strided(&mut dst[lo..hi], &src[first..], stride, |d, s| *d = s);
                 }
             }
         }
