@@ -139,3 +139,59 @@ fn wrong_files_are_errors_that_name_the_problem() {
     let message = error(&fixture, b"");
     assert!(message.contains("model.pth"), "{message}");
 }
+
+#[test]
+fn damaged_and_lying_records_are_refused_naming_the_tensor() {
+    let fixture = fixture();
+    let all = || tensors(&fixture, "");
+    let with = |edit: &dyn Fn(&mut StoredTensor)| {
+        let mut stored = all();
+        edit(stored.iter_mut().find(|t| t.key == "conv1.weight").unwrap());
+        zip_pth(&stored, Wrapping::Bare)
+    };
+
+    // The record holds 16 of the 108 values the pickle claims (PyTorch: "record size (64
+    // bytes) does not match expected size").
+    let message = error(
+        &fixture,
+        &with(&|t| {
+            t.claimed_numel = Some(t.storage.len());
+            t.storage.truncate(16);
+        }),
+    );
+    assert!(
+        message.contains("conv1.weight") && message.contains("64 bytes"),
+        "{message}"
+    );
+
+    // A shape of 10^10 values over a record of 108: refused before anything is allocated.
+    let message = error(&fixture, &with(&|t| t.shape = vec![100_000, 100_000, 3, 3]));
+    assert!(message.contains("conv1.weight"), "{message}");
+
+    // One flipped bit in the data: the zip entry's CRC no longer matches.
+    let whole = zip_pth(&all(), Wrapping::Bare);
+    let conv = all().into_iter().find(|t| t.key == "conv1.weight").unwrap();
+    let needle: Vec<u8> = conv.storage[..4]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let at = whole
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    let mut flipped = whole.clone();
+    flipped[at + 1] ^= 0x10;
+    let message = error(&fixture, &flipped);
+    assert!(
+        message.contains("conv1.weight") && message.contains("checksum"),
+        "{message}"
+    );
+
+    for (what, value) in [("NaN", f32::NAN), ("infinite", f32::INFINITY)] {
+        let message = error(&fixture, &with(&|t| t.storage[3] = value));
+        assert!(
+            message.contains("conv1.weight") && message.contains(&format!("1 {what}")),
+            "{message}"
+        );
+    }
+}

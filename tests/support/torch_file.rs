@@ -11,6 +11,8 @@ pub struct StoredTensor {
     pub storage: Vec<f32>,
     pub shape: Vec<usize>,
     pub strides: Vec<usize>,
+    /// The storage's length as the pickle states it, when it should lie about it.
+    pub claimed_numel: Option<usize>,
 }
 
 impl StoredTensor {
@@ -25,6 +27,7 @@ impl StoredTensor {
             storage: values,
             shape,
             strides,
+            claimed_numel: None,
         }
     }
 }
@@ -74,7 +77,7 @@ impl Pickle {
             .global("torch", "FloatStorage")
             .text(&storage.to_string())
             .text("cpu")
-            .int(t.storage.len())
+            .int(t.claimed_numel.unwrap_or(t.storage.len()))
             .op(b"tQ");
         self.int(0).ints(&t.shape).ints(&t.strides).op(&[0x89]);
         self.ordered_dict().op(b"tR")

@@ -11,6 +11,8 @@ pub enum ImportError {
          (a whole pickled model or a hostile file); save `model.state_dict()` instead"
     )]
     UnsafePickle { path: PathBuf, global: String },
+    #[error("{path} is damaged or broken: {details}")]
+    Damaged { path: PathBuf, details: String },
     #[error("{path}: holds no tensors")]
     Empty { path: PathBuf },
     #[error(

@@ -15,9 +15,52 @@ use std::path::Path;
 pub struct Layout {
     pub shape: Vec<usize>,
     pub strides: Vec<usize>,
+    /// Where the view starts in its storage, in elements.
+    pub offset: usize,
+    pub storage: Option<Storage>,
+}
+
+/// A storage as the pickle refers to it: its record's key, element type and length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Storage {
+    pub key: String,
+    /// PyTorch's storage class, `FloatStorage`, `HalfStorage`, ...
+    pub kind: String,
+    /// Elements in the storage, when the pickle says.
+    pub numel: Option<usize>,
+}
+
+impl Storage {
+    /// Bytes per element, for the storage classes PyTorch writes.
+    pub fn element_size(&self) -> Option<usize> {
+        Some(match self.kind.as_str() {
+            "DoubleStorage" | "LongStorage" | "ComplexFloatStorage" => 8,
+            "FloatStorage" | "IntStorage" => 4,
+            "HalfStorage" | "BFloat16Storage" | "ShortStorage" => 2,
+            "ByteStorage" | "CharStorage" | "BoolStorage" => 1,
+            _ => return None,
+        })
+    }
 }
 
 impl Layout {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Elements of the storage the view reaches, from its offset on (0 for an empty tensor).
+    pub fn span(&self) -> usize {
+        if self.numel() == 0 {
+            return 0;
+        }
+        1 + self
+            .shape
+            .iter()
+            .zip(&self.strides)
+            .map(|(&n, &s)| (n - 1).saturating_mul(s))
+            .fold(0usize, usize::saturating_add)
+    }
+
     pub fn is_row_major(&self) -> bool {
         let mut expected = 1;
         for (&size, &stride) in self.shape.iter().zip(&self.strides).rev() {
@@ -29,17 +72,12 @@ impl Layout {
         true
     }
 
-    /// Row-major values of the view, from the `numel` storage values that start at its offset
-    /// (what burn-store reads). `None` when the view does not cover exactly those values.
+    /// Row-major values of the view from the values of its storage. `None` when the storage is
+    /// too short for it.
     pub fn gather<T: Copy>(&self, storage: &[T]) -> Option<Vec<T>> {
-        let numel: usize = self.shape.iter().product();
-        let span = 1 + self
-            .shape
-            .iter()
-            .zip(&self.strides)
-            .map(|(&n, &s)| n.saturating_sub(1) * s)
-            .sum::<usize>();
-        if storage.len() != numel || span != numel {
+        let numel = self.numel();
+        let storage = storage.get(self.offset..)?;
+        if storage.len() < self.span() {
             return None;
         }
         let mut out = Vec::with_capacity(numel);
@@ -59,28 +97,93 @@ impl Layout {
     }
 }
 
-/// The layout of every tensor in a zip (`*/data.pkl`) or legacy PyTorch file, by dotted key.
-pub fn read_layouts(path: &Path) -> Result<HashMap<String, Layout>, String> {
+/// What a PyTorch file says of its tensors, and where their data lies.
+#[derive(Debug)]
+pub struct TorchFile {
+    /// Every tensor's view, by dotted key.
+    pub layouts: HashMap<String, Layout>,
+    pub records: Records,
+}
+
+/// Where the storages' bytes are.
+#[derive(Debug)]
+pub enum Records {
+    /// A zip archive: storage `key` is the entry `{prefix}data/{key}`.
+    Zip { prefix: String },
+    /// A legacy file: each storage's first byte in the file and its number of elements.
+    Legacy(HashMap<String, (u64, usize)>),
+}
+
+/// The layout of every tensor in a zip (`*/data.pkl`) or legacy PyTorch file, and where the
+/// data of each storage lies (checked to be inside the file).
+pub fn read_torch_file(path: &Path) -> Result<TorchFile, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let length = file.metadata().map_err(|e| e.to_string())?.len();
     let mut reader = BufReader::new(file);
     let mut magic = [0u8; 4];
     reader.read_exact(&mut magic).map_err(|e| e.to_string())?;
     reader.rewind().map_err(|e| e.to_string())?;
     if &magic == b"PK\x03\x04" {
-        let mut archive = zip::ZipArchive::new(reader).map_err(|e| e.to_string())?;
+        let mut archive = zip::ZipArchive::new(reader)
+            .map_err(|e| format!("not a readable zip archive ({e}); is the file complete?"))?;
         let name = archive
             .file_names()
             .find(|n| n.ends_with("data.pkl"))
             .map(str::to_string)
             .ok_or("zip file without data.pkl")?;
         let entry = archive.by_name(&name).map_err(|e| e.to_string())?;
-        return walk(&mut BufReader::new(entry));
+        let layouts = walk(&mut BufReader::new(entry))?;
+        let prefix = name.trim_end_matches("data.pkl").to_string();
+        return Ok(TorchFile {
+            layouts,
+            records: Records::Zip { prefix },
+        });
     }
-    // Legacy: magic number, protocol version and system info come before the state dict.
+    // Legacy: magic number, protocol version and system info come before the state dict, the
+    // list of storage keys after it, then each storage as a length and its bytes.
     for _ in 0..3 {
-        walk(&mut reader)?;
+        run(&mut reader).map_err(|e| format!("pickle: {e}"))?;
     }
-    walk(&mut reader)
+    let layouts = walk(&mut reader)?;
+    let keys = match run(&mut reader).map_err(|e| format!("storage list: {e}"))? {
+        Value::List(keys) => keys,
+        _ => return Err("no storage list after the pickle".into()),
+    };
+    // Each storage by key, with the name of a tensor it holds for messages.
+    let kinds: HashMap<&str, (&Storage, &str)> = layouts
+        .iter()
+        .filter_map(|(name, layout)| Some((layout.storage.as_ref()?, name.as_str())))
+        .map(|(storage, name)| (storage.key.as_str(), (storage, name)))
+        .collect();
+    let mut storages = HashMap::new();
+    for key in keys {
+        let Value::Str(key) = key else {
+            return Err("a storage key that is not a string".into());
+        };
+        let (storage, tensor) = kinds
+            .get(key.as_str())
+            .ok_or_else(|| format!("storage {key} belongs to no tensor"))?;
+        let size = storage
+            .element_size()
+            .ok_or_else(|| format!("`{tensor}` has a storage of unknown type {}", storage.kind))?;
+        let numel = usize::try_from(uint(&mut reader, 8)?).map_err(|e| e.to_string())?;
+        let start = reader.stream_position().map_err(|e| e.to_string())?;
+        let bytes = (numel as u64).saturating_mul(size as u64);
+        if bytes > length.saturating_sub(start) {
+            return Err(format!(
+                "the data of `{tensor}` needs {bytes} bytes, the file has {} left: it is cut short",
+                length.saturating_sub(start)
+            ));
+        }
+        reader
+            .seek_relative(bytes as i64)
+            .map_err(|e| e.to_string())?;
+        storages.insert(key, (start, numel));
+    }
+    Ok(TorchFile {
+        layouts,
+        records: Records::Legacy(storages),
+    })
 }
 
 /// What the walk keeps of a pickled value.
@@ -93,6 +196,7 @@ enum Value {
     Dict(Vec<(Value, Value)>),
     Global(String),
     Tensor(Layout),
+    Storage(Storage),
     Mark,
     Other,
 }
@@ -138,6 +242,35 @@ fn ints(value: &Value) -> Option<Vec<usize>> {
     }
 }
 
+/// `('storage', torch.FloatStorage, key, location, numel[, view])`, the persistent id
+/// `torch.save` writes for each storage.
+fn storage(id: Value) -> Value {
+    let Value::Tuple(items) = id else {
+        return Value::Other;
+    };
+    match items.as_slice() {
+        [
+            Value::Str(tag),
+            Value::Global(kind),
+            Value::Str(key),
+            _,
+            rest @ ..,
+        ] if tag == "storage" => {
+            let numel = match rest.first() {
+                Some(Value::Int(n)) => usize::try_from(*n).ok(),
+                _ => None,
+            };
+            let kind = kind.rsplit('.').next().unwrap_or(kind).to_string();
+            Value::Storage(Storage {
+                key: key.clone(),
+                kind,
+                numel,
+            })
+        }
+        _ => Value::Other,
+    }
+}
+
 /// What calling `global(args)` would build, as far as layouts go; nothing is executed.
 fn reduce(global: &Value, args: Value) -> Value {
     let Value::Global(name) = global else {
@@ -148,8 +281,23 @@ fn reduce(global: &Value, args: Value) -> Value {
     };
     match name.as_str() {
         "torch._utils._rebuild_tensor_v2" | "torch._utils._rebuild_tensor" if args.len() >= 4 => {
-            match (ints(&args[2]), ints(&args[3])) {
-                (Some(shape), Some(strides)) => Value::Tensor(Layout { shape, strides }),
+            let storage = match &args[0] {
+                Value::Storage(storage) => Some(storage.clone()),
+                _ => None,
+            };
+            let offset = match args[1] {
+                Value::Int(offset) => usize::try_from(offset).ok(),
+                _ => None,
+            };
+            match (ints(&args[2]), ints(&args[3]), offset) {
+                (Some(shape), Some(strides), Some(offset)) if shape.len() == strides.len() => {
+                    Value::Tensor(Layout {
+                        shape,
+                        strides,
+                        offset,
+                        storage,
+                    })
+                }
                 _ => Value::Other,
             }
         }
@@ -194,9 +342,15 @@ impl Machine {
     }
 }
 
+/// The next `n` bytes. A length field cannot make this allocate more than the file holds.
 fn bytes<R: Read>(r: &mut R, n: usize) -> Result<Vec<u8>, String> {
-    let mut buf = vec![0; n];
-    r.read_exact(&mut buf).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    r.take(n as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
+    if buf.len() < n {
+        return Err(format!("the file ends inside a {n}-byte field"));
+    }
     Ok(buf)
 }
 
@@ -329,8 +483,8 @@ fn run<R: BufRead>(r: &mut R) -> Result<Value, String> {
                 m.stack.push(v);
             }
             b'Q' => {
-                m.pop()?;
-                m.stack.push(Value::Other); // a storage reference
+                let id = m.pop()?; // BINPERSID: a storage reference
+                m.stack.push(storage(id));
             }
             b'R' => {
                 let args = m.pop()?;
@@ -394,28 +548,33 @@ fn run<R: BufRead>(r: &mut R) -> Result<Value, String> {
 mod tests {
     use super::*;
 
+    fn view(shape: &[usize], strides: &[usize], offset: usize) -> Layout {
+        Layout {
+            shape: shape.to_vec(),
+            strides: strides.to_vec(),
+            offset,
+            storage: None,
+        }
+    }
+
     #[test]
     fn permuted_views_gather_in_row_major_order() {
         // A 2×3 tensor stored column by column: storage [a00, a10, a01, a11, a02, a12].
-        let layout = Layout {
-            shape: vec![2, 3],
-            strides: vec![1, 2],
-        };
+        let layout = view(&[2, 3], &[1, 2], 0);
         assert!(!layout.is_row_major());
         assert_eq!(
             layout.gather(&[0, 10, 1, 11, 2, 12]).unwrap(),
             [0, 1, 2, 10, 11, 12]
         );
-        let contiguous = Layout {
-            shape: vec![2, 1, 3],
-            strides: vec![3, 7, 1],
-        };
-        assert!(contiguous.is_row_major());
-        // A view with gaps cannot be rebuilt from numel values.
-        let sliced = Layout {
-            shape: vec![2],
-            strides: vec![2],
-        };
-        assert_eq!(sliced.gather(&[1, 2]), None);
+        assert!(view(&[2, 1, 3], &[3, 7, 1], 0).is_row_major());
+        // A view with gaps reaches further than its number of values.
+        let sliced = view(&[2], &[2], 1);
+        assert_eq!(sliced.span(), 3);
+        assert_eq!(sliced.gather(&[9, 1, 9, 2]), Some(vec![1, 2]));
+        assert_eq!(
+            sliced.gather(&[9, 1, 9]),
+            None,
+            "a storage too short for the view"
+        );
     }
 }

@@ -2,11 +2,13 @@
 //! legacy `.pth`, safetensors) without executing any pickle, strictly map its keys onto the
 //! module, and say how the model wants its images and what its classes are called.
 
+mod adapter;
 mod error;
 mod labels;
 mod layout;
 mod load;
 mod preprocessing;
+mod records;
 
 pub use error::ImportError;
 pub use labels::{class_names, imagenet_classes, read_labels};

@@ -6,20 +6,26 @@
 //! `module.` are dropped, BatchNorm's `num_batches_tracked` counters are ignored, then the
 //! architecture's own renames apply (`Architecture::torch_key_patterns`).
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::rc::Rc;
 
+use burn::module::ParamId;
 use burn::prelude::*;
+use burn::tensor::DType;
 use burn_store::pytorch::pickle_reader::PickleError;
 use burn_store::pytorch::{PytorchError, PytorchReader};
 use burn_store::{
-    ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
-    SafetensorsStore, TensorSnapshot,
+    ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, ModuleStore, SafetensorsStore,
+    TensorSnapshot, TensorSnapshotError,
 };
 use model::{Architecture, ModelSpec, Network};
 
 use crate::ImportError;
-use crate::layout::{Layout, read_layouts};
+use crate::adapter::TorchToBurn;
+use crate::layout::{Layout, TorchFile, read_torch_file};
+use crate::records;
 
 /// Top-level keys under which training scripts commonly save the state dict.
 const WRAPPERS: [&str; 4] = ["state_dict", "model_state_dict", "model", "net"];
@@ -63,7 +69,19 @@ pub fn load<B: Backend>(
             details: message,
         })?;
     let sources: Vec<String> = snapshots.iter().map(TensorSnapshot::full_path).collect();
-    let result = model.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), true);
+    let problems = Rc::new(RefCell::new(Vec::new()));
+    let snapshots = snapshots
+        .into_iter()
+        .map(|snapshot| checked(snapshot, &problems))
+        .collect();
+    let result = model.apply(snapshots, None, Some(Box::new(TorchToBurn)), true);
+    let problems = problems.take();
+    if !problems.is_empty() {
+        return Err(ImportError::Damaged {
+            path: path.to_path_buf(),
+            details: list(&problems),
+        });
+    }
     check(&result, &sources).map_err(|details| ImportError::Mismatch {
         path: path.to_path_buf(),
         architecture: arch_name(architecture),
@@ -100,13 +118,24 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<TensorSnapshot>, ImportError> 
             .map(|(key, snapshot)| (key.clone(), snapshot.clone()))
             .collect()
     } else {
+        // burn-store's reader refuses pickles that would import code and lists the tensors;
+        // their values are read here, with every size checked.
         let tensors = PytorchReader::new(path)
             .map_err(|e| reader_error(path, e))?
             .into_tensors();
-        let layouts = read_layouts(path).map_err(&unreadable)?;
+        let file = Rc::new(read_torch_file(path).map_err(&unreadable)?);
         tensors
             .into_iter()
-            .map(|(key, snapshot)| match layouts.get(&key) {
+            .map(|(key, snapshot)| match file.layouts.get(&key) {
+                Some(layout)
+                    if layout
+                        .storage
+                        .as_ref()
+                        .is_some_and(|s| s.kind == "FloatStorage") =>
+                {
+                    let snapshot = f32_snapshot(path, &file, &key, layout);
+                    Ok((key, snapshot))
+                }
                 Some(layout) if !layout.is_row_major() => {
                     let ordered = reorder(&snapshot, layout).ok_or_else(|| {
                         unreadable(format!(
@@ -174,6 +203,82 @@ fn remap(
     Ok(remapper.remap(snapshots).0)
 }
 
+/// The snapshot, its values refused when they cannot be read or are not all finite: a NaN or
+/// an infinity in the weights makes every prediction and map meaningless while looking like
+/// one. What was wrong goes to `problems`, by tensor.
+fn checked(snapshot: TensorSnapshot, problems: &Rc<RefCell<Vec<String>>>) -> TensorSnapshot {
+    let (name, read, problems) = (
+        snapshot.full_path(),
+        snapshot.clone_data_fn(),
+        problems.clone(),
+    );
+    let check = Rc::new(move || {
+        let refuse = |message: String| {
+            problems.borrow_mut().push(message.clone());
+            Err(TensorSnapshotError::DataError(message))
+        };
+        let data = match read() {
+            Ok(data) => data,
+            Err(
+                TensorSnapshotError::DataError(message)
+                | TensorSnapshotError::IoError(message)
+                | TensorSnapshotError::PanicError(message),
+            ) => return refuse(message),
+        };
+        if data.dtype.is_float() {
+            let (nan, infinite) = match data.as_slice::<f32>() {
+                Ok(values) => non_finite(values.iter().copied()),
+                Err(_) => non_finite(data.iter::<f32>()),
+            };
+            if nan + infinite > 0 {
+                return refuse(format!(
+                    "`{name}` holds {nan} NaN and {infinite} infinite values (of {}): the weights are broken",
+                    data.num_elements()
+                ));
+            }
+        }
+        Ok(data)
+    });
+    TensorSnapshot::from_closure(
+        check,
+        snapshot.dtype,
+        snapshot.shape.clone(),
+        snapshot.path_stack.clone().unwrap_or_default(),
+        snapshot.container_stack.clone().unwrap_or_default(),
+        snapshot.tensor_id.unwrap_or_default(),
+    )
+}
+
+/// How many of `values` are NaN, and how many infinite.
+fn non_finite(values: impl Iterator<Item = f32>) -> (usize, usize) {
+    values.fold((0, 0), |(nan, infinite), v| {
+        (
+            nan + usize::from(v.is_nan()),
+            infinite + usize::from(v.is_infinite()),
+        )
+    })
+}
+
+/// Tensor `key` of a PyTorch file, its f32 values read (when the model asks) by
+/// [`records::read_f32`].
+fn f32_snapshot(path: &Path, file: &Rc<TorchFile>, key: &str, layout: &Layout) -> TensorSnapshot {
+    let (path, file, name) = (path.to_path_buf(), file.clone(), key.to_string());
+    let shape = layout.shape.clone();
+    let read = Rc::new(move || {
+        records::read_f32(&path, &file, &name)
+            .map(|values| TensorData::new(values, shape.clone()))
+            .map_err(|message| TensorSnapshotError::DataError(format!("`{name}`: {message}")))
+    });
+    TensorSnapshot::from_closure(
+        read,
+        DType::F32,
+        layout.shape.clone().into(),
+        vec![],
+        vec![],
+        ParamId::new(),
+    )
+}
+
 /// The snapshot's values in row-major order; burn-store read them in storage order.
 fn reorder(snapshot: &TensorSnapshot, layout: &Layout) -> Option<TensorSnapshot> {
     let data = snapshot.to_data().ok()?.convert::<f32>();
@@ -186,7 +291,8 @@ fn reorder(snapshot: &TensorSnapshot, layout: &Layout) -> Option<TensorSnapshot>
     ))
 }
 
-/// A safetensors file starts with the length of its JSON header, then `{`.
+/// A safetensors file starts with the length of its JSON header, then `{` (a zip starts with
+/// `PK`, a pickle with 0x80). A lying header length is then the safetensors reader's error.
 fn is_safetensors(path: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; 9];
@@ -194,7 +300,6 @@ fn is_safetensors(path: &Path) -> bool {
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok()
         && head[8] == b'{'
-        && u64::from_le_bytes(head[..8].try_into().unwrap()) < 100_000_000
 }
 
 fn reader_error(path: &Path, error: PytorchError) -> ImportError {
