@@ -113,25 +113,59 @@ fn has_image_extension(path: &Path) -> bool {
 
 /// Decodes any supported file (by content, not by name) to RGB at `[height, width]`.
 pub fn read_image(path: &Path, size: [usize; 2]) -> Result<Vec<u8>, String> {
-    Ok(resize_rgb(decode_rgb(path)?, size))
+    Ok(resize_rgb(&decode_rgb(path)?, size))
 }
 
 /// RGB pixels at `[height, width]` (bilinear with antialiasing, as torchvision's `Resize`).
-pub fn resize_rgb(rgb: image::RgbImage, [height, width]: [usize; 2]) -> Vec<u8> {
+pub fn resize_rgb(rgb: &image::RgbImage, [height, width]: [usize; 2]) -> Vec<u8> {
     if rgb.dimensions() == (width as u32, height as u32) {
-        return rgb.into_raw();
+        return rgb.as_raw().clone();
     }
-    image::imageops::resize(&rgb, width as u32, height as u32, FilterType::Triangle).into_raw()
+    image::imageops::resize(rgb, width as u32, height as u32, FilterType::Triangle).into_raw()
 }
 
-/// Decodes a file to 8-bit RGB whatever its colour type (grey, RGBA, 16-bit, CMYK).
+/// The largest image side decoded: a 48-megapixel phone photo (8000 × 6000) is well inside.
+pub const MAX_SIDE: u32 = 16_384;
+/// The most memory one decode may take (a 16384 × 16384 RGB image is 768 MiB).
+pub const MAX_DECODE_BYTES: u64 = 1 << 30;
+
+/// Decodes a file to 8-bit RGB whatever its colour type (grey, RGBA, 16-bit, CMYK). Images
+/// beyond [`MAX_SIDE`] pixels a side or [`MAX_DECODE_BYTES`] are refused before decoding, and
+/// a JPEG cut short is an error, not a picture half grey.
 pub fn decode_rgb(path: &Path) -> Result<image::RgbImage, String> {
-    let image = image::ImageReader::open(path)
+    let mut reader = image::ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
-        .map_err(|e| e.to_string())?
-        .decode()
         .map_err(|e| e.to_string())?;
-    Ok(image.to_rgb8())
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    if reader.format() == Some(image::ImageFormat::Jpeg) && jpeg_is_truncated(path)? {
+        return Err("the JPEG is cut short (no end-of-image marker after its data)".into());
+    }
+    let image = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => format!(
+            "{e}: images are read up to {MAX_SIDE} pixels a side and {} MiB decoded",
+            MAX_DECODE_BYTES >> 20
+        ),
+        e => e.to_string(),
+    })?;
+    Ok(image.into_rgb8())
+}
+
+/// Whether the JPEG's last start-of-scan comes after its last end-of-image marker: the image
+/// data was cut before its end. (Inside entropy-coded data 0xFF is always followed by 0x00 or
+/// a restart marker, so both markers are unambiguous; an EXIF thumbnail's end marker comes
+/// before the main image's scan.)
+fn jpeg_is_truncated(path: &Path) -> Result<bool, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    Ok(match (last(0xDA), last(0xD9)) {
+        (Some(scan), Some(end)) => end < scan,
+        (Some(_), None) => true,
+        _ => false,
+    })
 }
 
 #[cfg(test)]
@@ -166,6 +200,27 @@ mod tests {
         assert_eq!(&set.samples[1].pixels[..3], &[10, 20, 30]);
         assert_eq!(skipped.len(), 1);
         assert!(skipped[0].path.ends_with("dogs/broken.jpg"));
+    }
+
+    #[test]
+    fn truncated_jpegs_and_oversized_images_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = dir.path().join("whole.jpg");
+        image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]))
+            .save(&whole)
+            .unwrap();
+        assert!(decode_rgb(&whole).is_ok());
+        let bytes = std::fs::read(&whole).unwrap();
+        let cut = dir.path().join("cut.jpg");
+        std::fs::write(&cut, &bytes[..bytes.len() - 40]).unwrap();
+        let message = decode_rgb(&cut).unwrap_err();
+        assert!(message.contains("cut short"), "{message}");
+
+        // A header claiming more pixels a side than MAX_SIDE is refused before decoding.
+        let wide = dir.path().join("wide.png");
+        image::GrayImage::new(MAX_SIDE + 1, 1).save(&wide).unwrap();
+        let message = decode_rgb(&wide).unwrap_err();
+        assert!(message.contains("16384 pixels a side"), "{message}");
     }
 
     #[test]

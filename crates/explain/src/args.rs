@@ -89,13 +89,13 @@ pub struct Args {
     #[arg(long, conflicts_with = "evaluate")]
     pub guided: bool,
     /// Explain each image's N most likely classes (files get a `_topN` suffix).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = parse_top_k)]
     pub top_k: usize,
     /// Output folder [default: <run>/explain, or explained/<arch>].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Weight of the heatmap in superimposed.jpg (the tutorial's 0.4).
-    #[arg(long, default_value_t = 0.4)]
+    /// Weight of the heatmap in superimposed.jpg, from 0 to 1 (the tutorial's 0.4).
+    #[arg(long, default_value_t = 0.4, value_parser = parse_alpha)]
     pub alpha: f32,
     /// jet, turbo, viridis or inferno.
     #[arg(long, default_value = "jet")]
@@ -185,6 +185,24 @@ fn parse_limit(s: &str) -> Result<usize, String> {
         n => n
             .parse()
             .map_err(|_| format!("`{s}`: use a number of images or `all`")),
+    }
+}
+
+fn parse_top_k(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(k) if k >= 1 => Ok(k),
+        _ => Err(format!(
+            "`{s}`: the number of classes to explain, at least 1"
+        )),
+    }
+}
+
+fn parse_alpha(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(alpha) if (0.0..=1.0).contains(&alpha) => Ok(alpha),
+        _ => Err(format!(
+            "`{s}`: the heatmap's weight is a number from 0 to 1"
+        )),
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Explained {
 pub struct BatchMaps {
     pub explained: Vec<Explained>,
     pub map_size: [usize; 2],
+    /// The maps are pytorch-grad-cam's final arrays already (augmentation smoothing returns
+    /// the plain mean of six normalised maps): not to be normalised again.
+    pub post_processed: bool,
 }
 
 /// Images per forward pass in Score-CAM, ablated maps per classifier pass in Ablation-CAM.
@@ -116,6 +119,7 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
             Ok(BatchMaps {
                 explained,
                 map_size: [h, w],
+                post_processed: smoothing.augmentation,
             })
         })
         .collect::<Result<Vec<_>>>()?;

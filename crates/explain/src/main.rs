@@ -61,7 +61,13 @@ fn run(args: Args) -> Result<()> {
             }
         }
         None => ModelSource::Run {
-            path: args.run.clone(),
+            path: match &args.run {
+                Some(run) if !run.exists() => anyhow::bail!(
+                    "--run {}: no such folder (a run folder is what `train` writes under runs/)",
+                    run.display()
+                ),
+                run => run.clone(),
+            },
             weights: parse_weights(args.weights.as_deref().unwrap_or("best"))
                 .map_err(|e| anyhow::anyhow!("--weights {e}"))?,
             data_dir: args.data_dir.clone(),
@@ -389,6 +395,7 @@ impl<B: GuidedBackend + AutodiffKernels> Explainer<'_, B> {
                         &explained.map,
                         maps.map_size,
                         self.subject.image_size,
+                        maps.post_processed,
                     )?;
                 }
                 Ok(Record {

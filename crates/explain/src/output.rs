@@ -150,15 +150,20 @@ fn save_jpeg(path: &Path, picture: &RgbImage) -> Result<()> {
 }
 
 /// `cam_raw.npy` (the map as computed) and `cam.npy` (ReLU, min-max, resized to the model
-/// input: the array pytorch-grad-cam returns).
+/// input: the array pytorch-grad-cam returns). A `post_processed` map is that array already
+/// (`--aug-smooth`: the plain mean of six normalised maps) and is written as it is.
 pub fn write_raw(
     folder: &Path,
     raw: &[f32],
     map_size: [usize; 2],
     input_size: [usize; 2],
+    post_processed: bool,
 ) -> Result<()> {
     let minmax = Normalization::MinMax;
-    let cam = upsample(&relu_normalize(raw, minmax), map_size, input_size, minmax);
+    let cam = match post_processed {
+        true if map_size == input_size => raw.to_vec(),
+        _ => upsample(&relu_normalize(raw, minmax), map_size, input_size, minmax),
+    };
     write_npy(&folder.join("cam_raw.npy"), raw, map_size)?;
     write_npy(&folder.join("cam.npy"), &cam, input_size)
 }

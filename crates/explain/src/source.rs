@@ -47,13 +47,57 @@ impl Item {
             return Ok(());
         }
         let picture = match &self.sample.path {
-            Some(path) => data::folder::decode_rgb(path)?,
+            Some(path) => for_figures(data::folder::decode_rgb(path)?),
             None => RgbImage::from_raw(width as u32, height as u32, self.sample.pixels.clone())
                 .ok_or("stored pixels do not match the image size")?,
         };
         self.original = Some(picture);
         Ok(())
     }
+}
+
+/// The longest side figures are drawn at (larger photos are reduced by whole blocks of
+/// pixels to at most this). The map is computed at the model's input size anyway; drawing a
+/// 48-megapixel photo's three figures at full size would take gigabytes and seconds.
+pub const FIGURE_MAX_SIDE: u32 = 2048;
+
+/// `picture`, its longest side reduced to at most [`FIGURE_MAX_SIDE`] by averaging blocks.
+fn for_figures(picture: RgbImage) -> RgbImage {
+    match picture
+        .width()
+        .max(picture.height())
+        .div_ceil(FIGURE_MAX_SIDE)
+    {
+        0 | 1 => picture,
+        block => average_blocks(&picture, block),
+    }
+}
+
+/// Each `block × block` square of pixels (a partial last row or column dropped) as its mean.
+fn average_blocks(picture: &RgbImage, block: u32) -> RgbImage {
+    let (width, height) = (picture.width() / block, picture.height() / block);
+    let (block, row_bytes) = (block as usize, picture.width() as usize * 3);
+    let mut sums = vec![0u32; width as usize * 3];
+    let mut out = Vec::with_capacity(sums.len() * height as usize);
+    for rows in picture
+        .as_raw()
+        .chunks_exact(row_bytes * block)
+        .take(height as usize)
+    {
+        sums.fill(0);
+        for row in rows.chunks_exact(row_bytes) {
+            for (x, pixels) in row.chunks_exact(3 * block).take(width as usize).enumerate() {
+                for pixel in pixels.chunks_exact(3) {
+                    for c in 0..3 {
+                        sums[x * 3 + c] += u32::from(pixel[c]);
+                    }
+                }
+            }
+        }
+        let area = (block * block) as u32;
+        out.extend(sums.iter().map(|&sum| ((sum + area / 2) / area) as u8));
+    }
+    RgbImage::from_raw(width, height, out).expect("one RGB triple per pixel")
 }
 
 /// Image files, resized for the model; an unreadable file is an error naming it.
@@ -64,7 +108,7 @@ pub fn files(paths: &[PathBuf], size: [usize; 2]) -> Result<Vec<Item>> {
         .map(|(i, path)| {
             let original = data::folder::decode_rgb(path)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            let pixels = data::folder::resize_rgb(original.clone(), size);
+            let pixels = data::folder::resize_rgb(&original, size);
             Ok(Item {
                 name: format!("{i:03}_{}", stem(path)),
                 sample: Sample {
@@ -74,7 +118,7 @@ pub fn files(paths: &[PathBuf], size: [usize; 2]) -> Result<Vec<Item>> {
                     objects: vec![],
                 },
                 label: None,
-                original: Some(original),
+                original: Some(for_figures(original)),
             })
         })
         .collect()
@@ -199,13 +243,13 @@ fn listed_files(
             Some(Item {
                 name: index_name(i, files.len()),
                 sample: Sample {
-                    pixels: data::folder::resize_rgb(original.clone(), size),
+                    pixels: data::folder::resize_rgb(&original, size),
                     label: labels[i]?,
                     path: Some(path),
                     objects: vec![],
                 },
                 label: labels[i],
-                original: Some(original),
+                original: Some(for_figures(original)),
             })
         })
         .collect();
@@ -256,5 +300,23 @@ mod tests {
         assert_eq!(classes_in_turn(&labels, 3), [0, 3, 5, 1, 4, 2]);
         assert_eq!(classes_in_turn(&labels, 4), [0, 3, 5, 1, 4, 2]);
         assert!(classes_in_turn(&[], 2).is_empty());
+    }
+
+    #[test]
+    fn large_pictures_are_reduced_for_figures_by_averaging_blocks() {
+        let mut picture =
+            RgbImage::from_pixel(FIGURE_MAX_SIDE * 2 + 10, 300, image::Rgb([200, 100, 50]));
+        picture.put_pixel(0, 0, image::Rgb([0, 0, 0]));
+        // Blocks of 3: 4106 / 3 = 1368 columns, 100 rows.
+        let reduced = for_figures(picture);
+        assert_eq!(reduced.dimensions(), (1368, 100));
+        assert_eq!(
+            reduced.get_pixel(0, 0).0,
+            [178, 89, 44],
+            "the mean of its block"
+        );
+        assert_eq!(reduced.get_pixel(10, 10).0, [200, 100, 50]);
+        let small = RgbImage::new(640, 480);
+        assert_eq!(for_figures(small).dimensions(), (640, 480));
     }
 }

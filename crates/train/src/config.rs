@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 
+/// The largest image side a config may ask for: 16 RGB images of 1024 × 1024 already take
+/// 200 MB as input, and a first convolution of 32 channels makes ten times more.
+pub const MAX_IMAGE_SIDE: usize = 1024;
+
 /// The configs shipped inside the binary, usable by name (`--config cifar`).
 pub const EMBEDDED: [(&str, &str); 4] = [
     ("shapes", include_str!("../../../configs/shapes.toml")),
@@ -224,6 +228,12 @@ impl TrainConfig {
         }
         if self.batch_size < 2 {
             return Err("batch_size must be at least 2 (BatchNorm needs two images)".into());
+        }
+        let [height, width] = self.data.image_size;
+        if !(1..=MAX_IMAGE_SIDE).contains(&height) || !(1..=MAX_IMAGE_SIDE).contains(&width) {
+            return Err(format!(
+                "data.image_size is [height, width], each from 1 to {MAX_IMAGE_SIDE}, got [{height}, {width}]"
+            ));
         }
         if !(0.0..1.0).contains(&self.data.validation) {
             return Err(format!(
