@@ -22,12 +22,18 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 rows=()
 
-# Throughput rows: the existing twin benchmarks print "... ratio: R (OURS vs THEIRS img/s ...)".
+# Throughput rows: the twin benchmarks print "... ratio: R (OURS vs THEIRS img/s ...)" after
+# running ours, then theirs. The machine's load drifts between the two halves, so each is run
+# `repeats` times and the medians are reported.
 throughput() { # title, script, args...
   local title=$1; shift
-  local output line; output=$("$@"); echo "$output" >&2; line=$(tail -n1 <<<"$output")
+  : >"$work/rates"
+  for _ in $(seq "$repeats"); do
+    local output; output=$("$@"); echo "$output" >&2
+    sed -E 's/.*\(([0-9.]+) vs ([0-9.]+) img\/s.*/\1 \2/' <<<"$(tail -n1 <<<"$output")" >>"$work/rates"
+  done
   local ours theirs
-  read -r ours theirs < <(sed -E 's/.*\(([0-9.]+) vs ([0-9.]+) img\/s.*/\1 \2/' <<<"$line")
+  ours=$(cut -d' ' -f1 "$work/rates" | median); theirs=$(cut -d' ' -f2 "$work/rates" | median)
   rows+=("| $title | $ours img/s | $theirs img/s | $(ratio "$ours" "$theirs") |")
 }
 throughput "train ResNet-20 (CIFAR), batch 128" scripts/bench_train.sh resnet20 128 10 5
@@ -81,4 +87,4 @@ echo "| work | this workspace | PyTorch / pytorch-grad-cam | ratio (higher is be
 echo "|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "$(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), medians of $repeats runs (throughput: of the twin scripts' repeats)"
+echo "$(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), medians of $repeats runs (throughput: medians of $repeats runs of the twin scripts, each a median of its own repeats)"
