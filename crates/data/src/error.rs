@@ -35,6 +35,13 @@ pub enum DataError {
     },
     #[error("{root} has no class folders with images in them; expected {root}/<class>/*.jpg|png")]
     EmptyFolder { root: PathBuf },
+    #[error("{root}: none of its {files} image files could be read (the first, {first}: {reason})")]
+    NoReadableImages {
+        root: PathBuf,
+        files: usize,
+        first: PathBuf,
+        reason: String,
+    },
 }
 
 impl DataError {

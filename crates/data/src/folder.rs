@@ -50,8 +50,16 @@ pub fn load(
         }
     }
     if samples.is_empty() {
-        return Err(DataError::EmptyFolder {
-            root: root.to_path_buf(),
+        return Err(match skipped.first() {
+            Some(first) => DataError::NoReadableImages {
+                root: root.to_path_buf(),
+                files: skipped.len(),
+                first: first.path.clone(),
+                reason: first.reason.clone(),
+            },
+            None => DataError::EmptyFolder {
+                root: root.to_path_buf(),
+            },
         });
     }
     Ok((

@@ -105,8 +105,8 @@ pub struct Args {
     pub normalize: Normalization,
     /// Also write cam_raw.npy (the map at feature resolution, before ReLU) and cam.npy (after
     /// ReLU, min-max normalisation and resizing to the model input: pytorch-grad-cam's array),
-    /// in each image's folder (--image only).
-    #[arg(long, requires = "image")]
+    /// in each image's folder, or in the tutorial's layout under raw/<class>/<image>/.
+    #[arg(long)]
     pub save_raw: bool,
     /// Score the methods (and a random and a centred-Gaussian baseline map) on the images with
     /// Average Drop / Increase in Confidence, deletion / insertion AUC and, where boxes are

@@ -18,7 +18,8 @@ pub struct Figures {
     /// Guided backpropagation and Guided CAM (`--guided`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guided: Option<GuidedFigures>,
-    /// Folder of cam_raw.npy and cam.npy (`--save-raw`), per-image layout only.
+    /// Folder of cam_raw.npy and cam.npy (`--save-raw`): the image's own folder, or in the
+    /// tutorial's layout `raw/<class>/<stem>/`.
     #[serde(skip)]
     pub raw_folder: Option<String>,
 }
@@ -62,7 +63,7 @@ impl Layout {
                         backprop: format!("guided_backprop/{file}"),
                         cam: format!("guided_cam/{file}"),
                     }),
-                    raw_folder: None,
+                    raw_folder: Some(format!("raw/{class}/{stem}")),
                 }
             }
         }
@@ -164,6 +165,7 @@ pub fn write_raw(
         true if map_size == input_size => raw.to_vec(),
         _ => upsample(&relu_normalize(raw, minmax), map_size, input_size, minmax),
     };
+    std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
     write_npy(&folder.join("cam_raw.npy"), raw, map_size)?;
     write_npy(&folder.join("cam.npy"), &cam, input_size)
 }

@@ -24,6 +24,20 @@ lr = 0.003
 "#;
 
 /// Fails the test with `explain`'s own error output.
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 fn assert_success(out: &Output) {
     assert!(
         out.status.success(),
@@ -273,13 +287,16 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
 #[test]
 fn mistakes_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 6] = [
         (&[], "holds no run"),
         (&["--run", "."], "is not a run folder"),
+        (&["--run", "missing"], "--run missing: no such folder"),
         (
             &["--weights", "newest"],
             "use best, last or an epoch number",
         ),
+        (&["--alpha", "nan"], "a number from 0 to 1"),
+        (&["--top-k", "0"], "at least 1"),
     ];
     std::fs::create_dir(dir.path().join("runs")).unwrap();
     for (args, expected) in cases {
@@ -356,6 +373,15 @@ fn folder_runs_reread_only_their_held_out_files_at_full_size() {
         (24, 20),
         "full-size figures"
     );
+
+    // --save-raw in the tutorial's layout: raw/<class>/<image>/, one folder per image.
+    let out = explain(&["--limit", "all", "--save-raw", "--out", "raw"], dir.path());
+    assert_success(&out);
+    let arrays: Vec<_> = walk(&dir.path().join("raw/raw"))
+        .into_iter()
+        .filter(|p| p.ends_with("cam.npy"))
+        .collect();
+    assert_eq!(arrays.len(), 9, "the nine readable held-out images: {arrays:?}");
 
     let out = explain(&["--split", "test"], dir.path());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no separate test set"));

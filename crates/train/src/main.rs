@@ -100,6 +100,19 @@ fn run(args: Args) -> Result<()> {
     if !data.skipped.is_empty() {
         eprintln!("warning: {} unreadable file(s) skipped", data.skipped.len());
     }
+    // Everything that can be refused before the run folder exists, so that a refused run
+    // leaves no half-made folder behind.
+    let classes = data.class_names().len();
+    if classes < 2 {
+        bail!(
+            "the data set has {classes} class ({}); a classifier needs at least two (one folder per class)",
+            data.class_names().join(", ")
+        );
+    }
+    config
+        .model_spec(classes)
+        .validate()
+        .map_err(|e| anyhow::anyhow!("the model does not fit the data: {e}"))?;
     let run = if args.resume {
         RunDir::open(&run_path)?
     } else {

@@ -90,7 +90,45 @@ fn mistakes_are_one_clear_line_and_exit_code_1() {
         TINY.replace("batch_size", "batchsize"),
     )
     .unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    std::fs::write(
+        dir.path().join("zero.toml"),
+        TINY.replace("[16, 16]", "[0, 0]"),
+    )
+    .unwrap();
+    // A folder with one class, and one whose every image is unreadable.
+    for (folder, class) in [("one", "cats"), ("corrupt", "dogs"), ("corrupt", "cats")] {
+        let class_dir = dir.path().join(folder).join(class);
+        std::fs::create_dir_all(&class_dir).unwrap();
+        match folder {
+            "one" => {
+                for i in 0..6 {
+                    let image = class_dir.join(format!("{i}.png"));
+                    image::RgbImage::new(8, 8).save(image).unwrap();
+                }
+            }
+            _ => std::fs::write(class_dir.join("a.png"), b"\x89PNG not really").unwrap(),
+        }
+    }
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["--config", "zero.toml"],
+            "each from 1 to 1024, got [0, 0]",
+        ),
+        (
+            &[
+                "--config",
+                "cats_dogs",
+                "--data-dir",
+                "one",
+                "--out",
+                "one-run",
+            ],
+            "at least two",
+        ),
+        (
+            &["--config", "cats_dogs", "--data-dir", "corrupt"],
+            "none of its 2 image files could be read",
+        ),
         (&["--config", "typo.toml"], "batchsize"),
         (&["--config", "nope"], "shapes, cifar, cats_dogs"),
         (
@@ -110,6 +148,10 @@ fn mistakes_are_one_clear_line_and_exit_code_1() {
         assert!(err.contains(expected), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+    assert!(
+        !dir.path().join("one-run").exists(),
+        "a refused run leaves no folder behind"
+    );
 }
 
 #[cfg(not(feature = "cuda"))]
