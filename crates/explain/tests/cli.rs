@@ -375,13 +375,20 @@ fn folder_runs_reread_only_their_held_out_files_at_full_size() {
     );
 
     // --save-raw in the tutorial's layout: raw/<class>/<image>/, one folder per image.
-    let out = explain(&["--limit", "all", "--save-raw", "--out", "raw"], dir.path());
+    let out = explain(
+        &["--limit", "all", "--save-raw", "--out", "raw"],
+        dir.path(),
+    );
     assert_success(&out);
     let arrays: Vec<_> = walk(&dir.path().join("raw/raw"))
         .into_iter()
         .filter(|p| p.ends_with("cam.npy"))
         .collect();
-    assert_eq!(arrays.len(), 9, "the nine readable held-out images: {arrays:?}");
+    assert_eq!(
+        arrays.len(),
+        9,
+        "the nine readable held-out images: {arrays:?}"
+    );
 
     let out = explain(&["--split", "test"], dir.path());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no separate test set"));

@@ -144,7 +144,7 @@ impl Kernels for Flex {
 
     fn max_pool2d_forward(x: FlexTensor, options: MaxPool2dOptions) -> FlexTensor {
         if !is_f32(&x) {
-            return reference_max_pool2d(x, options);
+            return reference::max_pool2d::<Flex>(x, options);
         }
         let shape = pool_shape(&x, options);
         let x = x.to_contiguous();
@@ -157,13 +157,7 @@ impl Kernels for Flex {
         options: MaxPool2dOptions,
     ) -> MaxPool2dWithIndices<Flex> {
         if !is_f32(&x) {
-            let MaxPool2dOptions {
-                kernel,
-                stride,
-                padding,
-                dilation,
-            } = options;
-            return Flex::max_pool2d_with_indices(x, kernel, stride, padding, dilation, false);
+            return reference::max_pool2d_with_indices::<Flex>(x, options);
         }
         let shape = pool_shape(&x, options);
         let x = x.to_contiguous();
@@ -185,23 +179,12 @@ impl Kernels for Flex {
     ) -> FlexTensor {
         // Indices of another dtype came from burn-flex's own forward pass.
         if !is_f32(&x) || !is_f32(&output_grad) || indices.dtype() != DType::I32 {
-            let MaxPool2dOptions {
-                kernel,
-                stride,
-                padding,
-                dilation,
-            } = options;
-            return Flex::max_pool2d_with_indices_backward(
+            return reference::max_pool2d_indices_backward::<Flex>(
                 x,
-                kernel,
-                stride,
-                padding,
-                dilation,
-                false,
+                options,
                 output_grad,
                 indices,
-            )
-            .x_grad;
+            );
         }
         let shape = pool_shape(&x, options);
         let (dy, indices) = (output_grad.to_contiguous(), indices.to_contiguous());
@@ -248,16 +231,6 @@ fn into_contiguous(t: FlexTensor) -> FlexTensor {
         && t.layout().start_offset() == 0
         && t.bytes().len() == t.layout().num_elements() * size_of::<f32>();
     if exact { t } else { t.to_contiguous() }
-}
-
-fn reference_max_pool2d(x: FlexTensor, options: MaxPool2dOptions) -> FlexTensor {
-    let MaxPool2dOptions {
-        kernel,
-        stride,
-        padding,
-        dilation,
-    } = options;
-    Flex::max_pool2d(x, kernel, stride, padding, dilation, false)
 }
 
 fn pool_shape(x: &FlexTensor, options: MaxPool2dOptions) -> Pool2dShape {

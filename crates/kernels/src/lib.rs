@@ -147,13 +147,7 @@ pub trait Kernels: Backend {
 
     /// As burn's `max_pool2d` (without `ceil_mode`): the pooled maps only, for inference.
     fn max_pool2d_forward(x: FloatTensor<Self>, options: MaxPool2dOptions) -> FloatTensor<Self> {
-        let MaxPool2dOptions {
-            kernel,
-            stride,
-            padding,
-            dilation,
-        } = options;
-        Self::max_pool2d(x, kernel, stride, padding, dilation, false)
+        reference::max_pool2d::<Self>(x, options)
     }
 
     /// The pooled maps and each output's argmax, for [`Kernels::max_pool2d_indices_backward`].
@@ -161,13 +155,7 @@ pub trait Kernels: Backend {
         x: FloatTensor<Self>,
         options: MaxPool2dOptions,
     ) -> MaxPool2dWithIndices<Self> {
-        let MaxPool2dOptions {
-            kernel,
-            stride,
-            padding,
-            dilation,
-        } = options;
-        Self::max_pool2d_with_indices(x, kernel, stride, padding, dilation, false)
+        reference::max_pool2d_with_indices::<Self>(x, options)
     }
 
     /// The input gradient of max pooling: each output's gradient added at its argmax.
@@ -177,23 +165,7 @@ pub trait Kernels: Backend {
         output_grad: FloatTensor<Self>,
         indices: IntTensor<Self>,
     ) -> FloatTensor<Self> {
-        let MaxPool2dOptions {
-            kernel,
-            stride,
-            padding,
-            dilation,
-        } = options;
-        Self::max_pool2d_with_indices_backward(
-            x,
-            kernel,
-            stride,
-            padding,
-            dilation,
-            false,
-            output_grad,
-            indices,
-        )
-        .x_grad
+        reference::max_pool2d_indices_backward::<Self>(x, options, output_grad, indices)
     }
 
     /// One SGD step of `param` for `grad`: the new parameter and, with momentum, the new

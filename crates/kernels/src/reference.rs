@@ -2,9 +2,12 @@
 //! backend: the defaults the CUDA backend runs, and what the CPU kernels are tested against.
 
 use burn::prelude::*;
-use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::ops::{ConvOptions, FloatTensor, IntTensor, MaxPool2dWithIndices};
 
-use crate::{ChannelGradients, ConvGradients, Normalized, SgdSettings, Wanted, float, primitive};
+use crate::{
+    ChannelGradients, ConvGradients, MaxPool2dOptions, Normalized, SgdSettings, Wanted, float,
+    primitive,
+};
 
 /// burn's own convolution gradients.
 pub fn conv2d_backward<B: Backend>(
@@ -161,4 +164,55 @@ pub fn sgd_step<B: Backend>(
         primitive(param - direction.mul_scalar(settings.lr)),
         velocity,
     )
+}
+
+/// burn's max pooling, without `ceil_mode`.
+pub fn max_pool2d<B: Backend>(x: FloatTensor<B>, options: MaxPool2dOptions) -> FloatTensor<B> {
+    let MaxPool2dOptions {
+        kernel,
+        stride,
+        padding,
+        dilation,
+    } = options;
+    B::max_pool2d(x, kernel, stride, padding, dilation, false)
+}
+
+/// burn's max pooling with the argmax of each window.
+pub fn max_pool2d_with_indices<B: Backend>(
+    x: FloatTensor<B>,
+    options: MaxPool2dOptions,
+) -> MaxPool2dWithIndices<B> {
+    let MaxPool2dOptions {
+        kernel,
+        stride,
+        padding,
+        dilation,
+    } = options;
+    B::max_pool2d_with_indices(x, kernel, stride, padding, dilation, false)
+}
+
+/// burn's input gradient of max pooling from the argmax indices.
+pub fn max_pool2d_indices_backward<B: Backend>(
+    x: FloatTensor<B>,
+    options: MaxPool2dOptions,
+    output_grad: FloatTensor<B>,
+    indices: IntTensor<B>,
+) -> FloatTensor<B> {
+    let MaxPool2dOptions {
+        kernel,
+        stride,
+        padding,
+        dilation,
+    } = options;
+    B::max_pool2d_with_indices_backward(
+        x,
+        kernel,
+        stride,
+        padding,
+        dilation,
+        false,
+        output_grad,
+        indices,
+    )
+    .x_grad
 }

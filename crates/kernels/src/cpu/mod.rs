@@ -2,6 +2,8 @@
 //! burn's CPU backend. Each is checked against its definition here and against burn's own
 //! operation in `flex`'s tests.
 
+use std::ops::Range;
+
 pub mod conv;
 pub mod matmul;
 pub mod norm;
@@ -15,6 +17,33 @@ pub(crate) fn zeros(len: usize) -> Vec<f32> {
     let mut values = Vec::with_capacity(len);
     values.resize(len, 0.0);
     values
+}
+
+/// The outputs `o < outputs` whose input position `o · stride + offset` lies inside
+/// `0..input`, and the input position of the first of them: one kernel tap's valid range, for
+/// im2col and pooling.
+pub(crate) fn span_inside(
+    offset: isize,
+    stride: usize,
+    input: usize,
+    outputs: usize,
+) -> (Range<usize>, usize) {
+    let lo = if offset >= 0 {
+        0
+    } else {
+        (-offset as usize).div_ceil(stride)
+    };
+    let room = input as isize - offset;
+    let hi = if room <= 0 {
+        0
+    } else {
+        (room as usize).div_ceil(stride).min(outputs)
+    };
+    let lo = lo.min(hi);
+    (
+        lo..hi,
+        (lo as isize * stride as isize + offset).max(0) as usize,
+    )
 }
 
 /// `f(&mut dst[j], src[j · stride])` for each j: the inner loop of im2col and pooling. Strides

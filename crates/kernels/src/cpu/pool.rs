@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::zip_strided;
+use super::{span_inside, zip_strided};
 
 /// The sizes of one 2-D max pooling (PyTorch's, with `ceil_mode = False`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,23 +62,8 @@ impl Pool2dShape {
         (0..self.kernel[1])
             .map(|kx| {
                 let offset = (kx * self.dilation[1]) as isize - self.padding[1] as isize;
-                let lo = if offset >= 0 {
-                    0
-                } else {
-                    (-offset as usize).div_ceil(stride)
-                };
-                let room = width as isize - offset;
-                let hi = if room <= 0 {
-                    0
-                } else {
-                    (room as usize).div_ceil(stride).min(outputs)
-                };
-                let lo = lo.min(hi);
-                let first = (lo as isize * stride as isize + offset).max(0) as usize;
-                ColumnSpan {
-                    outputs: lo..hi,
-                    first,
-                }
+                let (outputs, first) = span_inside(offset, stride, width, outputs);
+                ColumnSpan { outputs, first }
             })
             .collect()
     }

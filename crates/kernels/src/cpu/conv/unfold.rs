@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::{Conv2dShape, Wanted};
 use crate::cpu::matmul::{MatMut, MatRef, matmul};
-use crate::cpu::zip_strided;
+use crate::cpu::{span_inside, zip_strided};
 
 /// Floats of unfolded patches per band of output rows: 1 MiB, a quarter of a core's L2 here.
 const COLUMN_BUDGET: usize = 1 << 18;
@@ -238,26 +238,9 @@ impl Conv2dShape {
     /// For kernel column `kx`: the output columns `lo..hi` that read inside the image, and the
     /// input column that `lo` reads (the others follow at the stride).
     fn column_span(&self, kx: usize) -> (usize, usize, usize) {
-        let [_, ow] = self.output();
-        let (stride, width) = (self.stride[1], self.input[1]);
         let offset = (kx * self.dilation[1]) as isize - self.padding[1] as isize;
-        let lo = if offset >= 0 {
-            0
-        } else {
-            (-offset as usize).div_ceil(stride)
-        };
-        let room = width as isize - offset;
-        let hi = if room <= 0 {
-            0
-        } else {
-            (room as usize).div_ceil(stride).min(ow)
-        };
-        let lo = lo.min(hi);
-        (
-            lo,
-            hi,
-            (lo as isize * stride as isize + offset).max(0) as usize,
-        )
+        let (outputs, first) = span_inside(offset, self.stride[1], self.input[1], self.output()[1]);
+        (outputs.start, outputs.end, first)
     }
 
     /// Unfolds the patches of input channel `plane` for output rows `rows` into `out`, the
