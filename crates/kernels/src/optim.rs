@@ -36,7 +36,7 @@ impl Sgd {
     /// `weight_decay` when it is.
     pub fn new(momentum: f64, dampening: f64, nesterov: bool, weight_decay: f64) -> Self {
         Self {
-            momentum: (momentum > 0.0).then(|| Momentum {
+            momentum: (momentum > 0.0).then_some(Momentum {
                 momentum: momentum as f32,
                 gradient_share: (1.0 - dampening) as f32,
                 nesterov,

@@ -39,7 +39,7 @@ pub fn sgd_step(
     let update = |p: &mut f32, g: f32, v: Option<&mut f32>| {
         let mut g = g;
         if let Some(decay) = settings.weight_decay {
-            g = *p * decay + g;
+            g += *p * decay;
         }
         let direction = match (settings.momentum, v) {
             (Some(m), Some(v)) => {

@@ -220,7 +220,7 @@ impl Conv2dShape {
     fn bands(&self) -> Vec<Range<usize>> {
         let [oh, ow] = self.output();
         if self.is_pointwise() {
-            return vec![0..oh];
+            return std::iter::once(0..oh).collect(); // one band: no patches to bound
         }
         let rows = (COLUMN_BUDGET / (self.patch_len() * ow).max(1)).clamp(1, oh.max(1));
         (0..oh)
