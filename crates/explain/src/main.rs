@@ -366,6 +366,14 @@ impl<B: GuidedBackend + AutodiffKernels> Explainer<'_, B> {
             .zip(&maps.explained)
             .enumerate()
             .map(|(i, (item, explained))| {
+                let non_finite = |values: &[f32]| values.iter().any(|v| !v.is_finite());
+                if non_finite(&explained.probabilities) || non_finite(&explained.map) {
+                    anyhow::bail!(
+                        "{}: the model's scores or the {method} map are not finite (NaN or \
+                         infinite): the weights overflow on this input; no figures written",
+                        item.name
+                    );
+                }
                 let names = &self.subject.class_names;
                 let predicted = argmax(&explained.probabilities);
                 let stem = match target {

@@ -537,3 +537,38 @@ fn pretrained_files_go_through_the_same_path() {
         );
     }
 }
+
+#[test]
+fn scores_that_overflow_are_an_error_not_an_empty_map() {
+    use burn::module::Param;
+    use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    // Finite weights (the loader accepts them) whose logits overflow to infinity.
+    let mut network =
+        model::CifarResNetConfig::default().init::<burn_flex::Flex>(3, 3, &Default::default());
+    network.linear.weight = Param::from_tensor(network.linear.weight.val().ones_like() * 3e38);
+    let weights = dir.path().join("huge.safetensors");
+    let mut store = SafetensorsStore::from_file(&weights).with_to_adapter(BurnToPyTorchAdapter);
+    network.save_into(&mut store).unwrap();
+    image::RgbImage::from_pixel(32, 32, image::Rgb([200, 30, 30]))
+        .save(dir.path().join("red.png"))
+        .unwrap();
+    let out = explain(
+        &[
+            "--arch",
+            "resnet20",
+            "--weights",
+            "huge.safetensors",
+            "--image",
+            "red.png",
+        ],
+        dir.path(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && err.contains("not finite"),
+        "{err}\n{stdout}"
+    );
+}
