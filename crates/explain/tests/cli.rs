@@ -24,6 +24,13 @@ lr = 0.003
 "#;
 
 /// Fails the test with `explain`'s own error output.
+/// `network` as a safetensors file under PyTorch's parameter names.
+fn save_torch_named(network: &model::CifarResNet<burn_flex::Flex>, path: &Path) {
+    use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+    let mut store = SafetensorsStore::from_file(path).with_to_adapter(BurnToPyTorchAdapter);
+    network.save_into(&mut store).unwrap();
+}
+
 /// Every file under `dir`.
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
@@ -396,15 +403,11 @@ fn folder_runs_reread_only_their_held_out_files_at_full_size() {
 
 #[test]
 fn pretrained_files_go_through_the_same_path() {
-    use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
-
     let dir = tempfile::tempdir().unwrap();
     // A ResNet-20 with random weights, saved under PyTorch's names as a safetensors file.
     let network =
         model::CifarResNetConfig::default().init::<burn_flex::Flex>(3, 3, &Default::default());
-    let weights = dir.path().join("resnet20.safetensors");
-    let mut store = SafetensorsStore::from_file(&weights).with_to_adapter(BurnToPyTorchAdapter);
-    network.save_into(&mut store).unwrap();
+    save_torch_named(&network, &dir.path().join("resnet20.safetensors"));
     std::fs::write(dir.path().join("labels.txt"), "ant\nbee\ncat\n").unwrap();
     image::RgbImage::from_pixel(50, 40, image::Rgb([200, 30, 30]))
         .save(dir.path().join("red.png"))
@@ -541,16 +544,13 @@ fn pretrained_files_go_through_the_same_path() {
 #[test]
 fn scores_that_overflow_are_an_error_not_an_empty_map() {
     use burn::module::Param;
-    use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 
     let dir = tempfile::tempdir().unwrap();
     // Finite weights (the loader accepts them) whose logits overflow to infinity.
     let mut network =
         model::CifarResNetConfig::default().init::<burn_flex::Flex>(3, 3, &Default::default());
     network.linear.weight = Param::from_tensor(network.linear.weight.val().ones_like() * 3e38);
-    let weights = dir.path().join("huge.safetensors");
-    let mut store = SafetensorsStore::from_file(&weights).with_to_adapter(BurnToPyTorchAdapter);
-    network.save_into(&mut store).unwrap();
+    save_torch_named(&network, &dir.path().join("huge.safetensors"));
     image::RgbImage::from_pixel(32, 32, image::Rgb([200, 30, 30]))
         .save(dir.path().join("red.png"))
         .unwrap();

@@ -282,7 +282,12 @@ fn f32_snapshot(path: &Path, file: &Rc<TorchFile>, key: &str, layout: &Layout) -
 /// The snapshot's values in row-major order; burn-store read them in storage order.
 fn reorder(snapshot: &TensorSnapshot, layout: &Layout) -> Option<TensorSnapshot> {
     let data = snapshot.to_data().ok()?.convert::<f32>();
-    let values = layout.gather(data.as_slice::<f32>().ok()?)?;
+    // burn-store's values already start at the view's offset.
+    let from_offset = Layout {
+        offset: 0,
+        ..layout.clone()
+    };
+    let values = from_offset.gather(data.as_slice::<f32>().ok()?)?;
     Some(TensorSnapshot::from_data(
         TensorData::new(values, layout.shape.clone()),
         snapshot.path_stack.clone().unwrap_or_default(),
