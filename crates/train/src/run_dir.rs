@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
-use model::{Kernels, Network, SplitModel};
+use model::{Kernels, Network};
 use serde::{Deserialize, Serialize};
 
 use crate::{TrainConfig, TrainError};
@@ -286,15 +286,7 @@ impl RunDir {
             .init::<B>(device)
             .map_err(|m| TrainError::run(&self.path, m))?;
         let file = folder.join("model.mpk");
-        let record = decode(&file, device).map_err(|e| {
-            TrainError::run(
-                &file,
-                format!(
-                    "does not hold a {} checkpoint matching config.toml ({e})",
-                    model.architecture()
-                ),
-            )
-        })?;
+        let record = decode(&file, device)?;
         Ok(model.load_record(record))
     }
 
@@ -341,8 +333,25 @@ fn decode<B: Backend, R: Record<B>>(path: &Path, device: &B::Device) -> Result<R
     std::panic::set_hook(hook);
     match result {
         Ok(Ok(record)) => Ok(record),
-        Ok(Err(e)) => Err(TrainError::run(path, e.to_string())),
-        Err(_) => Err(TrainError::run(path, "is damaged or of another model")),
+        Ok(Err(e)) => Err(TrainError::run(path, decode_failure(&e.to_string()))),
+        Err(_) => Err(TrainError::run(
+            path,
+            "is damaged, or holds another model than config.toml describes",
+        )),
+    }
+}
+
+/// What a failed decode means. burn appends to every decoding error a hint about its record
+/// format of version 0.14, which misleads: the run wrote the file with this version, so a
+/// failure means a damaged file (cut short: `UnexpectedEof`) or one of another model.
+fn decode_failure(error: &str) -> String {
+    let cause = error.lines().next().unwrap_or(error);
+    if cause.contains("UnexpectedEof") {
+        "is cut short (the process writing it was interrupted?); use another checkpoint \
+         (--weights last or an epoch number)"
+            .to_string()
+    } else {
+        format!("is damaged, or holds another model than config.toml describes ({cause})")
     }
 }
 
