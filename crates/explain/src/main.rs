@@ -29,7 +29,7 @@ use train::OnBackend;
 
 use args::{Args, parse_weights};
 use explainer::{BatchMaps, Request, argmax, explain_batch, top};
-use output::{Guided, Layout, Record, Style};
+use output::{Guided, Layout, RankedClass, Record, Style};
 use source::{Item, Split};
 use subject::{ModelSource, Subject};
 
@@ -411,13 +411,20 @@ impl<B: GuidedBackend + AutodiffKernels> Explainer<'_, B> {
                     method: method.name().to_string(),
                     path: item.sample.path.clone(),
                     label: item.label.map(|l| names[l].clone()),
+                    label_index: item.label,
                     predicted: names[predicted].clone(),
+                    predicted_index: predicted,
                     probability: explained.probabilities[predicted],
                     top5: top(&explained.probabilities, 5)
                         .into_iter()
-                        .map(|(c, p)| (names[c].clone(), p))
+                        .map(|(index, probability)| RankedClass {
+                            index,
+                            class: names[index].clone(),
+                            probability,
+                        })
                         .collect(),
                     target: names[explained.target].clone(),
+                    target_index: explained.target,
                     target_probability: explained.probabilities[explained.target],
                     peak: drawn.peak,
                     empty_map: drawn.empty,

@@ -195,16 +195,28 @@ pub struct Record {
     pub path: Option<PathBuf>,
     /// The true class, for images of a split.
     pub label: Option<String>,
+    pub label_index: Option<usize>,
     pub predicted: String,
+    pub predicted_index: usize,
     pub probability: f32,
-    pub top5: Vec<(String, f32)>,
+    /// The five most likely classes, most likely first.
+    pub top5: Vec<RankedClass>,
     /// The class whose score the map explains.
     pub target: String,
+    pub target_index: usize,
     pub target_probability: f32,
     /// `[x, y]` of the map's maximum, in pixels of the original image.
     pub peak: [usize; 2],
     pub empty_map: bool,
     pub figures: Figures,
+}
+
+/// One of a record's most likely classes.
+#[derive(Debug, Clone, Serialize)]
+pub struct RankedClass {
+    pub index: usize,
+    pub class: String,
+    pub probability: f32,
 }
 
 impl Record {
@@ -218,7 +230,8 @@ pub fn write_summary(out: &Path, records: &[Record]) -> Result<()> {
     std::fs::write(out.join("summary.json"), json)
         .with_context(|| format!("writing {}/summary.json", out.display()))?;
     let mut csv = String::from(
-        "name,path,label,predicted,probability,target,target_probability,peak_x,peak_y,superimposed\n",
+        "name,path,label,predicted,probability,target,target_probability,peak_x,peak_y,superimposed,\
+         label_index,predicted_index,target_index,top5\n",
     );
     for r in records {
         let path = r
@@ -226,8 +239,20 @@ pub fn write_summary(out: &Path, records: &[Record]) -> Result<()> {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
+        // `class:probability` pairs separated by `;`, most likely first.
+        let top5: Vec<String> = r
+            .top5
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}:{:.6}",
+                    c.class.replace([',', ';', ':'], "_"),
+                    c.probability
+                )
+            })
+            .collect();
         csv += &format!(
-            "{},{},{},{},{:.6},{},{:.6},{},{},{}\n",
+            "{},{},{},{},{:.6},{},{:.6},{},{},{},{},{},{},{}\n",
             r.name,
             path.replace(',', "_"),
             r.label.as_deref().unwrap_or(""),
@@ -238,6 +263,10 @@ pub fn write_summary(out: &Path, records: &[Record]) -> Result<()> {
             r.peak[0],
             r.peak[1],
             r.figures.superimposed.replace(',', "_"),
+            r.label_index.map(|i| i.to_string()).unwrap_or_default(),
+            r.predicted_index,
+            r.target_index,
+            top5.join(";"),
         );
     }
     std::fs::write(out.join("summary.csv"), csv)

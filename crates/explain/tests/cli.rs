@@ -150,12 +150,21 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
     .unwrap();
     assert_eq!(figures[0]["target"], "cross");
     assert_eq!(figures[0]["top5"].as_array().unwrap().len(), 4);
+    // Indices beside the names, for scripts.
+    let names = data::shapes::CLASS_NAMES;
+    let index = |key: &str| figures[0][key].as_u64().unwrap() as usize;
+    assert_eq!(names[index("target_index")], "cross");
+    assert_eq!(names[index("predicted_index")], figures[0]["predicted"]);
+    assert_eq!(
+        figures[0]["top5"][0]["index"],
+        figures[0]["predicted_index"]
+    );
     let peak = &figures[0]["peak"];
     assert!(peak[0].as_u64().unwrap() < 40 && peak[1].as_u64().unwrap() < 30);
     let csv = std::fs::read_to_string(dir.path().join("figures/summary.csv")).unwrap();
     assert!(
         csv.starts_with(
-            "name,path,label,predicted,probability,target,target_probability,peak_x,peak_y,superimposed\n000_shape,shape.png,,"
+            "name,path,label,predicted,probability,target,target_probability,peak_x,peak_y,superimposed,label_index,predicted_index,target_index,top5\n000_shape,shape.png,,"
         ),
         "{csv}"
     );
