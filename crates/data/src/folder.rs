@@ -141,15 +141,17 @@ pub const MAX_DECODE_BYTES: u64 = 1 << 30;
 /// beyond [`MAX_SIDE`] pixels a side or [`MAX_DECODE_BYTES`] are refused before decoding, and
 /// a JPEG cut short is an error, not a picture half grey.
 pub fn decode_rgb(path: &Path) -> Result<image::RgbImage, String> {
-    let mut reader = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
+    // Read once: the truncation check and the decoder share the bytes.
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
+        .with_guessed_format()
         .map_err(|e| e.to_string())?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    if reader.format() == Some(image::ImageFormat::Jpeg) && jpeg_is_truncated(path)? {
+    if reader.format() == Some(image::ImageFormat::Jpeg) && jpeg_is_truncated(&bytes) {
         return Err("the JPEG is cut short (no end-of-image marker after its data)".into());
     }
     let image = reader.decode().map_err(|e| match e {
@@ -166,14 +168,13 @@ pub fn decode_rgb(path: &Path) -> Result<image::RgbImage, String> {
 /// data was cut before its end. (Inside entropy-coded data 0xFF is always followed by 0x00 or
 /// a restart marker, so both markers are unambiguous; an EXIF thumbnail's end marker comes
 /// before the main image's scan.)
-fn jpeg_is_truncated(path: &Path) -> Result<bool, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+fn jpeg_is_truncated(bytes: &[u8]) -> bool {
     let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
-    Ok(match (last(0xDA), last(0xD9)) {
+    match (last(0xDA), last(0xD9)) {
         (Some(scan), Some(end)) => end < scan,
         (Some(_), None) => true,
         _ => false,
-    })
+    }
 }
 
 #[cfg(test)]
