@@ -20,7 +20,7 @@ from pytorch_grad_cam import (AblationCAM, EigenCAM, EigenGradCAM, GradCAM, Grad
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLU, GuidedBackpropReLUModel
 from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst
 from pytorch_grad_cam.metrics.road import NoisyLinearImputer
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget, ClassifierOutputTarget
 
 import torchvision
 
@@ -149,6 +149,49 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 
 
+def tutorial_heatmap(model, image):
+    """The Grad-CAM tutorial's recipe on one image: backpropagate the sigmoid output to the
+    features' output A, pool the gradients per channel, mean over channels of w_k A_k. Returned
+    before its ReLU and division by the max, so that the scale is checked too."""
+    activations = model.features(image[None])
+    activations.retain_grad()
+    torch.sigmoid(model.classifier(activations)).sum().backward()
+    weights = activations.grad.mean(dim=[0, 2, 3])
+    return (activations * weights[None, :, None, None]).mean(dim=1).squeeze(0).detach()
+
+
+def binary_fixture(name):
+    """The tutorial's head, one output: pytorch-grad-cam's BinaryClassifierOutputTarget maps, and
+    the tutorial's own heatmaps of the sigmoid output."""
+    size = (14, 14)
+    model = TutorialCnn(num_classes=1, image_size=14, conv_channels=(3, 4, 3), kernel_sizes=(3, 3, 5), hidden=(10, 6))
+    settle_batch_norm(model, size)
+    targets = [1, 0, 1]
+    images = torch.round(torch.randn(len(targets), 3, *size) * 100) / 100
+    with torch.no_grad():
+        outputs = model(images)
+    with GradCAM(model=model, target_layers=[model.act3]) as cam:
+        maps = cam(input_tensor=images, targets=[BinaryClassifierOutputTarget(t) for t in targets])
+    tutorial = torch.stack([tutorial_heatmap(model, image) for image in images])
+    state = {
+        key: {"shape": list(t.shape), "values": short(t)}
+        for key, t in model.state_dict().items()
+        if t.is_floating_point()
+    }
+    (OUT / f"{name}.json").write_text(json.dumps({
+        "architecture": {"name": "tutorial_cnn", "conv_channels": [3, 4, 3], "kernel_sizes": [3, 3, 5], "hidden": [10, 6]},
+        "state_dict": state,
+        "num_classes": 2,
+        "image_size": list(size),
+        "input": short(images),
+        "logits": short(outputs),
+        "targets": targets,
+        "cam": [round(v, 6) for v in short(maps)],
+        "tutorial_raw": short(tutorial),
+    }))
+    print(name, "outputs", tuple(outputs.shape), "tutorial", tuple(tutorial.shape))
+
+
 def target_layer(model):
     """The features' last module: where the workspace's split puts Grad-CAM's A."""
     if isinstance(model, CifarResNet):
@@ -222,6 +265,7 @@ def main():
             layers=(lambda m: {"features.13": [m.features[13]],
                                "features.6,features.17": [m.features[6], m.features[17]]}) if bn else None,
         )
+    binary_fixture("tutorial_cnn_binary")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use cam::postprocess::{Normalization, relu_normalize, upsample};
 use cam::{
-    Method, Target, capture, capture_at, fuse_layers, grad_cam, guided_backprop, guided_cam,
+    Method, Score, Target, capture, capture_at, capture_scored, fuse_layers, grad_cam,
+    guided_backprop, guided_cam,
 };
 use model::Network;
 use model::{SplitModel, find_layer};
@@ -64,7 +65,12 @@ fn check(name: &str) {
     let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
     let captured = capture(&model, images, &targets).unwrap();
 
-    let logits = captured.logits.clone().into_data().to_vec::<f32>().unwrap();
+    let logits = captured
+        .outputs
+        .clone()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
     for (got, want) in logits.iter().zip(&fixture.logits) {
         assert!(
             (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
@@ -104,6 +110,36 @@ fn cifar_resnet_maps_match_pytorch_grad_cam() {
 #[test]
 fn tutorial_cnn_maps_match_pytorch_grad_cam() {
     check("tutorial_cnn_tiny");
+}
+
+/// One output: class 1 is z, class 0 is -z (BinaryClassifierOutputTarget).
+#[test]
+fn binary_head_maps_match_pytorch_grad_cam() {
+    check("tutorial_cnn_binary");
+}
+
+/// The tutorial backpropagates σ(z) and averages w_k A_k over channels: the same map as our
+/// Grad-CAM of class 1's probability, divided by the number of channels, scale included.
+#[test]
+fn the_tutorials_sigmoid_heatmap_is_reproduced_exactly() {
+    let (fixture, model) = load("tutorial_cnn_binary");
+    let images = fixture_images(&fixture);
+    let targets = vec![Target::Class(1); fixture.targets.len()];
+    let last = model.last_layer();
+    let captured = capture_scored(&model, images, &targets, last, Score::Probability).unwrap();
+    let channels = captured.activations.dims()[1] as f32;
+    let ours = (grad_cam(captured.activations, captured.gradients) / channels)
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_eq!(ours.len(), fixture.tutorial_raw.len());
+    let scale = fixture
+        .tutorial_raw
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()));
+    let worst = max_difference(&ours, &fixture.tutorial_raw);
+    eprintln!("tutorial heatmaps: max |ours − tutorial| = {worst:.2e} (values up to {scale:.2e})");
+    assert!(scale > 0.0 && worst <= 1e-4 * scale, "{worst} of {scale}");
 }
 
 #[test]
@@ -199,12 +235,14 @@ fn check_aug_smooth(name: &str) {
         "{name} has no aug_smooth fixtures"
     );
     let images = fixture_images(&fixture);
+    let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
+    let original = capture(&model, images.clone(), &targets).unwrap();
     for (method_name, theirs) in &fixture.aug_smooth {
         let method: Method = method_name.parse().unwrap();
         let ours = cam::smoothing::aug_smooth(
             &model,
             images.clone(),
-            &fixture.targets,
+            &original,
             &[model.last_layer()],
             method,
             false,

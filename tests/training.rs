@@ -224,3 +224,47 @@ fn a_damaged_checkpoint_is_an_error_not_a_panic() {
         "{err}"
     );
 }
+
+/// Circles and squares only: a two-class set for the binary head.
+fn circles_and_squares(count: usize, seed: u64) -> ImageSet {
+    let mut set = data::shapes::generate(count, 16, seed);
+    set.samples.retain(|s| s.label < 2);
+    set.class_names.truncate(2);
+    set
+}
+
+#[test]
+fn a_binary_head_learns_and_its_checkpoint_has_one_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(5, 64, 3e-3);
+    config.model.head = model::Head::Binary;
+    let (train_set, validation) = (circles_and_squares(800, 1), circles_and_squares(200, 2));
+    let run = RunDir::create(dir.path(), &config, &train_set.class_names).unwrap();
+    let summary = train::fit::<Cpu>(
+        &config,
+        &train_set,
+        &validation,
+        None,
+        &run,
+        false,
+        &Default::default(),
+        &mut (),
+    )
+    .unwrap();
+    // Two classes: chance is 50%.
+    assert!(summary.best_val_acc >= 0.8, "{}", summary.best_val_acc);
+    let outputs = logits(&run, Weights::Best, &validation, &config);
+    assert_eq!(outputs.shape.to_vec(), [8, 1]);
+    // The loss in metrics.csv is binary cross-entropy of σ(z): below log 2 once it learns.
+    let rows = metrics_without_time(dir.path());
+    let last: Vec<f64> = rows[5].split(',').filter_map(|v| v.parse().ok()).collect();
+    assert!(last[1] < std::f64::consts::LN_2, "{rows:?}");
+}
+
+#[test]
+fn a_binary_head_needs_two_classes() {
+    let mut config = config(1, 64, 3e-3);
+    config.model.head = model::Head::Binary;
+    let err = config.model_spec(4).validate().unwrap_err();
+    assert!(err.contains("binary head classifies 2 classes"), "{err}");
+}

@@ -41,6 +41,10 @@ pub struct Fixture {
     /// being what `--layer` takes (several layers fused).
     #[serde(default)]
     pub layers: BTreeMap<String, BTreeMap<String, Vec<f32>>>,
+    /// For a binary head: the Grad-CAM tutorial's heatmaps of the sigmoid output, the mean over
+    /// channels of w_k A_k at feature resolution, before its ReLU, `[n, h', w']`.
+    #[serde(default)]
+    pub tutorial_raw: Vec<f32>,
 }
 
 #[derive(Deserialize)]

@@ -5,7 +5,7 @@
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use model::{PlainRelu, SplitModel};
+use model::{PlainRelu, SplitModel, class_probabilities, class_scores};
 use thiserror::Error;
 
 /// Which class score to explain for one image.
@@ -17,6 +17,29 @@ pub enum Target {
     /// The class with the (n+1)-th largest logit: `Ranked(0)` is `Predicted`.
     Ranked(usize),
     Class(usize),
+}
+
+/// Which number of the target class is differentiated (and, for Score-CAM and Ablation-CAM,
+/// compared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Score {
+    /// The class score: its logit (pytorch-grad-cam's `ClassifierOutputTarget`); for a binary
+    /// head, the output z for class 1 and -z for class 0 (`BinaryClassifierOutputTarget`).
+    #[default]
+    Logit,
+    /// The class probability: softmax (`ClassifierOutputSoftmaxTarget`); for a binary head,
+    /// σ(z) for class 1 — what the Grad-CAM tutorial backpropagates — and 1 − σ(z) for class 0.
+    Probability,
+}
+
+impl Score {
+    /// The number of every class for model outputs `[batch, outputs]` → `[batch, classes]`.
+    pub fn of<B: Backend>(self, outputs: Tensor<B, 2>) -> Tensor<B, 2> {
+        match self {
+            Score::Logit => class_scores(outputs),
+            Score::Probability => class_probabilities(outputs),
+        }
+    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -36,12 +59,26 @@ pub struct Capture<B: Backend> {
     pub activations: Tensor<B, 4>,
     /// dS/dA for each image's own target score, same shape as A.
     pub gradients: Tensor<B, 4>,
-    /// Logits `[batch, classes]`.
-    pub logits: Tensor<B, 2>,
+    /// The model's outputs `[batch, outputs]`: logits, or one column for a binary head.
+    pub outputs: Tensor<B, 2>,
+    /// What the gradients are of.
+    pub score: Score,
     /// The class explained for each image.
     pub targets: Vec<usize>,
     /// The index of the layer whose output A is (see `SplitModel::layer_names`).
     pub layer: usize,
+}
+
+impl<B: Backend> Capture<B> {
+    /// Every class's score, `[batch, classes]`, as `score` defines it.
+    pub fn scores(&self) -> Tensor<B, 2> {
+        self.score.of(self.outputs.clone())
+    }
+
+    /// Every class's probability, `[batch, classes]`.
+    pub fn probabilities(&self) -> Tensor<B, 2> {
+        class_probabilities(self.outputs.clone())
+    }
 }
 
 /// [`capture_at`] the last layer, the output of `features`.
@@ -58,17 +95,33 @@ where
     capture_at(model, images, targets, model.last_layer())
 }
 
-/// One forward and one backward for the whole batch, A taken at `layer`; each image gets its
-/// own target.
-///
-/// The layers up to `layer` run on the inference model (`valid()`), the rest on the autodiff
-/// model with its parameters frozen, where BatchNorm also uses its running statistics: the map
-/// is the deployed network's, and each image's gradient is its own.
+/// [`capture_scored`] with the class logits as scores.
 pub fn capture_at<B, M>(
     model: &M,
     images: Tensor<B::InnerBackend, 4>,
     targets: &[Target],
     layer: usize,
+) -> Result<Capture<B::InnerBackend>, CaptureError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + SplitModel<B>,
+    M::InnerModule: SplitModel<B::InnerBackend>,
+{
+    capture_scored(model, images, targets, layer, Score::Logit)
+}
+
+/// One forward and one backward for the whole batch, A taken at `layer`; each image gets its
+/// own target, whose `score` is differentiated. Targets are ranked by logit whatever `score`.
+///
+/// The layers up to `layer` run on the inference model (`valid()`), the rest on the autodiff
+/// model with its parameters frozen, where BatchNorm also uses its running statistics: the map
+/// is the deployed network's, and each image's gradient is its own.
+pub fn capture_scored<B, M>(
+    model: &M,
+    images: Tensor<B::InnerBackend, 4>,
+    targets: &[Target],
+    layer: usize,
+    score: Score,
 ) -> Result<Capture<B::InnerBackend>, CaptureError>
 where
     B: AutodiffBackend,
@@ -88,32 +141,32 @@ where
     }
     let activations = model.valid().features_at(images, layer, &PlainRelu);
     let leaf = Tensor::<B, 4>::from_inner(activations.clone()).require_grad();
-    let logits = model
+    let outputs = model
         .clone()
         .no_grad()
         .logits_from(leaf.clone(), layer, &PlainRelu);
-    let scores = logits.clone().inner();
-    let targets = resolve_targets(scores, targets)?;
-    let grads = target_score_sum(logits.clone(), &targets).backward();
+    let targets = resolve_targets(class_scores(outputs.clone().inner()), targets)?;
+    let grads = target_score_sum(score.of(outputs.clone()), &targets).backward();
     let gradients = leaf
         .grad(&grads)
         .expect("the rest of the model depends on its input");
     Ok(Capture {
         activations,
         gradients,
-        logits: logits.inner(),
+        outputs: outputs.inner(),
+        score,
         targets,
         layer,
     })
 }
 
-/// The class each `target` names for its row of `logits` `[batch, classes]`.
+/// The class each `target` names for its row of class scores `[batch, classes]`.
 fn resolve_targets<B: Backend>(
-    logits: Tensor<B, 2>,
+    scores: Tensor<B, 2>,
     targets: &[Target],
 ) -> Result<Vec<usize>, CaptureError> {
-    let [_, classes] = logits.dims();
-    let scores = logits.into_data().to_vec::<f32>().expect("f32 logits");
+    let [_, classes] = scores.dims();
+    let scores = scores.into_data().to_vec::<f32>().expect("f32 scores");
     targets
         .iter()
         .zip(scores.chunks(classes))
@@ -127,18 +180,18 @@ fn resolve_targets<B: Backend>(
         .collect()
 }
 
-/// Σ_i logit[i, target_i]: backpropagated, image i's gradient only sees its own score.
+/// Σ_i scores[i, target_i]: backpropagated, image i's gradient only sees its own score.
 pub(crate) fn target_score_sum<B: Backend>(
-    logits: Tensor<B, 2>,
+    scores: Tensor<B, 2>,
     targets: &[usize],
 ) -> Tensor<B, 1> {
-    let [batch, classes] = logits.dims();
+    let [batch, classes] = scores.dims();
     let mut mask = vec![0f32; batch * classes];
     for (i, &t) in targets.iter().enumerate() {
         mask[i * classes + t] = 1.0;
     }
-    let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [batch, classes]), &logits.device());
-    (logits * mask).sum()
+    let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [batch, classes]), &scores.device());
+    (scores * mask).sum()
 }
 
 /// The index of the (n+1)-th largest value (ties keep the lower index first).

@@ -17,7 +17,7 @@ use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::FloatTensor;
-use model::{Rectifier, SplitModel};
+use model::{Rectifier, SplitModel, class_scores};
 
 use crate::capture::target_score_sum;
 
@@ -91,7 +91,7 @@ where
     let last = frozen.last_layer();
     let activations = frozen.features_at(images.clone(), last, &GuidedRelu);
     let logits = frozen.head(activations, &GuidedRelu);
-    let grads = target_score_sum(logits, targets).backward();
+    let grads = target_score_sum(class_scores(logits), targets).backward();
     images
         .grad(&grads)
         .expect("the logits depend on the images")

@@ -8,7 +8,7 @@ use burn::tensor::backend::AutodiffBackend;
 use model::SplitModel;
 
 use crate::fusion::fuse_layers;
-use crate::{CaptureError, Method, Target, capture_at};
+use crate::{Capture, CaptureError, Method, Target, capture_scored};
 
 /// The augmentations: (mirrored, factor on the preprocessed input).
 const AUGMENTATIONS: [(bool, f32); 6] = [
@@ -20,13 +20,13 @@ const AUGMENTATIONS: [(bool, f32); 6] = [
     (true, 1.1),
 ];
 
-/// Averaged maps `[batch, height, width]` at the input's size, in [0, 1], for the classes
-/// `targets` (resolved beforehand, so that every augmentation explains the same class), taken
-/// at `layers` (fused when several).
+/// Averaged maps `[batch, height, width]` at the input's size, in [0, 1], for the targets and
+/// score of `original`, the capture of the images themselves (so that every augmentation
+/// explains the same class), taken at `layers` (fused when several).
 pub fn aug_smooth<B, M>(
     model: &M,
     images: Tensor<B::InnerBackend, 4>,
-    targets: &[usize],
+    original: &Capture<B::InnerBackend>,
     layers: &[usize],
     method: Method,
     eigen_smooth: bool,
@@ -39,7 +39,7 @@ where
 {
     let [_, _, height, width] = images.dims();
     let inference = model.valid();
-    let fixed: Vec<Target> = targets.iter().map(|&t| Target::Class(t)).collect();
+    let fixed: Vec<Target> = original.targets.iter().map(|&t| Target::Class(t)).collect();
     let mut sum: Option<Tensor<B::InnerBackend, 3>> = None;
     for (mirrored, factor) in AUGMENTATIONS {
         let mut x = images.clone() * factor;
@@ -49,7 +49,7 @@ where
         let raw = layers
             .iter()
             .map(|&layer| {
-                let captured = capture_at(model, x.clone(), &fixed, layer)?;
+                let captured = capture_scored(model, x.clone(), &fixed, layer, original.score)?;
                 Ok(method.smoothed_map(&inference, x.clone(), &captured, chunk, eigen_smooth))
             })
             .collect::<Result<Vec<_>, CaptureError>>()?;

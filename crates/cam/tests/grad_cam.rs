@@ -59,7 +59,7 @@ fn a_map_worked_out_by_hand() {
     let images = Tensor::<Flex, 4>::from_data(TensorData::new(a.to_vec(), [1, 2, 2, 2]), &device);
 
     let captured = capture(&model, images, &[Target::Class(0)]).unwrap();
-    assert_eq!(values(captured.logits.clone()), vec![1.0, 2.0]); // 2.5 − 2 + 0.5, and 2
+    assert_eq!(values(captured.outputs.clone()), vec![1.0, 2.0]); // 2.5 − 2 + 0.5, and 2
     assert_eq!(
         values(captured.gradients.clone()),
         vec![0.25, 0.25, 0.25, 0.25, -0.25, -0.25, -0.25, -0.25]
@@ -96,6 +96,7 @@ fn gradients_match_central_differences() {
             hidden: [12, 8],
         }),
         num_classes: 3,
+        head: model::Head::Softmax,
         channels: 3,
         image_size: [10, 10],
     };
@@ -150,6 +151,7 @@ fn pooled_linear_heads_give_maps_that_sum_to_the_logit_minus_bias() {
     let spec = ModelSpec {
         architecture: Architecture::CifarResnet(CifarResNetConfig { depth: 8, width: 4 }),
         num_classes: 5,
+        head: model::Head::Softmax,
         channels: 3,
         image_size: [12, 12],
     };
@@ -157,7 +159,7 @@ fn pooled_linear_heads_give_maps_that_sum_to_the_logit_minus_bias() {
     let images = Tensor::<Flex, 4>::random([3, 3, 12, 12], Distribution::Normal(0.0, 1.0), &device);
     let targets = [Target::Class(4), Target::Predicted, Target::Class(0)];
     let captured = capture(&model, images, &targets).unwrap();
-    let logits = values(captured.logits.clone());
+    let logits = values(captured.outputs.clone());
     let raw = grad_cam(captured.activations.clone(), captured.gradients.clone());
     let [_, h, w] = raw.dims();
     let sums = values(raw.sum_dim(2).sum_dim(1).flatten::<1>(0, 2));

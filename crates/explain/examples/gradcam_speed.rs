@@ -27,6 +27,7 @@ fn main() {
     let spec = ModelSpec {
         architecture: Architecture::CifarResnet(CifarResNetConfig::default()),
         num_classes: 10,
+        head: model::Head::Softmax,
         channels: 3,
         image_size: [32, 32],
     };

@@ -46,6 +46,7 @@ impl OnBackend for Bench {
         let spec = ModelSpec {
             architecture,
             num_classes: if cifar { 10 } else { 1000 },
+            head: model::Head::Softmax,
             channels: 3,
             image_size,
         };

@@ -1,9 +1,8 @@
 //! `--accuracy`: how often the model is right on labelled images, per class.
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::activation::softmax;
 use data::{Batcher, ImageSet};
-use model::{Kernels, Network, SplitModel};
+use model::{Kernels, Network, SplitModel, class_probabilities};
 use train::{RunDir, TrainConfig, dataset};
 
 use crate::explainer::argmax;
@@ -99,7 +98,7 @@ fn predict<B: Kernels>(
         .chunks(64)
         .flat_map(|chunk| {
             let (images, _) = batcher.batch(chunk, 0).to_tensors::<B>(device);
-            let probabilities = softmax(model.forward(images), 1);
+            let probabilities = class_probabilities(model.forward(images));
             let classes = probabilities.dims()[1];
             let flat = probabilities
                 .into_data()

@@ -9,14 +9,13 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 use cam::postprocess::{Normalization, peak, relu_normalize, upsample};
 use cam::{Capture, Method, Target, capture_at};
 use data::{Batcher, Sample};
 use faithfulness::baselines::{centre_gaussian, random_map};
 use faithfulness::sanity::{randomise_top, spearman};
 use faithfulness::{average_drop_and_increase, deletion_insertion, road};
-use model::{AutodiffKernels, Network, SplitModel};
+use model::{AutodiffKernels, Network, SplitModel, class_probabilities};
 
 /// Images per forward pass for the perturbed copies.
 const CHUNK: usize = 32;
@@ -99,7 +98,7 @@ pub fn evaluate<B: AutodiffKernels>(
     device: &B::Device,
 ) -> Result<Evaluation> {
     let inference = model.valid();
-    let probabilities = |x: Tensor<B::InnerBackend, 4>| softmax(inference.forward(x), 1);
+    let probabilities = |x: Tensor<B::InnerBackend, 4>| class_probabilities(inference.forward(x));
     let mut explainers: Vec<Explainer> = methods.iter().map(|&m| Explainer::Method(m)).collect();
     explainers.extend([Explainer::Random, Explainer::CentreGaussian]);
     let mut totals = vec![Totals::default(); explainers.len()];

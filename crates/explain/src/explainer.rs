@@ -4,8 +4,9 @@
 use anyhow::Result;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
-use cam::{Capture, GuidedBackend, Method, Target, capture_at, fuse_layers, guided_backprop};
+use cam::{
+    Capture, GuidedBackend, Method, Score, Target, capture_scored, fuse_layers, guided_backprop,
+};
 use data::{Batcher, Sample};
 use model::{AutodiffKernels, Network, SplitModel};
 
@@ -46,6 +47,8 @@ pub struct Smoothing {
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
     pub target: Target,
+    /// What of the target class is differentiated.
+    pub score: Score,
     pub methods: &'a [Method],
     /// Layer indices (`SplitModel::layer_names`); several are fused.
     pub layers: &'a [usize],
@@ -72,10 +75,10 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
 ) -> Result<BatchExplanation> {
     let images = input_batch(model, samples, batcher, device)?;
     let [_, _, height, width] = images.dims();
-    let captures = capture_layers(model, images.clone(), request.target, request.layers)?;
+    let captures = capture_layers(model, images.clone(), request, request.layers)?;
     let captured = &captures[0];
-    let [_, classes] = captured.logits.dims();
-    let probabilities = to_vec(softmax(captured.logits.clone(), 1));
+    let [_, classes] = captured.probabilities().dims();
+    let probabilities = to_vec(captured.probabilities());
     let inference = model.valid();
     let (smoothing, chunk) = (request.smoothing, PERTURBATION_CHUNK);
     let maps = request
@@ -86,7 +89,7 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
                 cam::smoothing::aug_smooth(
                     model,
                     images.clone(),
-                    &captured.targets,
+                    captured,
                     request.layers,
                     method,
                     smoothing.eigen,
@@ -137,15 +140,22 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
 fn capture_layers<B: GuidedBackend + AutodiffKernels>(
     model: &Network<B>,
     images: Tensor<B::InnerBackend, 4>,
-    target: Target,
+    request: &Request,
     layers: &[usize],
 ) -> Result<Vec<Capture<B::InnerBackend>>> {
-    let batch = images.dims()[0];
-    let first = capture_at(model, images.clone(), &vec![target; batch], layers[0])?;
+    let (batch, score) = (images.dims()[0], request.score);
+    let targets = vec![request.target; batch];
+    let first = capture_scored(model, images.clone(), &targets, layers[0], score)?;
     let resolved: Vec<Target> = first.targets.iter().map(|&t| Target::Class(t)).collect();
     let mut captures = vec![first];
     for &layer in &layers[1..] {
-        captures.push(capture_at(model, images.clone(), &resolved, layer)?);
+        captures.push(capture_scored(
+            model,
+            images.clone(),
+            &resolved,
+            layer,
+            score,
+        )?);
     }
     Ok(captures)
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use burn::prelude::*;
 use data::{Batcher, Normalization};
-use model::{Architecture, Kernels, Network, PRETRAINED_NAMES};
+use model::{Architecture, Head, Kernels, Network, PRETRAINED_NAMES};
 use train::{RunDir, TrainConfig, Weights};
 
 /// Where the model comes from, as the command line says.
@@ -34,6 +34,7 @@ pub enum Origin {
 
 pub struct Subject<B: Backend> {
     pub model: Network<B>,
+    pub head: Head,
     pub class_names: Vec<String>,
     pub image_size: [usize; 2],
     pub normalization: Normalization,
@@ -58,6 +59,7 @@ impl ModelSource {
                 }
                 Ok(Subject {
                     model: run.load_model::<B>(*weights, device)?,
+                    head: config.model.head,
                     class_names: run.class_names()?,
                     image_size: config.data.image_size,
                     normalization: config.data.normalization,
@@ -87,6 +89,7 @@ impl ModelSource {
                 let pretrained::Pretrained {
                     model,
                     num_classes: classes,
+                    head,
                 } = pretrained::load::<B>(&arch, file, image_size, device)?;
                 let class_names = match labels {
                     Some(path) => pretrained::read_labels(path, classes)?,
@@ -94,6 +97,7 @@ impl ModelSource {
                 };
                 Ok(Subject {
                     model,
+                    head,
                     class_names,
                     image_size,
                     normalization,

@@ -4,7 +4,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CifarResNetConfig, EfficientNetLiteConfig, Network, ResNetConfig, TutorialCnnConfig, VggConfig,
+    CifarResNetConfig, EfficientNetLiteConfig, Head, Network, ResNetConfig, TutorialCnnConfig,
+    VggConfig,
 };
 
 /// An architecture and its widths, as written in a config's `[model]` table:
@@ -69,6 +70,9 @@ impl Architecture {
 pub struct ModelSpec {
     pub architecture: Architecture,
     pub num_classes: usize,
+    /// Softmax over `num_classes` logits, or one sigmoid output for two classes.
+    #[serde(default)]
+    pub head: Head,
     /// Input channels (3 for RGB).
     pub channels: usize,
     /// Input `[height, width]`.
@@ -81,6 +85,12 @@ impl ModelSpec {
         if self.num_classes < 2 {
             return Err(format!(
                 "a classifier needs at least 2 classes, got {}",
+                self.num_classes
+            ));
+        }
+        if self.head == Head::Binary && self.num_classes != 2 {
+            return Err(format!(
+                "a binary head classifies 2 classes, the data has {}",
                 self.num_classes
             ));
         }
@@ -154,24 +164,18 @@ impl ModelSpec {
     /// Builds a freshly initialised model.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Network<B>, String> {
         self.validate()?;
+        let outputs = self.head.outputs(self.num_classes);
         Ok(match &self.architecture {
-            Architecture::TutorialCnn(cfg) => Network::TutorialCnn(cfg.init(
-                self.channels,
-                self.image_size,
-                self.num_classes,
-                device,
-            )),
+            Architecture::TutorialCnn(cfg) => {
+                Network::TutorialCnn(cfg.init(self.channels, self.image_size, outputs, device))
+            }
             Architecture::CifarResnet(cfg) => {
-                Network::CifarResnet(cfg.init(self.channels, self.num_classes, device))
+                Network::CifarResnet(cfg.init(self.channels, outputs, device))
             }
-            Architecture::Vgg(cfg) => {
-                Network::Vgg(cfg.init(self.channels, self.num_classes, device))
-            }
-            Architecture::Resnet(cfg) => {
-                Network::Resnet(cfg.init(self.channels, self.num_classes, device))
-            }
+            Architecture::Vgg(cfg) => Network::Vgg(cfg.init(self.channels, outputs, device)),
+            Architecture::Resnet(cfg) => Network::Resnet(cfg.init(self.channels, outputs, device)),
             Architecture::EfficientnetLite(cfg) => {
-                Network::EfficientnetLite(cfg.init(self.channels, self.num_classes, device))
+                Network::EfficientnetLite(cfg.init(self.channels, outputs, device))
             }
         })
     }

@@ -18,12 +18,14 @@ fn tiny_specs() -> Vec<ModelSpec> {
         ModelSpec {
             architecture: Architecture::TutorialCnn(tutorial),
             num_classes: 3,
+            head: model::Head::Softmax,
             channels: 3,
             image_size: [12, 12],
         },
         ModelSpec {
             architecture: Architecture::CifarResnet(CifarResNetConfig { depth: 8, width: 4 }),
             num_classes: 5,
+            head: model::Head::Softmax,
             channels: 3,
             image_size: [12, 12],
         },
@@ -142,6 +144,7 @@ fn every_architecture() -> Vec<ModelSpec> {
         .map(|architecture| ModelSpec {
             architecture,
             num_classes: 4,
+            head: model::Head::Softmax,
             channels: 3,
             image_size: [32, 32],
         })

@@ -20,7 +20,7 @@ use burn_store::{
     ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, ModuleStore, SafetensorsStore,
     TensorSnapshot, TensorSnapshotError,
 };
-use model::{Architecture, ModelSpec, Network};
+use model::{Architecture, Head, ModelSpec, Network};
 
 use crate::ImportError;
 use crate::adapter::TorchToBurn;
@@ -46,7 +46,7 @@ pub fn load<B: Backend>(
         path,
     )?;
     let key = classifier_key(architecture);
-    let num_classes = snapshots
+    let outputs = snapshots
         .iter()
         .find(|s| s.full_path() == key)
         .map(|s| s.shape[0])
@@ -55,9 +55,13 @@ pub fn load<B: Backend>(
             key: key.to_string(),
             architecture: arch_name(architecture),
         })?;
+    // One output row is a binary classifier (a sigmoid on class 1's logit).
+    let head = Head::of_outputs(outputs);
+    let num_classes = outputs.max(2);
     let spec = ModelSpec {
         architecture: architecture.clone(),
         num_classes,
+        head,
         channels: 3,
         image_size,
     };
@@ -87,7 +91,11 @@ pub fn load<B: Backend>(
         architecture: arch_name(architecture),
         details,
     })?;
-    Ok(Pretrained { model, num_classes })
+    Ok(Pretrained {
+        model,
+        num_classes,
+        head,
+    })
 }
 
 /// A loaded model and its number of classes (read from the file: running the model to find
@@ -95,6 +103,7 @@ pub fn load<B: Backend>(
 pub struct Pretrained<B: Backend> {
     pub model: Network<B>,
     pub num_classes: usize,
+    pub head: Head,
 }
 
 fn arch_name(architecture: &Architecture) -> String {

@@ -31,12 +31,14 @@ fn main() {
         "tutorial_cnn" => ModelSpec {
             architecture: Architecture::TutorialCnn(TutorialCnnConfig::default()),
             num_classes: 2,
+            head: model::Head::Softmax,
             channels: 3,
             image_size: [128, 128],
         },
         "resnet20" => ModelSpec {
             architecture: Architecture::CifarResnet(CifarResNetConfig::default()),
             num_classes: 10,
+            head: model::Head::Softmax,
             channels: 3,
             image_size: [32, 32],
         },

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use data::{Augmentation, Normalization};
-use model::{Architecture, ModelSpec};
+use model::{Architecture, Head, ModelSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -14,10 +14,11 @@ use crate::TrainError;
 pub const MAX_IMAGE_SIDE: usize = 1024;
 
 /// The configs shipped inside the binary, usable by name (`--config cifar`).
-pub const EMBEDDED: [(&str, &str); 4] = [
+pub const EMBEDDED: [(&str, &str); 5] = [
     ("shapes", include_str!("../../../configs/shapes.toml")),
     ("cifar", include_str!("../../../configs/cifar.toml")),
     ("cats_dogs", include_str!("../../../configs/cats_dogs.toml")),
+    ("tutorial", include_str!("../../../configs/tutorial.toml")),
     (
         "cifar_jpeg",
         include_str!("../../../configs/cifar_jpeg.toml"),
@@ -34,11 +35,51 @@ pub struct TrainConfig {
     pub batch_size: usize,
     #[serde(default)]
     pub seed: u64,
-    pub model: Architecture,
+    pub model: ModelSection,
     pub data: DataConfig,
     pub optimizer: OptimizerConfig,
     #[serde(default)]
     pub schedule: Schedule,
+}
+
+/// The `[model]` table: an architecture's keys (`name = "tutorial_cnn"`, ...) and the head
+/// (`head = "binary"` for one sigmoid output; softmax when absent), for any architecture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSection {
+    pub architecture: Architecture,
+    pub head: Head,
+}
+
+// serde cannot flatten `head` into the architecture's tagged, `deny_unknown_fields` table, so
+// the table is split by hand: `head` out, the rest to `Architecture`'s own derive.
+impl<'de> Deserialize<'de> for ModelSection {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(deserializer)?;
+        let head = match table.remove("head") {
+            Some(value) => {
+                Head::deserialize(value).map_err(|e| D::Error::custom(format!("head: {e}")))?
+            }
+            None => Head::default(),
+        };
+        let architecture =
+            Architecture::deserialize(toml::Value::Table(table)).map_err(D::Error::custom)?;
+        Ok(ModelSection { architecture, head })
+    }
+}
+
+impl Serialize for ModelSection {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let mut table = toml::Table::try_from(&self.architecture).map_err(S::Error::custom)?;
+        if self.head != Head::default() {
+            table.insert(
+                "head".into(),
+                toml::Value::try_from(self.head).map_err(S::Error::custom)?,
+            );
+        }
+        table.serialize(serializer)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,8 +302,9 @@ impl TrainConfig {
     /// The model this config trains, for a data set of `num_classes` classes.
     pub fn model_spec(&self, num_classes: usize) -> ModelSpec {
         ModelSpec {
-            architecture: self.model.clone(),
+            architecture: self.model.architecture.clone(),
             num_classes,
+            head: self.model.head,
             channels: 3,
             image_size: self.data.image_size,
         }
@@ -319,7 +361,27 @@ mod tests {
                 weight_decay: 0.0
             }
         );
-        assert!(matches!(c.model, Architecture::TutorialCnn(_)));
+        assert!(matches!(c.model.architecture, Architecture::TutorialCnn(_)));
+    }
+
+    #[test]
+    fn the_tutorial_config_has_its_binary_head_and_imagenet_normalisation() {
+        let (c, _) = TrainConfig::load("tutorial").unwrap();
+        assert_eq!(c.model.head, Head::Binary);
+        assert_eq!(c.data.normalization.mean, [0.485, 0.456, 0.406]);
+        assert_eq!(c.data.normalization.std, [0.229, 0.224, 0.225]);
+        assert_eq!((c.epochs, c.batch_size, c.optimizer.lr()), (15, 16, 0.01));
+        // The head survives the run folder's config.toml.
+        assert!(c.to_toml().contains("head = \"binary\""), "{}", c.to_toml());
+    }
+
+    #[test]
+    fn a_misspelt_head_is_named() {
+        let text = EMBEDDED[0]
+            .1
+            .replace("[model]", "[model]\nhead = \"sigmoid\"");
+        let err = TrainConfig::parse(&text, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("head") && err.contains("sigmoid"), "{err}");
     }
 
     #[test]

@@ -7,13 +7,12 @@ use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use data::{Batch, Batcher, ImageSet};
 use kernels::optim::Sgd;
-use model::{AutodiffKernels, Kernels, Network, SplitModel};
+use model::{AutodiffKernels, Kernels, Network, SplitModel, class_scores, classification_loss};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -140,7 +139,6 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
         };
         let first_epoch = state.epoch + 1;
         let mut last = None;
-        let loss_fn = CrossEntropyLossConfig::new().init(self.device);
         for epoch in first_epoch..=config.epochs {
             let epoch_start = Instant::now();
             let order = self.epoch_order(epoch);
@@ -174,8 +172,8 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                         config.epochs,
                     );
                     let (images, labels) = batch.to_tensors::<B>(self.device);
-                    let logits = model.forward(images);
-                    let loss = loss_fn.forward(logits.clone(), labels.clone());
+                    let outputs = model.forward(images);
+                    let loss = classification_loss(outputs.clone(), labels.clone());
                     let loss_value: f32 = loss.clone().into_scalar().elem();
                     if !loss_value.is_finite() {
                         let kept = match state.epoch {
@@ -193,7 +191,7 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                     model = optimizer.step(lr, model, grads);
 
                     loss_sum += loss_value as f64 * batch.labels.len() as f64;
-                    correct += count_correct(logits, labels);
+                    correct += count_correct(outputs, labels);
                     seen += batch.labels.len();
                     self.observer.batch_finished(&BatchProgress {
                         batch: step + 1,
@@ -270,7 +268,7 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
     }
 }
 
-/// Mean cross-entropy and accuracy of `model` on `set`, without augmentation. An empty set
+/// Mean loss (cross-entropy, or binary cross-entropy for a binary head) and accuracy of `model` on `set`, without augmentation. An empty set
 /// gives `(NaN, NaN)`.
 pub fn evaluate<B: Kernels>(
     model: &Network<B>,
@@ -283,26 +281,24 @@ pub fn evaluate<B: Kernels>(
         augmentation: Default::default(),
         ..*batcher
     };
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     let indexed: Vec<_> = set.samples.iter().enumerate().collect();
     for chunk in indexed.chunks(batch_size.max(1)) {
         let batch = batcher.batch(chunk, 0);
         let (images, labels) = batch.to_tensors::<B>(device);
-        let logits = model.forward(images);
-        let loss: f32 = loss_fn
-            .forward(logits.clone(), labels.clone())
+        let outputs = model.forward(images);
+        let loss: f32 = classification_loss(outputs.clone(), labels.clone())
             .into_scalar()
             .elem();
         loss_sum += loss as f64 * chunk.len() as f64;
-        correct += count_correct(logits, labels);
+        correct += count_correct(outputs, labels);
     }
     let n = set.len() as f64;
     (loss_sum / n, correct as f64 / n)
 }
 
-fn count_correct<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> usize {
-    let predicted = logits.argmax(1).flatten::<1>(0, 1);
+fn count_correct<B: Backend>(outputs: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> usize {
+    let predicted = class_scores(outputs).argmax(1).flatten::<1>(0, 1);
     predicted
         .equal(labels)
         .int()

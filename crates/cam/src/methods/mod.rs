@@ -119,11 +119,8 @@ impl Method {
             Method::LayerCam => layer_cam(a, g),
             Method::GradCamElementWise => grad_cam_element_wise(a, g),
             Method::EigenCam => a,
-            Method::ScoreCam => score_cam(model, images, a, &capture.targets, chunk),
-            Method::AblationCam => {
-                let logits = capture.logits.clone();
-                ablation_cam(model, capture.layer, a, logits, &capture.targets, chunk)
-            }
+            Method::ScoreCam => score_cam(model, images, a, capture, chunk),
+            Method::AblationCam => ablation_cam(model, a, capture, chunk),
         }
     }
 }

@@ -8,25 +8,28 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use model::{PlainRelu, SplitModel};
 
+use crate::Capture;
+
 use super::weighted;
 
-/// The `targets[i]` entry of each logits row of `[n, classes]` → `[n]`.
-fn target_scores<B: Backend>(logits: Tensor<B, 2>, target: usize) -> Tensor<B, 1> {
-    let [n, _] = logits.dims();
-    logits.slice([0..n, target..target + 1]).reshape([n])
+/// The `target` entry of each row of class scores `[n, classes]` → `[n]`.
+fn target_scores<B: Backend>(scores: Tensor<B, 2>, target: usize) -> Tensor<B, 1> {
+    let [n, _] = scores.dims();
+    scores.slice([0..n, target..target + 1]).reshape([n])
 }
 
 /// Score-CAM (Wang et al. 2020): each channel A_k, upsampled to the image (bilinear, corners
-/// aligned) and min-max normalised, masks the image; the target logits of the masked images,
+/// aligned) and min-max normalised, masks the image; the target scores of the masked images,
 /// softmaxed over channels, weight the channels (returned: the weighted channels). `chunk`
 /// masked images per forward pass.
 pub fn score_cam<B: Backend, M: SplitModel<B>>(
     model: &M,
     images: Tensor<B, 4>,
     activations: Tensor<B, 4>,
-    targets: &[usize],
+    capture: &Capture<B>,
     chunk: usize,
 ) -> Tensor<B, 4> {
+    let targets = &capture.targets;
     let [batch, channels, h, w] = activations.dims();
     let [_, colours, height, width] = images.dims();
     let options = InterpolateOptions::new(InterpolateMode::Bilinear);
@@ -48,8 +51,8 @@ pub fn score_cam<B: Backend, M: SplitModel<B>>(
             let min = flat.clone().min_dim(1).reshape([n, 1, 1, 1]);
             let max = flat.max_dim(1).reshape([n, 1, 1, 1]);
             let masks = (masks - min.clone()) / (max - min + 1e-8);
-            let logits = model.forward(image.clone() * masks);
-            scores.push(target_scores(logits, target));
+            let outputs = model.forward(image.clone() * masks);
+            scores.push(target_scores(capture.score.of(outputs), target));
         }
         rows.push(Tensor::cat(scores, 0).reshape([1, channels]));
     }
@@ -57,25 +60,28 @@ pub fn score_cam<B: Backend, M: SplitModel<B>>(
     weighted(activations, weights)
 }
 
-/// Ablation-CAM (Desai & Ramaswamy 2020): w_k = (S − S_k) / S, where S_k is the target logit
+/// Ablation-CAM (Desai & Ramaswamy 2020): w_k = (S − S_k) / S, where S_k is the target score
 /// with channel k of A removed (set to 0, or far below the minimum when A can be negative,
-/// as pytorch-grad-cam does, per image). Only the layers after A's (`layer`) run again:
-/// `chunk` ablations per pass.
+/// as pytorch-grad-cam does, per image). Only the layers after A's (the capture's layer) run
+/// again: `chunk` ablations per pass.
 pub fn ablation_cam<B: Backend, M: SplitModel<B>>(
     model: &M,
-    layer: usize,
     activations: Tensor<B, 4>,
-    logits: Tensor<B, 2>,
-    targets: &[usize],
+    capture: &Capture<B>,
     chunk: usize,
 ) -> Tensor<B, 4> {
     let [batch, channels, h, w] = activations.dims();
     let device = activations.device();
-    let logits = logits.into_data().to_vec::<f32>().expect("f32 logits");
-    let classes = logits.len() / batch;
+    let originals = capture
+        .scores()
+        .into_data()
+        .to_vec::<f32>()
+        .expect("f32 scores");
+    let classes = originals.len() / batch;
+    let (layer, score) = (capture.layer, capture.score);
     let mut rows = Vec::with_capacity(batch);
-    for (i, &target) in targets.iter().enumerate() {
-        let original = logits[i * classes + target];
+    for (i, &target) in capture.targets.iter().enumerate() {
+        let original = originals[i * classes + target];
         let a = activations
             .clone()
             .slice([i..i + 1, 0..channels, 0..h, 0..w]);
@@ -96,7 +102,8 @@ pub fn ablation_cam<B: Backend, M: SplitModel<B>>(
                 Tensor::<B, 4>::from_data(TensorData::new(mask, [n, channels, 1, 1]), &device);
             let keep = mask.clone().neg() + 1.0;
             let ablated = a.clone() * keep + mask * removed;
-            let scores = target_scores(model.logits_from(ablated, layer, &PlainRelu), target)
+            let outputs = model.logits_from(ablated, layer, &PlainRelu);
+            let scores = target_scores(score.of(outputs), target)
                 .into_data()
                 .to_vec::<f32>()
                 .expect("f32 scores");
