@@ -1,15 +1,20 @@
 //! Maps as pictures: a colormap turns a normalised map into a heatmap, and the heatmap is laid
 //! over the image as the Grad-CAM tutorial does (`alpha · heat + image`, saturated at 255).
 
+use std::sync::OnceLock;
+
 use image::{Rgb, RgbImage};
 
 /// How map values in [0, 1] become colours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Colormap {
-    /// Matplotlib's jet: dark blue → blue → cyan → yellow → red → dark red (OpenCV's
-    /// `COLORMAP_JET`, used by the tutorial and pytorch-grad-cam, follows the same segments).
+    /// OpenCV's `COLORMAP_JET`, the tutorial's and pytorch-grad-cam's: dark blue → blue → cyan
+    /// → yellow → red → dark red.
     #[default]
     Jet,
+    /// OpenCV's `COLORMAP_OCEAN`, the tutorial's colormap for its cats and dogs: black → blue
+    /// → cyan → white.
+    Ocean,
     Turbo,
     Viridis,
     Inferno,
@@ -21,11 +26,12 @@ impl std::str::FromStr for Colormap {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "jet" => Ok(Colormap::Jet),
+            "ocean" => Ok(Colormap::Ocean),
             "turbo" => Ok(Colormap::Turbo),
             "viridis" => Ok(Colormap::Viridis),
             "inferno" => Ok(Colormap::Inferno),
             _ => Err(format!(
-                "unknown colormap `{s}`: jet, turbo, viridis or inferno"
+                "unknown colormap `{s}`: jet, ocean, turbo, viridis or inferno"
             )),
         }
     }
@@ -37,7 +43,8 @@ impl Colormap {
         let level = (v.clamp(0.0, 1.0) * 255.0) as usize;
         let t = level as f64 / 255.0;
         let scheme = match self {
-            Colormap::Jet => return jet(t),
+            Colormap::Jet => return jet_table()[level],
+            Colormap::Ocean => return ocean_table()[level],
             Colormap::Turbo => colorous::TURBO,
             Colormap::Viridis => colorous::VIRIDIS,
             Colormap::Inferno => colorous::INFERNO,
@@ -46,40 +53,78 @@ impl Colormap {
     }
 }
 
-/// Jet from its defining segments (matplotlib's `_jet_data`): each channel is piecewise
-/// linear between these (position, value) points.
-fn jet(t: f64) -> [u8; 3] {
-    const RED: [(f64, f64); 5] = [
-        (0.0, 0.0),
-        (0.35, 0.0),
-        (0.66, 1.0),
-        (0.89, 1.0),
-        (1.0, 0.5),
-    ];
-    const GREEN: [(f64, f64); 6] = [
-        (0.0, 0.0),
-        (0.125, 0.0),
-        (0.375, 1.0),
-        (0.64, 1.0),
-        (0.91, 0.0),
-        (1.0, 0.0),
-    ];
-    const BLUE: [(f64, f64); 5] = [
-        (0.0, 0.5),
-        (0.11, 1.0),
-        (0.34, 1.0),
-        (0.65, 0.0),
-        (1.0, 0.0),
-    ];
-    let channel = |points: &[(f64, f64)]| {
-        let value = points
-            .windows(2)
-            .find(|w| t <= w[1].0)
-            .map(|w| w[0].1 + (w[1].1 - w[0].1) * (t - w[0].0) / (w[1].0 - w[0].0))
-            .unwrap_or(points[points.len() - 1].1);
-        (value * 255.0).round() as u8
-    };
-    [channel(&RED), channel(&GREEN), channel(&BLUE)]
+/// OpenCV's 256-colour JET table: GNU Octave's `jet` at 256 points.
+fn jet_table() -> &'static [[u8; 3]; 256] {
+    static TABLE: OnceLock<[[u8; 3]; 256]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        fn band(x: f64, from: f64, to: f64) -> bool {
+            (from..to).contains(&x)
+        }
+        opencv_table::<256>([
+            |x| match x {
+                x if band(x, 3.0 / 8.0, 5.0 / 8.0) => 4.0 * x - 1.5,
+                x if band(x, 5.0 / 8.0, 7.0 / 8.0) => 1.0,
+                x if x >= 7.0 / 8.0 => -4.0 * x + 4.5,
+                _ => 0.0,
+            },
+            |x| match x {
+                x if band(x, 1.0 / 8.0, 3.0 / 8.0) => 4.0 * x - 0.5,
+                x if band(x, 3.0 / 8.0, 5.0 / 8.0) => 1.0,
+                x if band(x, 5.0 / 8.0, 7.0 / 8.0) => -4.0 * x + 3.5,
+                _ => 0.0,
+            },
+            |x| match x {
+                x if x < 1.0 / 8.0 => 4.0 * x + 0.5,
+                x if band(x, 1.0 / 8.0, 3.0 / 8.0) => 1.0,
+                x if band(x, 3.0 / 8.0, 5.0 / 8.0) => -4.0 * x + 2.5,
+                _ => 0.0,
+            },
+        ])
+    })
+}
+
+/// OpenCV's 256-colour OCEAN table: matplotlib's gnuplot functions 23, 26 and 3 at 64 points.
+fn ocean_table() -> &'static [[u8; 3]; 256] {
+    static TABLE: OnceLock<[[u8; 3]; 256]> = OnceLock::new();
+    TABLE.get_or_init(|| opencv_table::<64>([|x| 3.0 * x - 2.0, |x| (3.0 * x - 1.0) / 2.0, |x| x]))
+}
+
+/// A 256-colour table built the way OpenCV's colormap.cpp builds it, so that every entry is
+/// OpenCV's: the channels sampled at `KNOTS` points in f32 (clamped to [0, 1]), linearly
+/// interpolated in f32 at 256 points, scaled by 255 and rounded half to even.
+fn opencv_table<const KNOTS: usize>(channels: [fn(f64) -> f64; 3]) -> [[u8; 3]; 256] {
+    let values = channels.map(|f| -> [f32; KNOTS] {
+        std::array::from_fn(|i| f(i as f64 / (KNOTS - 1) as f64).clamp(0.0, 1.0) as f32)
+    });
+    let knots = opencv_linspace::<KNOTS>();
+    let at = opencv_linspace::<256>();
+    std::array::from_fn(|i| {
+        std::array::from_fn(|c| {
+            let value = interpolate(&knots, &values[c], at[i]);
+            (value * 255.0).round_ties_even().clamp(0.0, 255.0) as u8
+        })
+    })
+}
+
+/// OpenCV's `linspace(0, 1, N)` in f32: `i · (1 / (N − 1))`.
+fn opencv_linspace<const N: usize>() -> [f32; N] {
+    let step = 1.0f32 / (N - 1) as f32;
+    std::array::from_fn(|i| i as f32 * step)
+}
+
+/// OpenCV's `interp1`: the knots' interval found by bisection, then linear interpolation in
+/// f32, in its order of operations.
+fn interpolate(knots: &[f32], values: &[f32], x: f32) -> f32 {
+    let (mut low, mut high) = (0, knots.len() - 1);
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        if x > knots[middle] {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    values[low] + (x - knots[low]) * (values[high] - values[low]) / (knots[high] - knots[low])
 }
 
 /// A `width × height` map in [0, 1] through the colormap.
@@ -152,11 +197,43 @@ mod tests {
         assert_eq!(weighted.get_pixel(1, 0).0, [127; 3]);
     }
 
+    /// `scripts/make_colormap_fixture.py`'s table of `name`: OpenCV's colour for each byte.
+    fn opencv_fixture(name: &str) -> Vec<[u8; 3]> {
+        let text = include_str!("../tests/fixtures/opencv_colormaps.txt");
+        let start = text
+            .find(&format!("# {name}\n"))
+            .expect("a table of that name");
+        text[start..]
+            .lines()
+            .skip(1)
+            .take(256)
+            .map(|line| {
+                let v: Vec<u8> = line.split(' ').map(|n| n.parse().unwrap()).collect();
+                [v[0], v[1], v[2]]
+            })
+            .collect()
+    }
+
     #[test]
-    fn jet_runs_from_dark_blue_through_green_to_dark_red() {
+    fn ocean_is_opencvs_table_entry_for_entry() {
+        let opencv = opencv_fixture("ocean");
+        for (level, want) in opencv.iter().enumerate() {
+            let got = Colormap::Ocean.colour(level as f32 / 255.0);
+            assert_eq!(got, *want, "level {level}");
+        }
+        // Known values: black, the blue third, green's rise, white.
+        assert_eq!(Colormap::Ocean.colour(0.0), [0, 0, 0]);
+        assert_eq!(opencv[170], [0, 128, 170]);
+        assert_eq!(Colormap::Ocean.colour(1.0), [255, 255, 255]);
+    }
+
+    #[test]
+    fn jet_is_opencvs_table_entry_for_entry() {
+        for (level, want) in opencv_fixture("jet").iter().enumerate() {
+            let got = Colormap::Jet.colour(level as f32 / 255.0);
+            assert_eq!(got, *want, "level {level}");
+        }
         assert_eq!(Colormap::Jet.colour(0.0), [0, 0, 128]);
-        // 0.5 falls on level 127 = 0.498: red (0.498 − 0.35) / 0.31, blue 1 − (0.498 − 0.34) / 0.31.
-        assert_eq!(Colormap::Jet.colour(0.5), [122, 255, 125]);
         assert_eq!(Colormap::Jet.colour(1.0), [128, 0, 0]);
         assert_eq!(Colormap::Viridis.colour(0.0), [68, 1, 84]);
     }

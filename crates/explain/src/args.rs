@@ -65,6 +65,17 @@ pub struct Args {
     /// The class to explain, by index or name [default: each image's predicted class].
     #[arg(long, conflicts_with = "top_k")]
     pub class: Option<String>,
+    /// What of the class is differentiated: `logit`, its score (pytorch-grad-cam's
+    /// ClassifierOutputTarget; for a binary head, BinaryClassifierOutputTarget: z for class 1,
+    /// -z for class 0), or `probability` (ClassifierOutputSoftmaxTarget; for a binary head, the
+    /// sigmoid output).
+    #[arg(long, value_enum, default_value = "logit")]
+    pub score: ScoreKind,
+    /// `tutorial`: what the Grad-CAM tutorial explains. For a binary head, the sigmoid output
+    /// (class 1's probability) whatever the prediction, as its SimpleCNN; otherwise the
+    /// predicted class's logit, as its VGG19.
+    #[arg(long, value_enum, conflicts_with_all = ["class", "top_k", "score", "evaluate"])]
+    pub target: Option<TargetPreset>,
     /// CAM method(s), comma-separated, or `all`: gradcam, gradcam++, xgradcam, hirescam,
     /// layercam, gradcam-elementwise, eigencam, eigengradcam, scorecam, ablationcam. With
     /// several, each writes its own folder <out>/<method>/.
@@ -91,13 +102,18 @@ pub struct Args {
     /// Explain each image's N most likely classes (files get a `_topN` suffix).
     #[arg(long, default_value_t = 1, value_parser = parse_top_k)]
     pub top_k: usize,
+    /// File names in the tutorial's layout: `names`, <index>_label_<predicted class name>.jpg,
+    /// or `tutorial`, the tutorial's own <n>_label_<predicted class index>.jpg (0 or 1).
+    #[arg(long, value_enum, default_value = "names")]
+    pub naming: Naming,
     /// Output folder [default: <run>/explain, or explained/<arch>].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Weight of the heatmap in superimposed.jpg, from 0 to 1 (the tutorial's 0.4).
     #[arg(long, default_value_t = 0.4, value_parser = parse_alpha)]
     pub alpha: f32,
-    /// jet, turbo, viridis or inferno.
+    /// jet or ocean (OpenCV's tables, as the tutorial and pytorch-grad-cam draw), turbo,
+    /// viridis or inferno.
     #[arg(long, default_value = "jet")]
     pub colormap: Colormap,
     /// minmax (pytorch-grad-cam) or max (the tutorial).
@@ -130,6 +146,51 @@ pub struct Args {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScoreKind {
+    Logit,
+    Probability,
+}
+
+impl From<ScoreKind> for cam::Score {
+    fn from(kind: ScoreKind) -> Self {
+        match kind {
+            ScoreKind::Logit => cam::Score::Logit,
+            ScoreKind::Probability => cam::Score::Probability,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Naming {
+    Names,
+    Tutorial,
+}
+
+impl Naming {
+    /// The file stem and predicted-class label of an image's figures in the per-class layout.
+    pub fn file_parts(self, stem: &str, predicted: usize, names: &[String]) -> (String, String) {
+        match self {
+            Naming::Names => (stem.to_string(), names[predicted].clone()),
+            // The tutorial numbers its files 0, 1, 2, ... and labels them with the class index.
+            Naming::Tutorial => {
+                let number = stem.trim_start_matches('0');
+                let number = if number.is_empty() || number.starts_with('_') {
+                    format!("0{number}")
+                } else {
+                    number.to_string()
+                };
+                (number, predicted.to_string())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TargetPreset {
+    Tutorial,
 }
 
 pub fn parse_weights(s: &str) -> Result<Weights, String> {
@@ -211,5 +272,22 @@ fn parse_normalization(s: &str) -> Result<Normalization, String> {
         "minmax" => Ok(Normalization::MinMax),
         "max" => Ok(Normalization::Max),
         _ => Err(format!("`{s}`: use minmax or max")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tutorial_names_are_plain_numbers_and_class_indices() {
+        let names = ["cats".to_string(), "dogs".to_string()];
+        let parts = |stem| Naming::Tutorial.file_parts(stem, 1, &names);
+        assert_eq!(parts("0007"), ("7".into(), "1".into()));
+        assert_eq!(parts("0000"), ("0".into(), "1".into()));
+        assert_eq!(parts("0000_top2"), ("0_top2".into(), "1".into()));
+        assert_eq!(parts("0120"), ("120".into(), "1".into()));
+        let named = Naming::Names.file_parts("0007", 0, &names);
+        assert_eq!(named, ("0007".into(), "cats".into()));
     }
 }

@@ -21,13 +21,13 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use burn::backend::Autodiff;
 use burn::prelude::Backend;
-use cam::{GuidedBackend, Method, Target};
+use cam::{GuidedBackend, Method, Score, Target};
 use clap::Parser;
-use model::{AutodiffKernels, Kernels, SplitModel, find_layer};
+use model::{AutodiffKernels, Head, Kernels, SplitModel, find_layer};
 use rayon::prelude::*;
 use train::OnBackend;
 
-use args::{Args, parse_weights};
+use args::{Args, TargetPreset, parse_weights};
 use explainer::{BatchMaps, Request, argmax, explain_batch, top};
 use output::{Guided, Layout, RankedClass, Record, Style};
 use source::{Item, Split};
@@ -93,12 +93,7 @@ impl OnBackend for Job<'_> {
         }
         let subject = self.source.open::<Autodiff<I>>(&device)?;
         let layers = resolve_layers(&subject.model, &self.args.layer)?;
-        let targets = match &self.args.class {
-            None => (0..self.args.top_k.clamp(1, subject.class_names.len()))
-                .map(Target::Ranked)
-                .collect(),
-            Some(class) => vec![Target::Class(subject.class_index(class)?)],
-        };
+        let (targets, score) = self.targets(&subject)?;
         let (items, layout) = self.items(&subject)?;
         let mut methods: Vec<Method> = self.args.method.iter().flatten().copied().collect();
         methods.dedup();
@@ -135,6 +130,7 @@ impl OnBackend for Job<'_> {
             args: self.args,
             subject: &subject,
             targets,
+            score,
             methods,
             layers,
             out,
@@ -218,6 +214,26 @@ impl Job<'_> {
         )
     }
 
+    /// The classes to explain for each image, and what of them is differentiated.
+    fn targets<B: Backend>(&self, subject: &Subject<B>) -> Result<(Vec<Target>, Score)> {
+        let args = self.args;
+        if args.target == Some(TargetPreset::Tutorial) {
+            // The tutorial backpropagates its SimpleCNN's sigmoid output, σ(z) = P(class 1),
+            // and its VGG19's predicted logit.
+            return Ok(match subject.head {
+                Head::Binary => (vec![Target::Class(1)], Score::Probability),
+                Head::Softmax => (vec![Target::Predicted], Score::Logit),
+            });
+        }
+        let targets = match &args.class {
+            None => (0..args.top_k.clamp(1, subject.class_names.len()))
+                .map(Target::Ranked)
+                .collect(),
+            Some(class) => vec![Target::Class(subject.class_index(class)?)],
+        };
+        Ok((targets, args.score.into()))
+    }
+
     /// The images to explain, and how their figures are laid out.
     fn items<B: Kernels>(&self, subject: &Subject<B>) -> Result<(Vec<Item>, Layout)> {
         if !self.args.image.is_empty() {
@@ -262,6 +278,7 @@ struct Explainer<'a, B: GuidedBackend + AutodiffKernels> {
     subject: &'a Subject<B>,
     /// One set of figures per target and image.
     targets: Vec<Target>,
+    score: Score,
     methods: Vec<Method>,
     /// Where the maps are taken (fused when several).
     layers: Vec<usize>,
@@ -315,6 +332,7 @@ impl<B: GuidedBackend + AutodiffKernels> Explainer<'_, B> {
             for &target in &self.targets {
                 let request = Request {
                     target,
+                    score: self.score,
                     methods: &self.methods,
                     layers: &self.layers,
                     smoothing: explainer::Smoothing {
@@ -383,7 +401,9 @@ impl<B: GuidedBackend + AutodiffKernels> Explainer<'_, B> {
                     _ => item.name.clone(),
                 };
                 let class = item.label.map_or("", |l| names[l].as_str());
-                let figures = layout.figures(&stem, class, &names[predicted], guided.is_some());
+                let (file_stem, predicted_label) =
+                    self.args.naming.file_parts(&stem, predicted, names);
+                let figures = layout.figures(&file_stem, class, &predicted_label, guided.is_some());
                 let original = item.original.as_ref().expect("loaded before drawing");
                 let drawn = output::draw(
                     &out,

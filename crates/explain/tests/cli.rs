@@ -581,3 +581,104 @@ fn scores_that_overflow_are_an_error_not_an_empty_map() {
         "{err}\n{stdout}"
     );
 }
+
+/// Circles and squares as PNG class folders, and a binary-head run trained on them.
+fn binary_run(dir: &Path) -> std::path::PathBuf {
+    let shapes = data::shapes::generate(240, 16, 4);
+    for (i, sample) in shapes
+        .samples
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.label < 2)
+    {
+        let folder = dir.join("photos").join(&shapes.class_names[sample.label]);
+        std::fs::create_dir_all(&folder).unwrap();
+        let picture = image::RgbImage::from_raw(16, 16, sample.pixels.clone()).unwrap();
+        picture.save(folder.join(format!("{i:03}.png"))).unwrap();
+    }
+    let config = CONFIG
+        .replace(
+            "name = \"cifar_resnet\"",
+            "name = \"cifar_resnet\"\nhead = \"binary\"",
+        )
+        .replace(
+            "source = \"shapes\"\ncount = 900",
+            "source = \"folder\"\ndir = \"photos\"",
+        );
+    let mut config = TrainConfig::parse(&config, "test").unwrap();
+    config.data.dir = Some(dir.join("photos"));
+    let data = dataset::load(&config.data, config.seed, &()).unwrap();
+    let run_path = dir.join("runs/binary-001");
+    let run = RunDir::create(&run_path, &config, data.class_names()).unwrap();
+    train::fit::<train::device::Cpu>(
+        &config,
+        &data.train,
+        &data.validation,
+        None,
+        &run,
+        false,
+        &Default::default(),
+        &mut (),
+    )
+    .unwrap();
+    run_path
+}
+
+#[test]
+fn a_binary_run_is_explained_the_tutorials_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = binary_run(dir.path());
+    let out_dir = dir.path().join("tutorial");
+    let out = explain(
+        &[
+            "--run",
+            run.to_str().unwrap(),
+            "--limit",
+            "6",
+            "--target",
+            "tutorial",
+            "--colormap",
+            "ocean",
+            "--naming",
+            "tutorial",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_success(&out);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    let records = summary.as_array().unwrap();
+    assert_eq!(records.len(), 6);
+    for record in records {
+        // The tutorial explains the sigmoid output, class 1, whatever the prediction.
+        assert_eq!(record["target_index"], 1, "{record}");
+        let p = record["top5"][0]["probability"].as_f64().unwrap();
+        assert!((0.5..=1.0).contains(&p), "{record}");
+        let number: usize = record["name"].as_str().unwrap().parse().unwrap();
+        let file = format!(
+            "heatmaps/{}/{number}_label_{}.jpg",
+            record["label"].as_str().unwrap(),
+            record["predicted_index"]
+        );
+        assert_eq!(record["figures"]["heatmap"], file.as_str());
+        let heatmap = out_dir.join(&file);
+        assert!(heatmap.is_file(), "{} missing", heatmap.display());
+    }
+    // --target tutorial decides the class and the score itself.
+    let out = explain(
+        &[
+            "--run",
+            run.to_str().unwrap(),
+            "--target",
+            "tutorial",
+            "--class",
+            "1",
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--class"));
+}

@@ -21,8 +21,10 @@ use train::{
 #[derive(Parser, Debug)]
 #[command(version, after_help = EXAMPLES)]
 struct Args {
-    /// A config file, or the name of an embedded config: shapes (default), cifar, cats_dogs, cifar_jpeg.
-    #[arg(long, short)]
+    /// A config file, or the name of an embedded config: shapes (default), cifar, cats_dogs,
+    /// tutorial (the Grad-CAM tutorial's exact recipe), cifar_jpeg. Also read from TRAIN_CONFIG,
+    /// which `cargo run -p train --config cifar.toml` sets (see cifar.toml at the root).
+    #[arg(long, short, env = "TRAIN_CONFIG")]
     config: Option<String>,
     /// Where the data set is (replaces the config's data.dir).
     #[arg(long)]
@@ -30,8 +32,10 @@ struct Args {
     /// Run folder [default: runs/<config>-NNN, the first free NNN; with --resume, the latest run].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Number of epochs [default: the config's `epochs`]. With --resume, the run's new total.
     #[arg(long)]
     epochs: Option<usize>,
+    /// Images per training step [default: the config's `batch_size`].
     #[arg(long)]
     batch_size: Option<usize>,
     /// Base learning rate.
@@ -55,6 +59,7 @@ const EXAMPLES: &str = "Examples:
   train                                    # synthetic shapes, a couple of minutes on CPU
   train --config cifar --epochs 30         # CIFAR-10 (downloaded into data/cifar10)
   train --config cats_dogs --data-dir ../shared/data/cats-vs-dogs/train
+  train --config tutorial                  # the Grad-CAM tutorial's run (../shared/data/cats-vs-dogs)
   train --resume --out runs/cifar-001      # continue an interrupted run
   train --config cifar --device cuda       # needs a build with --features cuda";
 
