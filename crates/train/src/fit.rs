@@ -127,6 +127,7 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                     .run
                     .load_model(crate::Weights::Epoch(epoch), self.device)?;
                 optimizer = optimizer.load_record(self.run.load_optimizer(epoch, self.device)?);
+                self.run.repair_best(&state)?;
             }
             self.run.truncate_metrics(state.epoch)?;
         }
@@ -222,8 +223,6 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
             }
             state.epoch = epoch;
             state.val_acc = val_acc;
-            self.run
-                .save_checkpoint(&model, optimizer.to_record(), &state)?;
             let metrics = EpochMetrics {
                 epoch,
                 train_loss: loss_sum / seen.max(1) as f64,
@@ -233,7 +232,11 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                 lr,
                 seconds: epoch_start.elapsed().as_secs_f64(),
             };
+            // The row first: a run killed before its checkpoint lands has the row dropped on
+            // --resume (`truncate_metrics`); the other order would lose the row for good.
             self.run.append_metrics(&metrics)?;
+            self.run
+                .save_checkpoint(&model, optimizer.to_record(), &state)?;
             self.observer.epoch_finished(&metrics, is_best);
             last = Some(metrics);
         }

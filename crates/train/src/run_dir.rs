@@ -254,6 +254,23 @@ impl RunDir {
         Ok(())
     }
 
+    /// Makes `best/` hold the checkpoint `state` names as best: a run killed after a
+    /// checkpoint landed but before its copy to `best/` did would otherwise keep an older best.
+    pub fn repair_best(&self, state: &CheckpointState) -> Result<(), TrainError> {
+        let best = self.path.join("best");
+        let current = read_state(&best).ok().map(|s| s.epoch);
+        let source = self.checkpoint_dir(state.best_epoch);
+        if state.best_epoch == 0 || current == Some(state.best_epoch) || !source.is_dir() {
+            return Ok(());
+        }
+        fs::create_dir_all(&best).map_err(|e| TrainError::io(&best, e))?;
+        fs::copy(source.join("model.mpk"), best.join("model.mpk.partial"))
+            .map_err(|e| TrainError::io(&best, e))?;
+        fs::rename(best.join("model.mpk.partial"), best.join("model.mpk"))
+            .map_err(|e| TrainError::io(&best, e))?;
+        write_state(&best, &read_state(&source)?)
+    }
+
     pub fn checkpoint_state(&self, epoch: usize) -> Result<CheckpointState, TrainError> {
         read_state(&self.checkpoint_dir(epoch))
     }

@@ -172,3 +172,169 @@ fn help_explains_the_configs_and_devices() {
         assert!(help.contains(word), "{word} missing from:\n{help}");
     }
 }
+
+/// Large enough that an epoch takes a while and a checkpoint (5 MB, fsynced) a good part of it.
+const KILLABLE: &str = r#"
+epochs = 4
+batch_size = 16
+seed = 5
+[model]
+name = "tutorial_cnn"
+hidden = [256, 32]
+[data]
+source = "shapes"
+count = 240
+validation = 0.25
+image_size = [32, 32]
+[optimizer]
+name = "sgd"
+lr = 0.01
+momentum = 0.9
+"#;
+
+/// metrics.csv without the seconds column.
+fn metrics(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
+
+/// The outputs of the run's last checkpoint on a few fixed images.
+fn last_outputs(run: &Path) -> burn::tensor::TensorData {
+    use burn::prelude::*;
+    use model::SplitModel;
+    type Inner = burn::backend::Flex;
+    let run = train::RunDir::open(run).unwrap();
+    let model = run
+        .load_model::<Inner>(train::Weights::Last, &Default::default())
+        .unwrap();
+    let images = data::shapes::generate(4, 32, 77);
+    let batcher = data::Batcher {
+        image_size: [32, 32],
+        normalization: Default::default(),
+        augmentation: Default::default(),
+        seed: 0,
+    };
+    let samples: Vec<_> = images.samples.iter().enumerate().collect();
+    let (x, _) = batcher
+        .batch(&samples, 0)
+        .to_tensors::<Inner>(&Default::default());
+    model.forward(x).into_data()
+}
+
+#[test]
+fn a_run_killed_at_any_point_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("k.toml"), KILLABLE).unwrap();
+    let started = std::time::Instant::now();
+    let reference = train(
+        &["--config", "k.toml", "--out", "reference", "-q"],
+        dir.path(),
+    );
+    assert!(reference.status.success(), "{}", stderr(&reference));
+    let whole = started.elapsed();
+    let want = metrics(&dir.path().join("reference"));
+    let want_outputs = last_outputs(&dir.path().join("reference"));
+
+    let points = 7;
+    let mut mid_checkpoint = 0;
+    for point in 1..=points {
+        let out = format!("killed-{point}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
+            .args(["--config", "k.toml", "--out", &out, "-q"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole * point / (points + 1));
+        child.kill().unwrap(); // SIGKILL: no destructor, no flush
+        child.wait().unwrap();
+        let run = dir.path().join(&out);
+        let leftovers = walk_names(&run);
+        if leftovers
+            .iter()
+            .any(|n| n.contains(".partial") || n.starts_with(".tmp"))
+        {
+            mid_checkpoint += 1;
+        }
+        // Whatever checkpoint is there is whole and loads.
+        if let Ok(opened) = train::RunDir::open(&run) {
+            if opened.last_checkpoint().unwrap().is_some() {
+                last_outputs(&run);
+            }
+        }
+        let resumed = if run.join("config.toml").is_file() {
+            train(&["--resume", "--out", &out, "-q"], dir.path())
+        } else {
+            // Killed before the run folder was written: nothing to resume.
+            let _ = std::fs::remove_dir_all(&run);
+            train(&["--config", "k.toml", "--out", &out, "-q"], dir.path())
+        };
+        assert!(
+            resumed.status.success(),
+            "point {point}: {}",
+            stderr(&resumed)
+        );
+        assert_eq!(metrics(&run), want, "point {point}: metrics differ");
+        last_outputs(&run)
+            .assert_approx_eq::<f32>(&want_outputs, burn::tensor::Tolerance::absolute(1e-5));
+    }
+    eprintln!("{points} kills, {mid_checkpoint} of them while a checkpoint was being written");
+}
+
+/// The names of every file and folder under `dir`.
+fn walk_names(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        names.push(entry.file_name().to_string_lossy().into_owned());
+        if entry.path().is_dir() {
+            names.extend(walk_names(&entry.path()));
+        }
+    }
+    names
+}
+
+/// A crash while a checkpoint was being written leaves a partial folder and a partial copy of
+/// the best model; --resume ignores both and ends where an uninterrupted run ends.
+#[test]
+fn a_checkpoint_cut_off_mid_write_is_ignored_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = KILLABLE.replace("epochs = 4", "epochs = 2");
+    std::fs::write(dir.path().join("k.toml"), &config).unwrap();
+    let reference = train(
+        &["--config", "k.toml", "--out", "reference", "-q"],
+        dir.path(),
+    );
+    assert!(reference.status.success(), "{}", stderr(&reference));
+    let once = train(
+        &["--config", "k.toml", "--out", "cut", "-q", "--epochs", "1"],
+        dir.path(),
+    );
+    assert!(once.status.success(), "{}", stderr(&once));
+    let run = dir.path().join("cut");
+    // Epoch 2's checkpoint, half written; its metrics row already appended; best/ mid-copy.
+    let partial = run.join("checkpoints/.epoch-0002.partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    let model = std::fs::read(run.join("checkpoints/epoch-0001/model.mpk")).unwrap();
+    std::fs::write(partial.join("model.mpk"), &model[..model.len() / 2]).unwrap();
+    let row = metrics(&dir.path().join("reference"))[2].clone() + ",1.00";
+    let mut csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    csv.push_str(&(row + "\n"));
+    std::fs::write(run.join("metrics.csv"), csv).unwrap();
+    std::fs::write(run.join("best/model.mpk.partial"), &model[..100]).unwrap();
+
+    let resumed = train(
+        &["--resume", "--out", "cut", "-q", "--epochs", "2"],
+        dir.path(),
+    );
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(metrics(&run), metrics(&dir.path().join("reference")));
+    last_outputs(&run).assert_approx_eq::<f32>(
+        &last_outputs(&dir.path().join("reference")),
+        burn::tensor::Tolerance::absolute(1e-5),
+    );
+    assert!(!partial.exists(), "the partial checkpoint is replaced");
+}
