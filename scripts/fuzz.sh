@@ -23,7 +23,7 @@ fi
 malloc_limit() { [ "$1" = image ] && echo 1200 || echo 64; }
 
 cargo +nightly fuzz build -s none --fuzz-dir fuzz >/dev/null
-cargo run -q --release -p fuzzing --example write_seeds -- fuzz/corpus >/dev/null
+cargo run -q -p fuzzing --example write_seeds -- fuzz/corpus >/dev/null
 
 printf '| target | seconds | executions | per second | crashes | corpus |\n|---|---|---|---|---|---|\n'
 for target in "${targets[@]}"; do

@@ -9,13 +9,14 @@ use anyhow::{Context, Result};
 
 use crate::output::Record;
 
-pub fn write(out: &Path, title: &str, records: &[Record]) -> Result<()> {
+/// `method` titles the map columns (`Score-CAM`).
+pub fn write(out: &Path, title: &str, method: &str, records: &[Record]) -> Result<()> {
     let path = out.join("index.html");
-    std::fs::write(&path, render(title, records))
+    std::fs::write(&path, render(title, method, records))
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn render(title: &str, records: &[Record]) -> String {
+fn render(title: &str, method: &str, records: &[Record]) -> String {
     let labelled = records.iter().filter(|r| r.label.is_some()).count();
     let correct = records.iter().filter(|r| r.correct() == Some(true)).count();
     let mut html = String::new();
@@ -34,15 +35,23 @@ fn render(title: &str, records: &[Record]) -> String {
             100.0 * correct as f64 / labelled as f64
         );
     }
-    html += ". Click a column to sort.</p>\n<p>Show: \
-         <button onclick=\"show('')\">all</button> \
-         <button onclick=\"show('correct')\">correct</button> \
-         <button onclick=\"show('incorrect')\">incorrect</button></p>\n\
-         <table id=\"gallery\"><thead><tr><th>#</th><th>image</th><th>Grad-CAM</th>\
-         <th>true label</th><th>prediction</th><th>confidence</th><th>explained</th>\
-         <th>correct</th></tr></thead><tbody>\n";
-    for (row, record) in records.iter().enumerate() {
-        html += &table_row(row, record);
+    html += ". Click a column to sort.</p>\n";
+    // Without true labels there is nothing to filter on.
+    if labelled > 0 {
+        html += "<p>Show: <button onclick=\"show('')\">all</button> \
+                 <button onclick=\"show('correct')\">correct</button> \
+                 <button onclick=\"show('incorrect')\">incorrect</button> \
+                 <span id=\"showing\">showing all</span></p>\n";
+    }
+    let method = escape(method);
+    let _ = write!(
+        html,
+        "<table id=\"gallery\"><thead><tr><th title=\"the file's number\">#</th><th>image</th>\
+         <th>{method} heatmap</th><th>{method} overlay</th><th>true label</th><th>prediction</th>\
+         <th>confidence</th><th>top 5</th><th>explained</th><th>correct</th></tr></thead><tbody>\n"
+    );
+    for record in records {
+        html += &table_row(record);
     }
     html += "</tbody></table>\n<script>";
     html += SCRIPT;
@@ -50,7 +59,7 @@ fn render(title: &str, records: &[Record]) -> String {
     html
 }
 
-fn table_row(row: usize, r: &Record) -> String {
+fn table_row(r: &Record) -> String {
     let verdict = match r.correct() {
         Some(true) => "correct",
         Some(false) => "incorrect",
@@ -61,12 +70,21 @@ fn table_row(row: usize, r: &Record) -> String {
         Some(false) => "✗",
         None => "–",
     };
+    let top5: Vec<String> = r
+        .top5
+        .iter()
+        .map(|c| format!("{} {:.1}%", escape(&c.class), 100.0 * c.probability))
+        .collect();
     format!(
-        "<tr class=\"{verdict}\"><td>{row}</td>\
+        "<tr class=\"{verdict}\"><td>{number}</td>\
          <td><a href=\"{original}\"><img src=\"{original}\" loading=\"lazy\"></a></td>\
+         <td><a href=\"{heatmap}\"><img src=\"{heatmap}\" loading=\"lazy\"></a></td>\
          <td><a href=\"{overlay}\"><img src=\"{overlay}\" loading=\"lazy\"></a>{guided}</td>\
          <td>{label}</td><td>{predicted}</td><td data-value=\"{p}\">{percent:.1}%</td>\
-         <td>{target}</td><td>{mark}</td></tr>\n",
+         <td class=\"top5\">{top5}</td><td>{target}</td><td>{mark}</td></tr>\n",
+        number = escape(&r.name),
+        heatmap = escape(&r.figures.heatmap),
+        top5 = top5.join("<br>"),
         original = escape(&r.figures.original),
         overlay = escape(&r.figures.superimposed),
         guided = r.figures.guided.as_ref().map_or(String::new(), |g| format!(
@@ -90,12 +108,20 @@ fn escape(text: &str) -> String {
 
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}\
 td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left}th{cursor:pointer;\
-background:#f3f3f3}img{height:128px;image-rendering:pixelated}tr.incorrect{background:#fde8e8}";
+background:#f3f3f3}img{height:128px;image-rendering:pixelated}tr.incorrect{background:#fde8e8}\
+td.top5{font-size:smaller;white-space:nowrap}#showing{color:#666;margin-left:1em}";
 
 const SCRIPT: &str = r#"
 function show(kind) {
-  for (const row of document.querySelectorAll('#gallery tbody tr'))
-    row.style.display = !kind || row.classList.contains(kind) ? '' : 'none';
+  let shown = 0;
+  for (const row of document.querySelectorAll('#gallery tbody tr')) {
+    const visible = !kind || row.classList.contains(kind);
+    row.style.display = visible ? '' : 'none';
+    shown += visible;
+  }
+  document.getElementById('showing').textContent =
+    `showing ${kind || 'all'}: ${shown} image${shown === 1 ? '' : 's'}` +
+    (shown ? '' : ` (no ${kind} predictions)`);
 }
 document.querySelectorAll('#gallery th').forEach((th, column) => {
   let ascending = true;
@@ -132,7 +158,11 @@ mod tests {
             predicted: predicted.into(),
             predicted_index: 0,
             probability: 0.75,
-            top5: vec![],
+            top5: vec![crate::output::RankedClass {
+                index: 0,
+                class: predicted.into(),
+                probability: 0.75,
+            }],
             target: predicted.into(),
             target_index: 0,
             target_probability: 0.75,
@@ -146,8 +176,17 @@ mod tests {
     fn rows_link_figures_and_mark_mistakes() {
         let html = render(
             "cats <& dogs",
+            "Score-CAM",
             &[record("cats", "cats"), record("dogs", "cats")],
         );
+        assert!(html.contains("<th>Score-CAM overlay</th>"));
+        assert!(html.contains("<td>0001</td>"), "# is the file's number");
+        assert!(html.contains("src=\"heatmaps/dogs/0001_label_cats.jpg\""));
+        assert!(html.contains("cats 75.0%"), "the top 5");
+        // Unlabelled images: no filters that could only empty the page.
+        let mut unlabelled = record("cats", "cats");
+        unlabelled.label = None;
+        assert!(!render("t", "Grad-CAM", &[unlabelled]).contains("show('correct')"));
         assert!(html.contains("<title>cats &lt;&amp; dogs</title>"));
         assert!(html.contains("1 of 2 predicted correctly (50.0%)"));
         assert!(html.contains("src=\"superimposed/dogs/0001_label_cats.jpg\""));

@@ -140,7 +140,7 @@ impl OnBackend for Job<'_> {
             let out = explainer.out_for(method);
             output::write_summary(&out, records)?;
             let title = format!("{method} · {}", subject.title());
-            gallery::write(&out, &title, records)?;
+            gallery::write(&out, &title, method.title(), records)?;
             explainer.report(method, records);
         }
         if explainer.methods.len() > 1 {

@@ -6,6 +6,7 @@ pub mod dataset;
 pub mod device;
 mod error;
 pub mod fit;
+pub mod rescore;
 pub mod run_dir;
 
 pub use config::{Overrides, TrainConfig};

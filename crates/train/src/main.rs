@@ -50,6 +50,11 @@ struct Args {
     /// Continue the run in --out from its last checkpoint (model, optimizer, epoch).
     #[arg(long)]
     resume: bool,
+    /// Score every checkpoint of the run in --out (or the latest) again, without
+    /// augmentation, on its held-out and its training images: rescored.csv, the tutorial's
+    /// per-epoch log. Trains nothing.
+    #[arg(long, conflicts_with_all = ["resume", "epochs", "lr", "config"])]
+    rescore: bool,
     /// No progress bars (the per-epoch lines are still printed).
     #[arg(long, short)]
     quiet: bool,
@@ -80,7 +85,7 @@ fn run(args: Args) -> Result<()> {
         seed: args.seed,
     };
     args.device.check()?;
-    let (run_path, config) = if args.resume {
+    let (run_path, config) = if args.resume || args.rescore {
         resume_target(&args, &overrides)?
     } else {
         let (mut config, name) =
@@ -118,7 +123,7 @@ fn run(args: Args) -> Result<()> {
         .model_spec(classes)
         .validate()
         .map_err(|e| anyhow::anyhow!("the model does not fit the data: {e}"))?;
-    let run = if args.resume {
+    let run = if args.resume || args.rescore {
         RunDir::open(&run_path)?
     } else {
         let run = RunDir::create(&run_path, &config, data.class_names())?;
@@ -127,11 +132,18 @@ fn run(args: Args) -> Result<()> {
         }
         run
     };
-    if args.resume && run.class_names()? != data.class_names() {
+    if (args.resume || args.rescore) && run.class_names()? != data.class_names() {
         bail!(
             "the classes in the data set differ from {}/classes.txt",
             run.path.display()
         );
+    }
+    if args.rescore {
+        return args.device.run(Rescore {
+            config: &config,
+            data: &data,
+            run: &run,
+        })?;
     }
     println!(
         "{} · {} train / {} validation images · {} classes · {} · run folder {}",
@@ -161,7 +173,7 @@ fn resume_target(args: &Args, overrides: &Overrides) -> Result<(PathBuf, TrainCo
         || args.seed.is_some()
     {
         bail!(
-            "--resume continues a run with its saved config.toml; only --epochs, --data-dir and --device may be given"
+            "--resume and --rescore use the run's saved config.toml; only --epochs (--resume), --data-dir and --device may be given"
         );
     }
     let run = match &args.out {
@@ -205,6 +217,49 @@ impl OnBackend for Fit<'_> {
             &device,
             &mut self.bars,
         )
+    }
+}
+
+struct Rescore<'a> {
+    config: &'a TrainConfig,
+    data: &'a dataset::RunData,
+    run: &'a RunDir,
+}
+
+impl OnBackend for Rescore<'_> {
+    type Output = Result<()>;
+
+    fn run<I: Kernels>(self, device: I::Device) -> Self::Output {
+        let epochs = self.run.checkpoint_epochs()?.len();
+        if epochs == 0 {
+            bail!("{} has no checkpoint to score", self.run.path.display());
+        }
+        println!(
+            "scoring {epochs} checkpoints on {} held-out and {} training images",
+            self.data.validation.len(),
+            self.data.train.len()
+        );
+        let started = std::time::Instant::now();
+        train::rescore::rescore::<I>(
+            self.run,
+            self.config,
+            &self.data.train,
+            &self.data.validation,
+            &device,
+            &mut |row| {
+                println!(
+                    "epoch {:3}: held-out loss {:.4} acc {:6.2}% | training images loss {:.4} acc {:6.2}% | {:.0} s",
+                    row.epoch,
+                    row.validation.0,
+                    100.0 * row.validation.1,
+                    row.train.0,
+                    100.0 * row.train.1,
+                    started.elapsed().as_secs_f64()
+                )
+            },
+        )?;
+        println!("wrote {}", self.run.path.join("rescored.csv").display());
+        Ok(())
     }
 }
 

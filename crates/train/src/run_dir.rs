@@ -191,24 +191,23 @@ impl RunDir {
 
     /// The newest complete checkpoint: `(epoch, folder)`.
     pub fn last_checkpoint(&self) -> Result<Option<(usize, PathBuf)>, TrainError> {
+        let newest = self.checkpoint_epochs()?.pop();
+        Ok(newest.map(|epoch| (epoch, self.checkpoint_dir(epoch))))
+    }
+
+    /// The epochs with a complete checkpoint, in order (a partial one is a hidden folder).
+    pub fn checkpoint_epochs(&self) -> Result<Vec<usize>, TrainError> {
         let dir = self.path.join("checkpoints");
         if !dir.is_dir() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        let newest = fs::read_dir(&dir)
+        let mut epochs: Vec<usize> = fs::read_dir(&dir)
             .map_err(|e| TrainError::io(&dir, e))?
             .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let epoch = e
-                    .file_name()
-                    .to_str()?
-                    .strip_prefix("epoch-")?
-                    .parse()
-                    .ok()?;
-                Some((epoch, e.path()))
-            })
-            .max_by_key(|(epoch, _)| *epoch);
-        Ok(newest)
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("epoch-")?.parse().ok())
+            .collect();
+        epochs.sort_unstable();
+        Ok(epochs)
     }
 
     fn checkpoint_dir(&self, epoch: usize) -> PathBuf {

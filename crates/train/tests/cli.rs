@@ -83,6 +83,36 @@ fn a_config_file_run_writes_the_run_folder() {
 }
 
 #[test]
+fn rescoring_a_run_repeats_its_validation_figures_and_adds_the_training_images() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), TINY).unwrap();
+    let out = train(
+        &["--config", "tiny.toml", "--epochs", "2", "--out", "r", "-q"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = train(&["--rescore", "--out", "r"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rescored = std::fs::read_to_string(dir.path().join("r/rescored.csv")).unwrap();
+    let metrics = std::fs::read_to_string(dir.path().join("r/metrics.csv")).unwrap();
+    let lines: Vec<&str> = rescored.lines().collect();
+    assert_eq!(lines[0], "epoch,val_loss,val_acc,train_loss,train_acc");
+    assert_eq!(lines.len(), 3, "{rescored}");
+    // The held-out figures are the ones training measured after each epoch.
+    for (rescored, trained) in lines[1..].iter().zip(metrics.lines().skip(1)) {
+        let r: Vec<&str> = rescored.split(',').collect();
+        let t: Vec<&str> = trained.split(',').collect();
+        assert_eq!(
+            (r[0], r[1], r[2]),
+            (t[0], t[3], t[4]),
+            "{rescored} vs {trained}"
+        );
+    }
+    let none = train(&["--rescore", "--out", "nowhere"], dir.path());
+    assert!(!none.status.success());
+}
+
+#[test]
 fn mistakes_are_one_clear_line_and_exit_code_1() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

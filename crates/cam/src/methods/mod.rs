@@ -67,6 +67,22 @@ impl Method {
         }
     }
 
+    /// The method's name as its paper writes it, for titles.
+    pub fn title(self) -> &'static str {
+        match self {
+            Method::GradCam => "Grad-CAM",
+            Method::GradCamPlusPlus => "Grad-CAM++",
+            Method::XGradCam => "XGrad-CAM",
+            Method::HiResCam => "HiResCAM",
+            Method::LayerCam => "LayerCAM",
+            Method::GradCamElementWise => "Grad-CAM element-wise",
+            Method::EigenCam => "Eigen-CAM",
+            Method::EigenGradCam => "EigenGrad-CAM",
+            Method::ScoreCam => "Score-CAM",
+            Method::AblationCam => "Ablation-CAM",
+        }
+    }
+
     /// The raw map `[batch, h, w]` of `capture`, taken on `images` with the inference `model`:
     /// the channels' contributions summed, or for Eigen-CAM and EigenGrad-CAM their first
     /// principal component. Score-CAM runs the model on `chunk` masked images at a time,
