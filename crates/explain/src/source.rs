@@ -48,8 +48,10 @@ impl Item {
         }
         let picture = match &self.sample.path {
             Some(path) => for_figures(data::folder::decode_rgb(path)?),
-            None => RgbImage::from_raw(width as u32, height as u32, self.sample.pixels.clone())
-                .ok_or("stored pixels do not match the image size")?,
+            None => enlarged(
+                RgbImage::from_raw(width as u32, height as u32, self.sample.pixels.clone())
+                    .ok_or("stored pixels do not match the image size")?,
+            ),
         };
         self.original = Some(picture);
         Ok(())
@@ -60,6 +62,26 @@ impl Item {
 /// pixels to at most this). The map is computed at the model's input size anyway; drawing a
 /// 48-megapixel photo's three figures at full size would take gigabytes and seconds.
 pub const FIGURE_MAX_SIDE: u32 = 2048;
+
+/// The side small stored images (CIFAR-10 binaries, synthetic shapes) are enlarged towards for
+/// their figures: a 32 × 32 picture is a speck in any viewer.
+pub const FIGURE_MIN_SIDE: u32 = 256;
+
+/// `picture` enlarged by a whole factor, each pixel a square block (nearest neighbour, so that
+/// no detail is invented), until its longest side is close to [`FIGURE_MIN_SIDE`].
+fn enlarged(picture: RgbImage) -> RgbImage {
+    let factor = FIGURE_MIN_SIDE / picture.width().max(picture.height()).max(1);
+    if factor <= 1 {
+        return picture;
+    }
+    let (width, height) = (picture.width() * factor, picture.height() * factor);
+    image::imageops::resize(
+        &picture,
+        width,
+        height,
+        image::imageops::FilterType::Nearest,
+    )
+}
 
 /// `picture`, its longest side reduced to at most [`FIGURE_MAX_SIDE`] by averaging blocks.
 fn for_figures(picture: RgbImage) -> RgbImage {
@@ -318,5 +340,20 @@ mod tests {
         assert_eq!(reduced.get_pixel(10, 10).0, [200, 100, 50]);
         let small = RgbImage::new(640, 480);
         assert_eq!(for_figures(small).dimensions(), (640, 480));
+    }
+
+    #[test]
+    fn small_stored_pictures_are_enlarged_pixel_for_pixel() {
+        let mut picture = RgbImage::from_pixel(32, 16, image::Rgb([10, 20, 30]));
+        picture.put_pixel(1, 0, image::Rgb([255, 0, 0]));
+        let shown = enlarged(picture);
+        assert_eq!(shown.dimensions(), (256, 128));
+        assert_eq!(
+            shown.get_pixel(8, 7).0,
+            [255, 0, 0],
+            "pixel (1, 0) is an 8 × 8 block"
+        );
+        assert_eq!(shown.get_pixel(16, 0).0, [10, 20, 30]);
+        assert_eq!(enlarged(RgbImage::new(300, 200)).dimensions(), (300, 200));
     }
 }

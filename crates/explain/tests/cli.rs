@@ -109,7 +109,7 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
             let picture = image::open(explained.join(folder).join(&file)).unwrap();
             assert_eq!(
                 (picture.width(), picture.height()),
-                (16, 16),
+                (256, 256), // 16 × 16 shapes, each pixel shown as 16 × 16
                 "{folder}/{file}"
             );
         }
