@@ -38,10 +38,8 @@ for target in "${targets[@]}"; do
         -malloc_limit_mb="$(malloc_limit "$target")" -timeout=10 \
         -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \
         -artifact_prefix="$artifacts/" -print_final_stats=1 >"$log" 2>&1 || true
-    executions=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | awk '{s+=$1} END {print s+0}')
-    if [ "$executions" = 0 ]; then
-        executions=$(grep -oE '#[0-9]+' "$log" | tail -1 | tr -d '#')
-    fi
+    # Fork mode reports the running total as `#N:` on its status lines.
+    executions=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#' || true)
     crashes=$(find "$artifacts" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'oom-*' -o -name 'timeout-*' -o -name 'leak-*' \) | wc -l)
     printf '| %s | %s | %s | %s | %s | %s |\n' "$target" "$seconds" "${executions:-0}" \
         "$(( ${executions:-0} / seconds ))" "$crashes" "$(ls "$corpus" | wc -l)"

@@ -145,7 +145,9 @@ fn run(args: Args) -> Result<()> {
             run: &run,
         })?;
     }
-    println!(
+    let mut bars = bars;
+    bars.console = Some(run.path.join("console.log"));
+    bars.say(&format!(
         "{} · {} train / {} validation images · {} classes · {} · run folder {}",
         architecture_name(&config),
         data.train.len(),
@@ -153,7 +155,8 @@ fn run(args: Args) -> Result<()> {
         data.class_names().len(),
         args.device,
         run.path.display()
-    );
+    ));
+    let log = Console(bars.console.clone());
     let summary = args.device.run(Fit {
         config: &config,
         data: &data,
@@ -161,7 +164,7 @@ fn run(args: Args) -> Result<()> {
         resume: args.resume,
         bars,
     })??;
-    report(&summary, &run);
+    report(&summary, &run, &log);
     Ok(())
 }
 
@@ -263,15 +266,15 @@ impl OnBackend for Rescore<'_> {
     }
 }
 
-fn report(summary: &Summary, run: &RunDir) {
+fn report(summary: &Summary, run: &RunDir, log: &Console) {
     if summary.first_epoch > summary.epochs {
-        println!(
+        log.say(&format!(
             "nothing to do: the run already finished its {} epochs",
             summary.epochs
-        );
+        ));
         return;
     }
-    println!(
+    log.say(&format!(
         "done in {:.0} s: best validation accuracy {:.2}% at epoch {}{}",
         summary.seconds,
         100.0 * summary.best_val_acc,
@@ -280,12 +283,49 @@ fn report(summary: &Summary, run: &RunDir) {
             .test_acc
             .map(|a| format!(", test accuracy {:.2}%", 100.0 * a))
             .unwrap_or_default()
-    );
-    println!(
-        "run folder: {}  (explain it with: cargo run -p explain -- --run {})",
+    ));
+    log.say(&format!(
+        "run folder: {}  (explain it with: {} --run {})",
         run.path.display(),
+        explain_command(),
         run.path.display()
-    );
+    ));
+}
+
+/// Prints a line and keeps it in the run's console.log, so that what a run said survives the
+/// terminal it ran in.
+struct Console(Option<PathBuf>);
+
+impl Console {
+    fn say(&self, line: &str) {
+        println!("{line}");
+        self.keep(line);
+    }
+
+    fn keep(&self, line: &str) {
+        use std::io::Write as _;
+        let Some(path) = &self.0 else { return };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        if let Ok(mut file) = file {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
+
+/// How this user runs `explain`: through cargo when `train` was started by `cargo run` (which
+/// sets CARGO), otherwise the binary beside this one.
+fn explain_command() -> String {
+    if std::env::var_os("CARGO").is_some() {
+        return "cargo run -p explain --".into();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("explain")))
+        .filter(|explain| explain.is_file())
+        .map_or("explain".into(), |explain| explain.display().to_string())
 }
 
 /// indicatif bars for loading and for each epoch.
@@ -293,6 +333,8 @@ struct Bars {
     multi: MultiProgress,
     current: std::sync::Mutex<Option<ProgressBar>>,
     quiet: bool,
+    /// The run's console.log, once the run folder exists.
+    console: Option<PathBuf>,
 }
 
 impl Bars {
@@ -301,7 +343,18 @@ impl Bars {
             multi: MultiProgress::new(),
             current: Default::default(),
             quiet,
+            console: None,
         }
+    }
+
+    /// A line above the bars, kept in console.log.
+    fn say(&self, line: &str) {
+        if self.quiet || self.multi.is_hidden() {
+            println!("{line}");
+        } else {
+            let _ = self.multi.println(line);
+        }
+        Console(self.console.clone()).keep(line);
     }
 
     fn show(&self, bar: ProgressBar) -> ProgressBar {
@@ -390,10 +443,6 @@ impl Observer for Bars {
             m.seconds,
             if is_best { " ★ best" } else { "" }
         );
-        if self.quiet || self.multi.is_hidden() {
-            println!("{line}");
-        } else {
-            let _ = self.multi.println(&line);
-        }
+        self.say(&line);
     }
 }

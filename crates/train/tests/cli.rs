@@ -368,3 +368,36 @@ fn a_checkpoint_cut_off_mid_write_is_ignored_on_resume() {
     );
     assert!(!partial.exists(), "the partial checkpoint is replaced");
 }
+
+#[test]
+fn the_closing_hint_names_explain_the_way_train_was_started() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), TINY).unwrap();
+    let direct = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["--config", "tiny.toml", "--out", "d", "-q"])
+        .env_remove("CARGO")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&direct.stdout);
+    assert!(direct.status.success(), "{}", stderr(&direct));
+    assert!(!stdout.contains("cargo run"), "{stdout}");
+    assert!(stdout.contains("explain --run d"), "{stdout}");
+    let through_cargo = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["--config", "tiny.toml", "--out", "c", "-q"])
+        .env("CARGO", "cargo")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&through_cargo.stdout);
+    assert!(
+        stdout.contains("cargo run -p explain -- --run c"),
+        "{stdout}"
+    );
+    // What the run said is kept in its folder.
+    let console = std::fs::read_to_string(dir.path().join("c/console.log")).unwrap();
+    assert!(
+        console.contains("epoch   1:") && console.contains("done in"),
+        "{console}"
+    );
+}
