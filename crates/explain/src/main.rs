@@ -159,6 +159,12 @@ impl OnBackend for Job<'_> {
                 names.join(", ")
             );
         }
+        // The run's report.html links the gallery once there is one.
+        if let subject::Origin::Run { run, .. } = &subject.origin {
+            if run.path.join("metrics.csv").is_file() {
+                train::report::write_page(run)?;
+            }
+        }
         Ok(())
     }
 }

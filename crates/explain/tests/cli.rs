@@ -116,6 +116,8 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
     }
     let gallery = std::fs::read_to_string(explained.join("index.html")).unwrap();
     assert_eq!(gallery.matches("<tr class=").count(), 3);
+    let report = std::fs::read_to_string(run_path.join("report.html")).unwrap();
+    assert!(report.contains("href=\"explain/index.html\""), "{report}");
 
     // A file keeps its own size in the figures; --class picks the explained score by name.
     let file = dir.path().join("shape.png");

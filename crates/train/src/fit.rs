@@ -18,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::config::OptimizerConfig;
+use crate::report;
 use crate::run_dir::{CheckpointState, EpochMetrics, RunDir};
 use crate::{TrainConfig, TrainError};
 
@@ -209,13 +210,14 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
             let valid = model.valid();
             self.observer
                 .validating(self.validation.len().div_ceil(config.batch_size));
-            let (val_loss, val_acc) = evaluate(
+            let validated = evaluate(
                 &valid,
                 self.validation,
                 &batcher,
                 config.batch_size,
                 self.device,
             );
+            let (val_loss, val_acc) = (validated.loss, validated.accuracy);
             let is_best = val_acc > state.best_val_acc;
             if is_best {
                 state.best_val_acc = val_acc;
@@ -237,6 +239,10 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
             self.run.append_metrics(&metrics)?;
             self.run
                 .save_checkpoint(&model, optimizer.to_record(), &state)?;
+            if is_best {
+                report::write_confusion(self.run, &validated.confusion)?;
+            }
+            report::write(self.run)?;
             self.observer.epoch_finished(&metrics, is_best);
             last = Some(metrics);
         }
@@ -246,7 +252,7 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                 let best = self
                     .run
                     .load_model::<B::InnerBackend>(crate::Weights::Best, self.device)?;
-                Some(evaluate(&best, test, &batcher, config.batch_size, self.device).1)
+                Some(evaluate(&best, test, &batcher, config.batch_size, self.device).accuracy)
             }
             _ => None,
         };
@@ -271,33 +277,54 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
     }
 }
 
-/// Mean loss (cross-entropy, or binary cross-entropy for a binary head) and accuracy of `model` on `set`, without augmentation. An empty set
-/// gives `(NaN, NaN)`.
+/// How a model did on a set of images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss: cross-entropy, or binary cross-entropy for a binary head.
+    pub loss: f64,
+    pub accuracy: f64,
+    /// `confusion[true][predicted]`: image counts.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+/// Loss, accuracy and confusion matrix of `model` on `set`, without augmentation. An empty
+/// set gives NaN loss and accuracy.
 pub fn evaluate<B: Kernels>(
     model: &Network<B>,
     set: &ImageSet,
     batcher: &Batcher,
     batch_size: usize,
     device: &B::Device,
-) -> (f64, f64) {
+) -> Evaluation {
     let batcher = Batcher {
         augmentation: Default::default(),
         ..*batcher
     };
-    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    let classes = set.class_names.len();
+    let mut confusion = vec![vec![0usize; classes]; classes];
+    let mut loss_sum = 0.0f64;
     let indexed: Vec<_> = set.samples.iter().enumerate().collect();
     for chunk in indexed.chunks(batch_size.max(1)) {
         let batch = batcher.batch(chunk, 0);
         let (images, labels) = batch.to_tensors::<B>(device);
         let outputs = model.forward(images);
-        let loss: f32 = classification_loss(outputs.clone(), labels.clone())
+        let loss: f32 = classification_loss(outputs.clone(), labels)
             .into_scalar()
             .elem();
         loss_sum += loss as f64 * chunk.len() as f64;
-        correct += count_correct(outputs, labels);
+        let predicted = class_scores(outputs).argmax(1).into_data();
+        let predicted = predicted.iter::<i64>().map(|p| p as usize);
+        for (&label, predicted) in batch.labels.iter().zip(predicted) {
+            confusion[label][predicted] += 1;
+        }
     }
+    let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
     let n = set.len() as f64;
-    (loss_sum / n, correct as f64 / n)
+    Evaluation {
+        loss: loss_sum / n,
+        accuracy: correct as f64 / n,
+        confusion,
+    }
 }
 
 fn count_correct<B: Backend>(outputs: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> usize {

@@ -6,11 +6,12 @@ pub mod dataset;
 pub mod device;
 mod error;
 pub mod fit;
+pub mod report;
 pub mod rescore;
 pub mod run_dir;
 
 pub use config::{Overrides, TrainConfig};
 pub use device::{DeviceChoice, OnBackend};
 pub use error::TrainError;
-pub use fit::{Observer, Summary, evaluate, fit};
+pub use fit::{Evaluation, Observer, Summary, evaluate, fit};
 pub use run_dir::{EpochMetrics, RunDir, Weights};

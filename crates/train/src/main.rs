@@ -253,10 +253,10 @@ impl OnBackend for Rescore<'_> {
                 println!(
                     "epoch {:3}: held-out loss {:.4} acc {:6.2}% | training images loss {:.4} acc {:6.2}% | {:.0} s",
                     row.epoch,
-                    row.validation.0,
-                    100.0 * row.validation.1,
-                    row.train.0,
-                    100.0 * row.train.1,
+                    row.validation.loss,
+                    100.0 * row.validation.accuracy,
+                    row.train.loss,
+                    100.0 * row.train.accuracy,
                     started.elapsed().as_secs_f64()
                 )
             },

@@ -8,18 +8,19 @@ use data::{Batcher, ImageSet};
 use model::Kernels;
 
 use crate::run_dir::write_atomic;
-use crate::{RunDir, TrainConfig, TrainError, Weights, evaluate};
+use crate::{Evaluation, RunDir, TrainConfig, TrainError, Weights, evaluate, report};
 
 /// One checkpoint's mean loss and accuracy on each split.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rescored {
     pub epoch: usize,
-    pub validation: (f64, f64),
-    pub train: (f64, f64),
+    pub validation: Evaluation,
+    pub train: Evaluation,
 }
 
 /// Scores each checkpoint of `run` in epoch order, calling `on_epoch` after each, and writes
-/// `rescored.csv` (`epoch,val_loss,val_acc,train_loss,train_acc`) into the run folder.
+/// `rescored.csv` (`epoch,val_loss,val_acc,train_loss,train_acc`) into the run folder, and
+/// the run's report with the confusion matrix of its best held-out checkpoint.
 pub fn rescore<B: Kernels>(
     run: &RunDir,
     config: &TrainConfig,
@@ -47,6 +48,13 @@ pub fn rescore<B: Kernels>(
         rows.push(row);
     }
     write_atomic(&run.path.join("rescored.csv"), csv(&rows).as_bytes())?;
+    let best = rows
+        .iter()
+        .max_by(|a, b| a.validation.accuracy.total_cmp(&b.validation.accuracy));
+    if let Some(best) = best {
+        report::write_confusion(run, &best.validation.confusion)?;
+        report::write(run)?;
+    }
     Ok(rows)
 }
 
@@ -56,7 +64,7 @@ fn csv(rows: &[Rescored]) -> String {
         let _ = writeln!(
             text,
             "{},{:.6},{:.6},{:.6},{:.6}",
-            r.epoch, r.validation.0, r.validation.1, r.train.0, r.train.1
+            r.epoch, r.validation.loss, r.validation.accuracy, r.train.loss, r.train.accuracy
         );
     }
     text
@@ -68,10 +76,15 @@ mod tests {
 
     #[test]
     fn the_csv_has_one_row_per_checkpoint() {
+        let scored = |loss, accuracy| Evaluation {
+            loss,
+            accuracy,
+            confusion: vec![],
+        };
         let rows = [Rescored {
             epoch: 3,
-            validation: (0.5, 0.75),
-            train: (0.25, 1.0),
+            validation: scored(0.5, 0.75),
+            train: scored(0.25, 1.0),
         }];
         assert_eq!(
             csv(&rows),

@@ -64,6 +64,23 @@ fn a_config_file_run_writes_the_run_folder() {
         std::fs::read_to_string(run.join("classes.txt")).unwrap(),
         "circle\nsquare\ntriangle\ncross\n"
     );
+    // A run you can look at: curves, the best checkpoint's confusion matrix, one page.
+    let report = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(
+        report.contains("curves.svg") && report.contains("confusion.svg"),
+        "{report}"
+    );
+    assert!(
+        std::fs::read_to_string(run.join("curves.svg"))
+            .unwrap()
+            .starts_with("<svg")
+    );
+    let confusion = std::fs::read_to_string(run.join("confusion.csv")).unwrap();
+    assert_eq!(
+        confusion.lines().count(),
+        5,
+        "a header and 4 classes: {confusion}"
+    );
 
     // A second run gets the next folder; resuming the latest needs no path.
     assert!(
