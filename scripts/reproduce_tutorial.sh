@@ -66,7 +66,7 @@ awk -F, 'NR == 1 { print "epoch,loss,acc"; next } { printf "%d.0,%s,%s\n", $1, $
     "$run/rescored.csv" >"$out/simple_cnn_heldout_results.csv"
 
 echo "== 3. the held-out photos explained the tutorial's way"
-"$bin/explain" --run "$run" --split val --limit all --data-dir "$photos" --device "$device" \
+"$bin/explain" --run "$run" --weights last --split val --limit all --data-dir "$photos" --device "$device" \
     --target tutorial --normalize max --colormap ocean --naming tutorial \
     --out "$out/heatmaps" >"$out/explain.log"
 tail -n 3 "$out/explain.log"

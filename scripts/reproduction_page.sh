@@ -43,7 +43,7 @@ table { border-collapse: collapse; margin: 1em 0; }
 td, th { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; vertical-align: middle; }
 th { background: #f3f3f3; }
 td:first-child { text-align: left; }
-img { max-height: 220px; display: block; }
+img { max-height: 220px; max-width: 260px; display: block; }
 .note { color: #555; max-width: 60em; }
 </style></head><body>
 <h1>The Grad-CAM tutorial, reproduced</h1>
