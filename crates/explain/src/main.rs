@@ -135,10 +135,14 @@ impl OnBackend for Job<'_> {
             layers,
             out,
         };
+        for &method in &explainer.methods {
+            output::remove_previous(&explainer.out_for(method))?;
+        }
         let per_method = explainer.explain_all(items, layout, &device)?;
         for (&method, records) in explainer.methods.iter().zip(&per_method) {
             let out = explainer.out_for(method);
             output::write_summary(&out, records)?;
+            output::write_manifest(&out, records)?;
             let title = format!("{method} · {}", subject.title());
             gallery::write(&out, &title, method.title(), records)?;
             explainer.report(method, records);

@@ -170,6 +170,59 @@ pub fn write_raw(
     write_npy(&folder.join("cam.npy"), &cam, input_size)
 }
 
+/// Where `explain` lists the files it wrote into an output folder, so that the next run into
+/// the same folder can remove them.
+const MANIFEST: &str = "explained-files.txt";
+
+/// Removes the figures and arrays the previous run listed in `out`'s manifest, and the folders
+/// that leaves empty, so that a new gallery never sits beside stale figures. Files `explain`
+/// did not write are never touched. Returns how many files went.
+pub fn remove_previous(out: &Path) -> Result<usize> {
+    let Ok(listed) = std::fs::read_to_string(out.join(MANIFEST)) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for file in listed
+        .lines()
+        .filter(|l| !l.is_empty() && !l.contains(".."))
+    {
+        let path = out.join(file);
+        if std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+        // Empty folders up to `out` go too; a folder with anything else in it stays.
+        let mut folder = path.parent();
+        while let Some(dir) = folder.filter(|d| *d != out && d.starts_with(out)) {
+            if std::fs::remove_dir(dir).is_err() {
+                break;
+            }
+            folder = dir.parent();
+        }
+    }
+    Ok(removed)
+}
+
+/// Lists every file the records' figures and arrays occupy in `out`.
+pub fn write_manifest(out: &Path, records: &[Record]) -> Result<()> {
+    let mut files = Vec::new();
+    for figures in records.iter().map(|r| &r.figures) {
+        files.extend(
+            [&figures.original, &figures.heatmap, &figures.superimposed].map(String::clone),
+        );
+        if let Some(guided) = &figures.guided {
+            files.extend([guided.backprop.clone(), guided.cam.clone()]);
+        }
+        if let Some(folder) = &figures.raw_folder {
+            files.extend(["cam_raw.npy", "cam.npy"].map(|f| format!("{folder}/{f}")));
+        }
+    }
+    files.sort();
+    files.dedup();
+    let path = out.join(MANIFEST);
+    std::fs::write(&path, files.join("\n") + "\n")
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// A float32 `height × width` array in NumPy's format.
 fn write_npy(path: &Path, values: &[f32], [height, width]: [usize; 2]) -> Result<()> {
     use npyz::WriterBuilder;

@@ -118,6 +118,17 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
     assert_eq!(gallery.matches("<tr class=").count(), 3);
     let report = std::fs::read_to_string(run_path.join("report.html")).unwrap();
     assert!(report.contains("href=\"explain/index.html\""), "{report}");
+    // Again into the same folder with fewer images: the old figures go, the gallery and the
+    // folder hold only the new ones, and a file of the user's stays.
+    std::fs::write(explained.join("notes.txt"), "mine").unwrap();
+    let out = explain(&["--limit", "1"], dir.path());
+    assert_success(&out);
+    let figures: Vec<_> = walk(&explained)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    assert_eq!(figures.len(), 3, "one image's three figures: {figures:?}");
+    assert!(explained.join("notes.txt").is_file());
 
     // A file keeps its own size in the figures; --class picks the explained score by name.
     let file = dir.path().join("shape.png");
