@@ -54,6 +54,8 @@ pub fn folder(
 }
 
 /// Prints `<title>: <right>/<total> <what> correct` and a line per class.
+/// Also writes `confusion.csv` (counts, with each class's accuracy) and `confusion.svg` into
+/// `out`.
 pub fn report<B: Kernels>(
     title: &str,
     what: &str,
@@ -61,13 +63,18 @@ pub fn report<B: Kernels>(
     model: &Network<B>,
     batcher: &Batcher,
     device: &B::Device,
+    out: &std::path::Path,
 ) -> Result<()> {
     let class_names = &set.class_names;
     let mut per_class = vec![(0usize, 0usize); class_names.len()];
+    let mut confusion = vec![vec![0usize; class_names.len()]; class_names.len()];
     for (sample, guess) in set.samples.iter().zip(predict(model, set, batcher, device)) {
         per_class[sample.label].1 += 1;
         per_class[sample.label].0 += usize::from(guess == sample.label);
+        confusion[sample.label][guess] += 1;
     }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    train::report::write_confusion_files(out, class_names, &confusion)?;
     let correct: usize = per_class.iter().map(|c| c.0).sum();
     println!(
         "{title}: {correct}/{} {what} correct ({:.2}%)",

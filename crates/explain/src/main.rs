@@ -214,6 +214,11 @@ impl Job<'_> {
                 )
             }
         };
+        let out = self
+            .args
+            .out
+            .clone()
+            .unwrap_or_else(|| subject.default_out());
         accuracy::report(
             &subject.title(),
             what,
@@ -221,7 +226,13 @@ impl Job<'_> {
             &subject.model,
             &subject.batcher(),
             device,
-        )
+            &out,
+        )?;
+        println!(
+            "per-class accuracy and the confusion matrix: {}",
+            out.join("confusion.csv").display()
+        );
+        Ok(())
     }
 
     /// The classes to explain for each image, and what of them is differentiated.

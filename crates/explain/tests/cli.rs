@@ -311,6 +311,11 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         stdout.contains("held-out images correct") && stdout.contains(&expected),
         "{stdout} vs {expected}"
     );
+    // On disk too: counts per true × predicted class, each class's accuracy, a picture.
+    let confusion = std::fs::read_to_string(explained.join("confusion.csv")).unwrap();
+    assert!(confusion.starts_with("true\\predicted,circle,square,triangle,cross,accuracy"));
+    assert_eq!(confusion.lines().count(), 5, "{confusion}");
+    assert!(explained.join("confusion.svg").is_file());
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! after every epoch, so a running or stopped run shows where it is.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use plotters::prelude::*;
 
@@ -31,14 +32,22 @@ pub fn write(run: &RunDir) -> Result<(), TrainError> {
 
 /// Writes the confusion matrix of the best checkpoint (`confusion[true][predicted]`).
 pub fn write_confusion(run: &RunDir, confusion: &[Vec<usize>]) -> Result<(), TrainError> {
-    let names = run.class_names()?;
+    write_confusion_files(&run.path, &run.class_names()?, confusion)
+}
+
+/// `confusion.csv` (counts, and each true class's accuracy) and `confusion.svg` in `dir`.
+pub fn write_confusion_files(
+    dir: &Path,
+    names: &[String],
+    confusion: &[Vec<usize>],
+) -> Result<(), TrainError> {
     write_atomic(
-        &run.path.join("confusion.csv"),
-        confusion_csv(&names, confusion).as_bytes(),
+        &dir.join("confusion.csv"),
+        confusion_csv(names, confusion).as_bytes(),
     )?;
-    let svg = confusion_svg(&names, confusion)
-        .map_err(|e| TrainError::run(&run.path, format!("confusion.svg: {e}")))?;
-    write_atomic(&run.path.join("confusion.svg"), svg.as_bytes())
+    let svg = confusion_svg(names, confusion)
+        .map_err(|e| TrainError::run(dir, format!("confusion.svg: {e}")))?;
+    write_atomic(&dir.join("confusion.svg"), svg.as_bytes())
 }
 
 /// report.html: what the run is, how it went, where it goes wrong, and where it looks.
