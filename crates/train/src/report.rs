@@ -127,6 +127,13 @@ fn parse_row(line: &str) -> Option<Row> {
 
 type Drawn = Result<String, Box<dyn std::error::Error>>;
 
+/// A curve: its legend, its colour, and the value it plots for each epoch's row.
+type Series = (&'static str, RGBColor, fn(&Row) -> f64);
+
+const BLUE: RGBColor = RGBColor(31, 119, 180);
+const ORANGE: RGBColor = RGBColor(255, 127, 14);
+const GREEN: RGBColor = RGBColor(44, 160, 44);
+
 /// Three panels, one above the other: loss, accuracy, learning rate.
 fn curves(rows: &[Row]) -> Drawn {
     let mut svg = String::new();
@@ -134,66 +141,60 @@ fn curves(rows: &[Row]) -> Drawn {
         let root = SVGBackend::with_string(&mut svg, (760, 780)).into_drawing_area();
         root.fill(&WHITE)?;
         let panels = root.split_evenly((3, 1));
-        let epochs = rows.last().map_or(1.0, |r| r.epoch.max(1.0));
-        let panel = |area: &DrawingArea<_, _>,
-                     title: &str,
-                     lines: &[(&str, RGBColor, fn(&Row) -> f64)]|
-         -> Result<(), Box<dyn std::error::Error>> {
-            let top = rows
-                .iter()
-                .flat_map(|r| lines.iter().map(move |(_, _, f)| f(r)))
-                .filter(|v| v.is_finite())
-                .fold(0.0f64, f64::max);
-            let mut chart = ChartBuilder::on(area)
-                .caption(title, ("sans-serif", 18))
-                .margin(10)
-                .x_label_area_size(30)
-                .y_label_area_size(60)
-                .build_cartesian_2d(0.0..epochs, 0.0..(top * 1.1).max(1e-9))?;
-            chart.configure_mesh().x_desc("epoch").draw()?;
-            for (name, colour, value) in lines {
-                let points = rows.iter().map(|r| (r.epoch, value(r)));
-                chart
-                    .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
-                    .label(*name)
-                    .legend(move |(x, y)| {
-                        PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2))
-                    });
-                chart.draw_series(points.map(|p| Circle::new(p, 3, colour.filled())))?;
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()?;
-            Ok(())
-        };
-        let blue = RGBColor(31, 119, 180);
-        let orange = RGBColor(255, 127, 14);
-        panel(
-            &panels[0],
-            "loss",
-            &[
-                ("train", blue, |r| r.train_loss),
-                ("held out", orange, |r| r.val_loss),
-            ],
-        )?;
-        panel(
-            &panels[1],
-            "accuracy",
-            &[
-                ("train", blue, |r| r.train_acc),
-                ("held out", orange, |r| r.val_acc),
-            ],
-        )?;
-        panel(
-            &panels[2],
-            "learning rate",
-            &[("lr", RGBColor(44, 160, 44), |r| r.lr)],
-        )?;
+        let loss: [Series; 2] = [
+            ("train", BLUE, |r| r.train_loss),
+            ("held out", ORANGE, |r| r.val_loss),
+        ];
+        let accuracy: [Series; 2] = [
+            ("train", BLUE, |r| r.train_acc),
+            ("held out", ORANGE, |r| r.val_acc),
+        ];
+        let lr: [Series; 1] = [("lr", GREEN, |r| r.lr)];
+        panel(&panels[0], rows, "loss", &loss)?;
+        panel(&panels[1], rows, "accuracy", &accuracy)?;
+        panel(&panels[2], rows, "learning rate", &lr)?;
         root.present()?;
     }
     Ok(svg)
+}
+
+/// One panel: each series against the epoch, from 0 to a tenth above its largest value.
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    rows: &[Row],
+    title: &str,
+    series: &[Series],
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    let epochs = rows.last().map_or(1.0, |r| r.epoch.max(1.0));
+    let top = rows
+        .iter()
+        .flat_map(|r| series.iter().map(move |(_, _, f)| f(r)))
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..epochs, 0.0..(top * 1.1).max(1e-9))?;
+    chart.configure_mesh().x_desc("epoch").draw()?;
+    for &(name, colour, value) in series {
+        let points = rows.iter().map(move |r| (r.epoch, value(r)));
+        chart
+            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+        chart.draw_series(points.map(|p| Circle::new(p, 3, colour.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
 }
 
 /// The matrix as cells shaded by the share of their true class, each with its count.
