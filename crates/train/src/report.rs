@@ -213,7 +213,8 @@ fn confusion_svg(names: &[String], confusion: &[Vec<usize>]) -> Drawn {
             .margin(10)
             .x_label_area_size(60)
             .y_label_area_size(110)
-            .build_cartesian_2d((0..n).into_segmented(), (0..n).into_segmented())?;
+            // A segmented 0..k has a segment for each of 0..=k: k = n - 1 gives n cells.
+            .build_cartesian_2d((0..n - 1).into_segmented(), (0..n - 1).into_segmented())?;
         // Row 0 at the top: the y axis counts upwards, so true class t sits at n - 1 - t.
         let label = |value: &SegmentValue<usize>, flip: bool| match *value {
             SegmentValue::CenterOf(i) if i < n => names[if flip { n - 1 - i } else { i }].clone(),
