@@ -386,6 +386,14 @@ fn read_state(dir: &Path) -> Result<CheckpointState, TrainError> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| TrainError::io(dir, e))?;
+    // A temporary file is private (0600); what lands in a run folder is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(|e| TrainError::io(path, e))?;
+    }
     file.write_all(bytes).map_err(|e| TrainError::io(path, e))?;
     file.as_file()
         .sync_all()
