@@ -16,6 +16,76 @@ pub fn write(out: &Path, title: &str, method: &str, records: &[Record]) -> Resul
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// One method's folder, for the overview page.
+pub struct MethodColumn<'a> {
+    pub title: &'a str,
+    /// The folder's name under the output folder (`scorecam`).
+    pub folder: &'a str,
+    /// Its records, in the same image order as every other column's.
+    pub records: &'a [Record],
+}
+
+/// `index.html` at the top of a several-method output: each method's gallery linked with its
+/// accuracy, then the images down and each method's overlay across, labelled (what grid.jpg
+/// shows as one picture).
+pub fn write_overview(out: &Path, title: &str, columns: &[MethodColumn]) -> Result<()> {
+    let path = out.join("index.html");
+    std::fs::write(&path, render_overview(title, columns))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn render_overview(title: &str, columns: &[MethodColumn]) -> String {
+    let mut html = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>\n\
+         <style>{STYLE}</style></head><body>\n<h1>{title}</h1>\n<p>Each method's gallery: ",
+        title = escape(title)
+    );
+    let links: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            format!(
+                "<a href=\"{0}/index.html\">{1}</a>",
+                escape(c.folder),
+                escape(c.title)
+            )
+        })
+        .collect();
+    html += &links.join(" · ");
+    html += ".</p>\n<table><thead><tr><th>#</th><th>image</th>";
+    for column in columns {
+        let _ = write!(html, "<th>{}</th>", escape(column.title));
+    }
+    html += "</tr></thead><tbody>\n";
+    let rows = columns.first().map_or(0, |c| c.records.len());
+    for row in 0..rows {
+        let first = &columns[0].records[row];
+        let label = first
+            .label
+            .as_deref()
+            .map_or(String::new(), |l| format!("<br>true {}", escape(l)));
+        let _ = write!(
+            html,
+            "<tr><td>{}{label}<br>predicted {}</td><td><img src=\"{}/{}\" loading=\"lazy\"></td>",
+            escape(&first.name),
+            escape(&first.predicted),
+            escape(columns[0].folder),
+            escape(&first.figures.original)
+        );
+        for column in columns {
+            let record = &column.records[row];
+            let _ = write!(
+                html,
+                "<td><img src=\"{}/{}\" loading=\"lazy\" title=\"{}\"></td>",
+                escape(column.folder),
+                escape(&record.figures.superimposed),
+                escape(column.title)
+            );
+        }
+        html += "</tr>\n";
+    }
+    html + "</tbody></table>\n</body></html>\n"
+}
+
 fn render(title: &str, method: &str, records: &[Record]) -> String {
     let labelled = records.iter().filter(|r| r.label.is_some()).count();
     let correct = records.iter().filter(|r| r.correct() == Some(true)).count();
@@ -170,6 +240,28 @@ mod tests {
             empty_map: false,
             figures: Layout::PerClass.figures("0001", label, predicted, false),
         }
+    }
+
+    #[test]
+    fn the_overview_labels_methods_across_and_images_down() {
+        let records = [record("cats", "dogs")];
+        let columns = [
+            MethodColumn {
+                title: "Grad-CAM",
+                folder: "gradcam",
+                records: &records,
+            },
+            MethodColumn {
+                title: "Score-CAM",
+                folder: "scorecam",
+                records: &records,
+            },
+        ];
+        let html = render_overview("two methods", &columns);
+        assert!(html.contains("<a href=\"scorecam/index.html\">Score-CAM</a>"));
+        assert!(html.contains("<th>Grad-CAM</th><th>Score-CAM</th>"));
+        assert!(html.contains("0001<br>true cats<br>predicted dogs"));
+        assert!(html.contains("src=\"scorecam/superimposed/cats/0001_label_dogs.jpg\""));
     }
 
     #[test]

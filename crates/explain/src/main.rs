@@ -135,6 +135,8 @@ impl OnBackend for Job<'_> {
             layers,
             out,
         };
+        // The folder itself too: a previous run with one method wrote its figures there.
+        output::remove_previous(&explainer.out)?;
         for &method in &explainer.methods {
             output::remove_previous(&explainer.out_for(method))?;
         }
@@ -157,10 +159,22 @@ impl OnBackend for Job<'_> {
             let columns: Vec<&[Record]> = per_method.iter().map(Vec::as_slice).collect();
             grid::write(&explainer.out, &folders, &columns)?;
             let names: Vec<&str> = explainer.methods.iter().map(|m| m.name()).collect();
+            let overview: Vec<gallery::MethodColumn> = explainer
+                .methods
+                .iter()
+                .zip(&per_method)
+                .map(|(m, records)| gallery::MethodColumn {
+                    title: m.title(),
+                    folder: m.name(),
+                    records,
+                })
+                .collect();
+            gallery::write_overview(&explainer.out, &subject.title(), &overview)?;
             println!(
-                "{}: images down; original, {} across",
+                "{}: images down; original, {} across (labelled in {})",
                 explainer.out.join("grid.jpg").display(),
-                names.join(", ")
+                names.join(", "),
+                explainer.out.join("index.html").display()
             );
         }
         // The run's report.html links the gallery once there is one.

@@ -260,6 +260,14 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         grid.width() > 11 * 128,
         "the original and ten methods across"
     );
+    // The top-level page names every method across and links each method's gallery.
+    let overview = std::fs::read_to_string(dir.path().join("methods/index.html")).unwrap();
+    assert!(overview.contains("<th>Score-CAM</th>") && overview.contains("ablationcam/index.html"));
+    let scorecam = std::fs::read_to_string(dir.path().join("methods/scorecam/index.html")).unwrap();
+    assert!(
+        scorecam.contains("Score-CAM overlay"),
+        "the map column says which method"
+    );
     for method in cam::Method::ALL {
         let folder = dir.path().join("methods").join(method.name());
         assert!(
