@@ -118,7 +118,8 @@ pub fn evaluate<B: AutodiffKernels>(
         randomise_top(model.clone(), usize::MAX),
     ];
     let [h, w] = batcher.image_size;
-    let bar = crate::progress::bar("evaluating", samples.len());
+    // One step per image and explainer: a batch through every method can take minutes.
+    let bar = crate::progress::bar("evaluating", samples.len() * explainers.len());
     let mut seen = 0;
     for chunk in samples.chunks(batch.max(1)) {
         let images = crate::explainer::input_batch(model, chunk, batcher, device)?;
@@ -165,14 +166,26 @@ pub fn evaluate<B: AutodiffKernels>(
                     .map(|(a, b)| spearman(a, b))
                     .sum::<f32>();
             }
+            bar.inc(chunk.len() as u64);
         }
         seen += chunk.len();
-        bar.inc(chunk.len() as u64);
         // The table so far, after every batch: a long evaluation stopped early keeps its rows.
         evaluation(&totals).write(out)?;
     }
     bar.finish_and_clear();
     Ok(evaluation(&totals))
+}
+
+/// Which way each column of the table is better, in its order.
+const BETTER: [&str; 12] = ["", "↓", "↑", "↓", "↑", "↓", "↑", "↑", "↑", "↓", "↓", "↓"];
+
+/// Milliseconds with enough digits that a near-free baseline does not read as 0.0.
+fn milliseconds(ms: f64) -> String {
+    if ms < 0.1 {
+        format!("{ms:.3}")
+    } else {
+        format!("{ms:.1}")
+    }
 }
 
 /// What every explainer's maps of one batch need.
@@ -326,15 +339,27 @@ impl Evaluation {
                 boxed(t.energy),
                 format!("{:.3}", t.rho_top / n),
                 format!("{:.3}", t.rho_all / n),
-                format!("{:.1}", 1000.0 * t.seconds / f64::from(n)),
+                milliseconds(1000.0 * t.seconds / f64::from(n)),
             ]);
         }
         rows
     }
 
+    /// The table with each metric's better direction in its header (for people; the CSV keeps
+    /// plain names for scripts).
+    fn table_with_directions(&self) -> Vec<[String; 12]> {
+        let mut table = self.table();
+        for (cell, better) in table[0].iter_mut().zip(BETTER) {
+            if !better.is_empty() {
+                *cell = format!("{cell} {better}");
+            }
+        }
+        table
+    }
+
     /// Prints the table and writes evaluation.csv and evaluation.md into `out`.
     pub fn report(&self, out: &Path) -> Result<()> {
-        let table = self.table();
+        let table = self.table_with_directions();
         self.write(out)?;
         let widths: Vec<usize> = (0..12)
             .map(|c| {
@@ -366,8 +391,11 @@ impl Evaluation {
     fn write(&self, out: &Path) -> Result<()> {
         let table = self.table();
         let csv: String = table.iter().map(|r| r.join(",") + "\n").collect();
-        let mut md = format!("{}\n\n", self.protocol());
-        for (i, row) in table.iter().enumerate() {
+        let mut md = format!(
+            "{}\n\n↓ lower is better, ↑ higher is better.\n\n",
+            self.protocol()
+        );
+        for (i, row) in self.table_with_directions().iter().enumerate() {
             let _ = writeln!(md, "| {} |", row.join(" | "));
             if i == 0 {
                 let _ = writeln!(md, "|{}", "---|".repeat(12));

@@ -296,6 +296,10 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
     assert_success(&out);
     let table = std::fs::read_to_string(dir.path().join("eval/evaluation.md")).unwrap();
     assert!(table.starts_with("Protocol: 4 images at 16×16"), "{table}");
+    assert!(
+        table.contains("| deletion AUC ↓ | insertion AUC ↑ |") && table.contains("ms/image ↓"),
+        "each column says which way is better: {table}"
+    );
     for row in [
         "| gradcam |",
         "| scorecam |",
