@@ -52,3 +52,25 @@ fn the_committed_seeds_are_accepted() {
     assert!(seen >= 3, "the PyTorch seeds are committed");
     fuzzing::checkpoint(&fuzzing::checkpoint_seed()).unwrap();
 }
+
+/// The first finding (safetensors_weights, 2026-12-02): a running mean stored as U32 was poured
+/// into a float parameter and corrupted memory (SIGSEGV when the model was dropped). It is
+/// refused by name now.
+#[test]
+fn integer_data_for_a_float_weight_is_refused_by_name() {
+    let folder = fuzz_dir().join("regressions/safetensors_weights");
+    let file = files(&folder)
+        .into_iter()
+        .find(|f| {
+            f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("crash-1d27e8")
+        })
+        .expect("the committed finding");
+    let err = fuzzing::torch_weights(&std::fs::read(file).unwrap()).unwrap_err();
+    assert!(
+        err.contains("layer1.0.bn1.running_mean") && err.contains("U32"),
+        "{err}"
+    );
+}

@@ -216,16 +216,24 @@ fn remap(
 /// an infinity in the weights makes every prediction and map meaningless while looking like
 /// one. What was wrong goes to `problems`, by tensor.
 fn checked(snapshot: TensorSnapshot, problems: &Rc<RefCell<Vec<String>>>) -> TensorSnapshot {
-    let (name, read, problems) = (
+    let (name, read, problems, dtype) = (
         snapshot.full_path(),
         snapshot.clone_data_fn(),
         problems.clone(),
+        snapshot.dtype,
     );
     let check = Rc::new(move || {
         let refuse = |message: String| {
             problems.borrow_mut().push(message.clone());
             Err(TensorSnapshotError::DataError(message))
         };
+        // Every parameter of these networks is floating point; integer data poured into a float
+        // parameter corrupted memory (found by fuzzing: a `U32` running mean).
+        if !dtype.is_float() {
+            return refuse(format!(
+                "`{name}` is stored as {dtype:?}: the networks' weights are floating point"
+            ));
+        }
         let data = match read() {
             Ok(data) => data,
             Err(
