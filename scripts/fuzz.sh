@@ -24,13 +24,17 @@ malloc_limit() { [ "$1" = image ] && echo 1200 || echo 64; }
 
 cargo +nightly fuzz build -s none --fuzz-dir fuzz >/dev/null
 cargo run -q -p fuzzing --example write_seeds -- fuzz/corpus >/dev/null
+# Zip and legacy-pickle PyTorch seeds need torch (scripts/.venv); without it the weight targets
+# start from the safetensors seed alone.
+if [ -x scripts/.venv/bin/python ]; then
+    (cd scripts && .venv/bin/python make_fuzz_seeds.py >/dev/null) || echo "warning: no PyTorch seeds" >&2
+fi
 
 printf '| target | seconds | executions | per second | crashes | corpus |\n|---|---|---|---|---|---|\n'
 for target in "${targets[@]}"; do
     corpus="fuzz/corpus/$target"
     artifacts="fuzz/artifacts/$target"
     mkdir -p "$corpus" "$artifacts"
-    if [ -d "fuzz/seeds/$target" ]; then cp -n fuzz/seeds/"$target"/* "$corpus"/; fi
     log="fuzz/artifacts/$target.log"
     # -fork keeps fuzzing past a crash, so one run counts them all; 1 job on 2 cores.
     cargo +nightly fuzz run -s none --fuzz-dir fuzz "$target" "$corpus" -- \

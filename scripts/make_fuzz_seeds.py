@@ -1,6 +1,7 @@
 """Seeds of the weight-file fuzz targets: a CIFAR ResNet-8 of width 4 (the model the targets
 load, see crates/fuzzing) saved as PyTorch saves it today (zip), as before 1.6 (legacy pickle,
-the format of the shared ResNet-20), and as safetensors. Small, committed under fuzz/seeds/.
+the format of the shared ResNet-20), and as safetensors, into fuzz/corpus/ (never committed:
+scripts/fuzz.sh runs this when scripts/.venv has torch).
 
     scripts/.venv/bin/python scripts/make_fuzz_seeds.py
 """
@@ -13,7 +14,7 @@ import torch
 
 from torch_models import CifarResNet
 
-SEEDS = Path(__file__).resolve().parent.parent / "fuzz/seeds"
+SEEDS = Path(__file__).resolve().parent.parent / "fuzz/corpus"
 
 torch.manual_seed(0)
 state = CifarResNet(depth=8, width=4, num_classes=10).state_dict()

@@ -1,6 +1,6 @@
 //! Writes the seeds of the fuzz targets that Rust can make itself into `<dir>/<target>/`:
-//! a real checkpoint, CIFAR records, the embedded configs, a PNG and a JPEG. The PyTorch seeds
-//! come from `scripts/make_fuzz_seeds.py`.
+//! a real checkpoint, safetensors weights, CIFAR records, the embedded configs, a PNG and a
+//! JPEG. The zip and legacy-pickle PyTorch seeds come from `scripts/make_fuzz_seeds.py` (torch).
 
 use std::path::PathBuf;
 
@@ -12,6 +12,9 @@ fn main() {
         std::fs::write(folder.join(name), bytes).unwrap();
     };
     write("checkpoint", "model.mpk", &fuzzing::checkpoint_seed());
+    let weights = fuzzing::safetensors_seed();
+    write("safetensors_weights", "resnet8_w4.safetensors", &weights);
+    write("torch_weights", "resnet8_w4.safetensors", &weights);
     let record = |label: u8| {
         let mut r = vec![label];
         r.extend((0..3072u32).map(|i| (i * 7 % 251) as u8));

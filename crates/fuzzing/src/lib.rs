@@ -65,6 +65,22 @@ pub fn image(bytes: &[u8]) -> Result<(), String> {
     data::folder::read_image(&scratch_file("image", bytes), [8, 8]).map(drop)
 }
 
+/// The weight targets' model saved as safetensors under PyTorch's names: a seed of the weight
+/// targets, made here so that no weight file is committed.
+pub fn safetensors_seed() -> Vec<u8> {
+    use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+    let network =
+        model::CifarResNetConfig { depth: 8, width: 4 }.init::<Cpu>(3, 10, &Default::default());
+    let path = scratch_file("seed.safetensors", b"");
+    let mut store = SafetensorsStore::from_file(&path)
+        .overwrite(true)
+        .with_to_adapter(BurnToPyTorchAdapter);
+    network
+        .save_into(&mut store)
+        .expect("the scratch folder is writable");
+    std::fs::read(&path).expect("just written")
+}
+
 /// A real checkpoint of the scratch run's model, the seed of the `checkpoint` target.
 pub fn checkpoint_seed() -> Vec<u8> {
     let run = fuzz_run();
