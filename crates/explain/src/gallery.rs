@@ -114,11 +114,11 @@ fn render(title: &str, method: &str, records: &[Record]) -> String {
                  <span id=\"showing\">showing all</span></p>\n";
     }
     let method = escape(method);
-    let _ = write!(
+    let _ = writeln!(
         html,
         "<table id=\"gallery\"><thead><tr><th title=\"the file's number\">#</th><th>image</th>\
          <th>{method} heatmap</th><th>{method} overlay</th><th>true label</th><th>prediction</th>\
-         <th>confidence</th><th>top 5</th><th>explained</th><th>correct</th></tr></thead><tbody>\n"
+         <th>confidence</th><th>top 5</th><th>explained</th><th>correct</th></tr></thead><tbody>"
     );
     for record in records {
         html += &table_row(record);
