@@ -178,10 +178,10 @@ impl OnBackend for Job<'_> {
             );
         }
         // The run's report.html links the gallery once there is one.
-        if let subject::Origin::Run { run, .. } = &subject.origin {
-            if run.path.join("metrics.csv").is_file() {
-                train::report::write_page(run)?;
-            }
+        if let subject::Origin::Run { run, .. } = &subject.origin
+            && run.path.join("metrics.csv").is_file()
+        {
+            train::report::write_page(run)?;
         }
         Ok(())
     }

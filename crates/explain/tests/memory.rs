@@ -8,6 +8,8 @@ use std::process::Command;
 /// Peak resident memory of `explain` run with `args` in `cwd`, in MiB, after checking it
 /// succeeded.
 fn peak_mib(args: &[&str], cwd: &Path) -> f64 {
+    // Reaped by wait4 below, which also gives its peak memory.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(env!("CARGO_BIN_EXE_explain"))
         .args(args)
         .current_dir(cwd)
