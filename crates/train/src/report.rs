@@ -27,7 +27,7 @@ pub fn write(run: &RunDir) -> Result<(), TrainError> {
     let rows = read_metrics(run)?;
     let svg = curves(&rows).map_err(|e| TrainError::run(&run.path, format!("curves.svg: {e}")))?;
     write_atomic(&run.path.join("curves.svg"), svg.as_bytes())?;
-    write_page(run)
+    page(run, &rows)
 }
 
 /// Writes the confusion matrix of the best checkpoint (`confusion[true][predicted]`).
@@ -52,8 +52,11 @@ pub fn write_confusion_files(
 
 /// report.html: what the run is, how it went, where it goes wrong, and where it looks.
 pub fn write_page(run: &RunDir) -> Result<(), TrainError> {
+    page(run, &read_metrics(run)?)
+}
+
+fn page(run: &RunDir, rows: &[Row]) -> Result<(), TrainError> {
     let config = std::fs::read_to_string(run.path.join("config.toml")).unwrap_or_default();
-    let rows = read_metrics(run)?;
     let name = run
         .path
         .file_name()
@@ -63,7 +66,12 @@ pub fn write_page(run: &RunDir) -> Result<(), TrainError> {
          </head><body>\n<h1>{name}</h1>\n",
         name = escape(&name)
     );
-    match rows.iter().max_by(|a, b| a.val_acc.total_cmp(&b.val_acc)) {
+    // The first of equal maxima, as training picks its best epoch.
+    let best = rows
+        .iter()
+        .rev()
+        .max_by(|a, b| a.val_acc.total_cmp(&b.val_acc));
+    match best {
         Some(best) => {
             let last = rows.last().expect("a best row is a row");
             let _ = write!(
@@ -262,9 +270,9 @@ fn confusion_csv(names: &[String], confusion: &[Vec<usize>]) -> String {
         csv += &format!(",{}", name.replace(',', "_"));
     }
     csv += ",accuracy\n";
-    for (name, row) in names.iter().zip(confusion) {
+    for (class, (name, row)) in names.iter().zip(confusion).enumerate() {
         let total = row.iter().sum::<usize>();
-        let own = row.get(csv_index(names, name)).copied().unwrap_or(0);
+        let own = row.get(class).copied().unwrap_or(0);
         csv += &name.replace(',', "_");
         for count in row {
             csv += &format!(",{count}");
@@ -272,10 +280,6 @@ fn confusion_csv(names: &[String], confusion: &[Vec<usize>]) -> String {
         csv += &format!(",{:.4}\n", own as f64 / total.max(1) as f64);
     }
     csv
-}
-
-fn csv_index(names: &[String], name: &str) -> usize {
-    names.iter().position(|n| n == name).unwrap_or(0)
 }
 
 /// Per-class accuracy from confusion.csv, as an HTML table.
