@@ -126,7 +126,8 @@ pub struct Args {
     pub save_raw: bool,
     /// Score the methods (and a random and a centred-Gaussian baseline map) on the images with
     /// Average Drop / Increase in Confidence, deletion / insertion AUC and, where boxes are
-    /// known (synthetic shapes), the pointing games; writes evaluation.csv and .md.
+    /// known (synthetic shapes), the pointing games; writes evaluation.csv and .md, and the
+    /// mean deletion / insertion curves as deletion-insertion.svg and .csv (no map figures).
     #[arg(long, conflicts_with_all = ["accuracy", "top_k"])]
     pub evaluate: bool,
     /// Steps of the deletion / insertion curves (--evaluate).

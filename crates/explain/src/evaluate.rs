@@ -17,6 +17,8 @@ use faithfulness::sanity::{randomise_top, spearman};
 use faithfulness::{average_drop_and_increase, deletion_insertion, road};
 use model::{AutodiffKernels, Network, SplitModel, class_probabilities};
 
+use crate::curves;
+
 /// Images per forward pass for the perturbed copies.
 const CHUNK: usize = 32;
 
@@ -58,6 +60,9 @@ struct Totals {
     rho_top: f32,
     rho_all: f32,
     seconds: f64,
+    /// Sums of the deletion and insertion curves, point by point.
+    deletion_curve: Vec<f32>,
+    insertion_curve: Vec<f32>,
 }
 
 pub struct Evaluation {
@@ -248,8 +253,10 @@ fn score<B: Backend>(
         let image = images.clone().slice([i..i + 1, 0..c, 0..h, 0..w]);
         let step = (h * w).div_ceil(steps.max(1));
         let curves = deletion_insertion(probabilities, image.clone(), map, targets[i], step, CHUNK);
-        total.deletion += curves.deletion;
-        total.insertion += curves.insertion;
+        total.deletion += curves.deletion_auc();
+        total.insertion += curves.insertion_auc();
+        add_pointwise(&mut total.deletion_curve, &curves.deletion);
+        add_pointwise(&mut total.insertion_curve, &curves.insertion);
         let road = road(
             probabilities,
             image,
@@ -278,7 +285,33 @@ fn score<B: Backend>(
     total.images += n;
 }
 
+/// `sum += curve`, point by point; an empty sum takes the curve's length.
+fn add_pointwise(sum: &mut Vec<f32>, curve: &[f32]) {
+    if sum.is_empty() {
+        sum.resize(curve.len(), 0.0);
+    }
+    for (s, v) in sum.iter_mut().zip(curve) {
+        *s += v;
+    }
+}
+
 impl Evaluation {
+    /// Each explainer's mean deletion and insertion curves.
+    fn mean_curves(&self) -> Vec<curves::MeanCurves<'_>> {
+        self.rows
+            .iter()
+            .map(|(name, t)| {
+                let n = t.images.max(1) as f32;
+                let mean = |sum: &[f32]| sum.iter().map(|v| v / n).collect();
+                curves::MeanCurves {
+                    name,
+                    deletion: mean(&t.deletion_curve),
+                    insertion: mean(&t.insertion_curve),
+                }
+            })
+            .collect()
+    }
+
     fn protocol(&self) -> String {
         let [h, w] = self.image_size;
         format!(
@@ -383,11 +416,15 @@ impl Evaluation {
                 .collect();
             println!("{}", cells.join("  "));
         }
-        println!("\ntable in {}", out.join("evaluation.md").display());
+        println!(
+            "\ntable in {}; mean deletion / insertion curves in {}",
+            out.join("evaluation.md").display(),
+            out.join(curves::SVG).display()
+        );
         Ok(())
     }
 
-    /// evaluation.csv and evaluation.md in `out`.
+    /// evaluation.csv, evaluation.md and the curves' CSV and SVG in `out`.
     fn write(&self, out: &Path) -> Result<()> {
         let table = self.table();
         let csv: String = table.iter().map(|r| r.join(",") + "\n").collect();
@@ -401,7 +438,21 @@ impl Evaluation {
                 let _ = writeln!(md, "|{}", "---|".repeat(12));
             }
         }
-        for (file, text) in [("evaluation.csv", csv), ("evaluation.md", md)] {
+        let _ = writeln!(
+            md,
+            "\n![Mean target probability as pixels are deleted (left) or inserted (right) in \
+             each map's order]({})",
+            curves::SVG
+        );
+        let mean_curves = self.mean_curves();
+        let svg = curves::svg(&mean_curves)
+            .map_err(|e| anyhow::anyhow!("drawing {}: {e}", curves::SVG))?;
+        for (file, text) in [
+            ("evaluation.csv", csv),
+            ("evaluation.md", md),
+            (curves::CSV, curves::csv(&mean_curves)),
+            (curves::SVG, svg),
+        ] {
             std::fs::write(out.join(file), text)
                 .with_context(|| format!("writing {}", out.join(file).display()))?;
         }

@@ -7,6 +7,7 @@
 
 mod accuracy;
 mod args;
+mod curves;
 mod evaluate;
 mod explainer;
 mod gallery;

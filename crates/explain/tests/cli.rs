@@ -315,6 +315,32 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
     }
     let csv = std::fs::read_to_string(dir.path().join("eval/evaluation.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5);
+    // The curves behind the AUC columns: 256 pixels in 4 steps of 64 → 5 points each, whose
+    // area (trapezoids; the mean of areas is the area of the mean) is the table's AUC.
+    let curves = std::fs::read_to_string(dir.path().join("eval/deletion-insertion.csv")).unwrap();
+    assert_eq!(curves.lines().count(), 1 + 4 * 5, "{curves}");
+    let deletion: Vec<f64> = curves
+        .lines()
+        .filter(|l| l.starts_with("gradcam,"))
+        .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+        .collect();
+    let area = (deletion.iter().sum::<f64>() - (deletion[0] + deletion[4]) / 2.0) / 4.0;
+    let table_auc: f64 = csv
+        .lines()
+        .find(|l| l.starts_with("gradcam,"))
+        .unwrap()
+        .split(',')
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((area - table_auc).abs() < 1e-4, "{area} vs {table_auc}");
+    let figure = std::fs::read_to_string(dir.path().join("eval/deletion-insertion.svg")).unwrap();
+    assert!(figure.contains("gradcam") && figure.contains("baseline: centre gaussian"));
+    assert!(
+        table.contains("](deletion-insertion.svg)"),
+        "the table shows the figure"
+    );
 
     let out = explain(&["--accuracy"], dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);

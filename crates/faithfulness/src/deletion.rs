@@ -9,11 +9,24 @@ use burn::prelude::*;
 
 use crate::confidence::target_column;
 
-/// Areas under the deletion and insertion curves, in [0, 1].
+/// The target probability after each step of deletion and of insertion, from nothing changed
+/// to every pixel changed (the same number of points for every image of one size).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Curves {
-    pub deletion: f32,
-    pub insertion: f32,
+    pub deletion: Vec<f32>,
+    pub insertion: Vec<f32>,
+}
+
+impl Curves {
+    /// Area under the deletion curve, in [0, 1]: lower is better.
+    pub fn deletion_auc(&self) -> f32 {
+        area(&self.deletion)
+    }
+
+    /// Area under the insertion curve, in [0, 1]: higher is better.
+    pub fn insertion_auc(&self) -> f32 {
+        area(&self.insertion)
+    }
 }
 
 /// One image `[1, c, h, w]`, its map (`h × w`), its target; `chunk` perturbed images per call.
@@ -56,8 +69,8 @@ pub fn deletion_insertion<B: Backend>(
     };
     let zeros = Tensor::<B, 4>::zeros([1, c, h, w], &device);
     Curves {
-        deletion: area(&curve(image.clone(), zeros)),
-        insertion: area(&curve(blurred, image)),
+        deletion: curve(image.clone(), zeros),
+        insertion: curve(blurred, image),
     }
 }
 
@@ -128,11 +141,14 @@ mod tests {
         let g = deletion_insertion(&left_column, image.clone(), &good, 0, 1, 3);
         let b = deletion_insertion(&left_column, image, &bad, 0, 1, 3);
         // Good deletion curve: 1, 0.5, 0, 0, 0 → area (1 + 0.5 − 0.5) / 4 = 0.25.
-        assert!((g.deletion - 0.25).abs() < 1e-6, "{g:?}");
+        assert_eq!(g.deletion, [1.0, 0.5, 0.0, 0.0, 0.0]);
+        assert!((g.deletion_auc() - 0.25).abs() < 1e-6, "{g:?}");
         // Bad: 1, 1, 1, 0.5, 0 → (3.5 − 0.5) / 4 = 0.75.
-        assert!((b.deletion - 0.75).abs() < 1e-6, "{b:?}");
+        assert_eq!(b.deletion, [1.0, 1.0, 1.0, 0.5, 0.0]);
+        assert!((b.deletion_auc() - 0.75).abs() < 1e-6, "{b:?}");
         // A constant image blurs to itself, so insertion is flat at 1 for both.
-        assert!((g.insertion - 1.0).abs() < 1e-6 && (b.insertion - 1.0).abs() < 1e-6);
+        assert_eq!(g.insertion, [1.0; 5]);
+        assert!((g.insertion_auc() - 1.0).abs() < 1e-6 && (b.insertion_auc() - 1.0).abs() < 1e-6);
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl Default for CifarResNetConfig {
 impl CifarResNetConfig {
     /// BasicBlocks per stage, or `None` when the depth is not 6n + 2.
     pub fn blocks_per_stage(&self) -> Option<usize> {
-        (self.depth >= 8 && (self.depth - 2) % 6 == 0).then(|| (self.depth - 2) / 6)
+        (self.depth >= 8 && (self.depth - 2).is_multiple_of(6)).then(|| (self.depth - 2) / 6)
     }
 
     /// # Panics

@@ -250,7 +250,6 @@ fn metrics(run: &Path) -> Vec<String> {
 
 /// The outputs of the run's last checkpoint on a few fixed images.
 fn last_outputs(run: &Path) -> burn::tensor::TensorData {
-    use burn::prelude::*;
     use model::SplitModel;
     type Inner = burn::backend::Flex;
     let run = train::RunDir::open(run).unwrap();
@@ -308,10 +307,10 @@ fn a_run_killed_at_any_point_resumes_to_the_uninterrupted_result() {
             mid_checkpoint += 1;
         }
         // Whatever checkpoint is there is whole and loads.
-        if let Ok(opened) = train::RunDir::open(&run) {
-            if opened.last_checkpoint().unwrap().is_some() {
-                last_outputs(&run);
-            }
+        if let Ok(opened) = train::RunDir::open(&run)
+            && opened.last_checkpoint().unwrap().is_some()
+        {
+            last_outputs(&run);
         }
         let resumed = if run.join("config.toml").is_file() {
             train(&["--resume", "--out", &out, "-q"], dir.path())
