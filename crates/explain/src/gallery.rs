@@ -7,12 +7,22 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::output::Record;
+use cam::figure::Colormap;
+use cam::postprocess::Normalization;
 
-/// `method` titles the map columns (`Score-CAM`).
-pub fn write(out: &Path, title: &str, method: &str, records: &[Record]) -> Result<()> {
+use crate::output::{Record, Style};
+
+/// `method` titles the map columns (`Score-CAM`); `style` is how its maps were drawn, shown as
+/// the colour scale above the table.
+pub fn write(
+    out: &Path,
+    title: &str,
+    method: &str,
+    style: Style,
+    records: &[Record],
+) -> Result<()> {
     let path = out.join("index.html");
-    std::fs::write(&path, render(title, method, records))
+    std::fs::write(&path, render(title, method, style, records))
         .with_context(|| format!("writing {}", path.display()))
 }
 
@@ -28,13 +38,18 @@ pub struct MethodColumn<'a> {
 /// `index.html` at the top of a several-method output: each method's gallery linked with its
 /// accuracy, then the images down and each method's overlay across, labelled (what grid.jpg
 /// shows as one picture).
-pub fn write_overview(out: &Path, title: &str, columns: &[MethodColumn]) -> Result<()> {
+pub fn write_overview(
+    out: &Path,
+    title: &str,
+    style: Style,
+    columns: &[MethodColumn],
+) -> Result<()> {
     let path = out.join("index.html");
-    std::fs::write(&path, render_overview(title, columns))
+    std::fs::write(&path, render_overview(title, style, columns))
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn render_overview(title: &str, columns: &[MethodColumn]) -> String {
+fn render_overview(title: &str, style: Style, columns: &[MethodColumn]) -> String {
     let mut html = format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>\n\
          <style>{STYLE}</style></head><body>\n<h1>{title}</h1>\n<p>Each method's gallery: ",
@@ -51,7 +66,9 @@ fn render_overview(title: &str, columns: &[MethodColumn]) -> String {
         })
         .collect();
     html += &links.join(" · ");
-    html += ".</p>\n<table><thead><tr><th>#</th><th>image</th>";
+    html += ".</p>\n";
+    html += &colour_scale(style);
+    html += "<table><thead><tr><th>#</th><th>image</th>";
     for column in columns {
         let _ = write!(html, "<th>{}</th>", escape(column.title));
     }
@@ -86,7 +103,47 @@ fn render_overview(title: &str, columns: &[MethodColumn]) -> String {
     html + "</tbody></table>\n</body></html>\n"
 }
 
-fn render(title: &str, method: &str, records: &[Record]) -> String {
+/// The colour scale of the heatmaps: the colormap's 256 levels as a bar, its ends named, and
+/// what 0 and 1 mean under the normalisation used.
+fn colour_scale(style: Style) -> String {
+    let stops: Vec<String> = (0..256)
+        .map(|level| {
+            let [r, g, b] = style.colormap.colour(level as f32 / 255.0);
+            format!("rgb({r},{g},{b}) {:.2}%", 100.0 * level as f32 / 255.0)
+        })
+        .collect();
+    let (low, high) = match style.normalization {
+        Normalization::MinMax => (
+            "the map's lowest value",
+            "its highest (each map scaled on its own)",
+        ),
+        Normalization::Max => (
+            "zero",
+            "the map's highest value (each map scaled on its own)",
+        ),
+    };
+    format!(
+        "<div class=\"scale\"><span>0</span><div id=\"colour-scale\" title=\"{name}\" \
+         style=\"background:linear-gradient(to right,{stops})\"></div><span>1</span>\
+         <span class=\"note\">{name}: 0 = {low}, 1 = {high}; negative evidence is cut by ReLU. \
+         Overlay = {alpha} × heatmap + image.</span></div>\n",
+        name = colormap_name(style.colormap),
+        stops = stops.join(","),
+        alpha = style.alpha,
+    )
+}
+
+fn colormap_name(colormap: Colormap) -> &'static str {
+    match colormap {
+        Colormap::Jet => "jet (OpenCV)",
+        Colormap::Ocean => "ocean (OpenCV)",
+        Colormap::Turbo => "turbo",
+        Colormap::Viridis => "viridis",
+        Colormap::Inferno => "inferno",
+    }
+}
+
+fn render(title: &str, method: &str, style: Style, records: &[Record]) -> String {
     let labelled = records.iter().filter(|r| r.label.is_some()).count();
     let correct = records.iter().filter(|r| r.correct() == Some(true)).count();
     let mut html = String::new();
@@ -105,7 +162,8 @@ fn render(title: &str, method: &str, records: &[Record]) -> String {
             100.0 * correct as f64 / labelled as f64
         );
     }
-    html += ". Click a column to sort.</p>\n";
+    html += ". Click a column to sort. <span id=\"sorted\">Sorted by file number.</span></p>\n";
+    html += &colour_scale(style);
     // Without true labels there is nothing to filter on.
     if labelled > 0 {
         html += "<p>Show: <button onclick=\"show('')\">all</button> \
@@ -179,7 +237,9 @@ fn escape(text: &str) -> String {
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}\
 td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left}th{cursor:pointer;\
 background:#f3f3f3}img{height:128px;image-rendering:pixelated}tr.incorrect{background:#fde8e8}\
-td.top5{font-size:smaller;white-space:nowrap}#showing{color:#666;margin-left:1em}";
+td.top5{font-size:smaller;white-space:nowrap}#showing,#sorted{color:#666;margin-left:1em}\
+.scale{display:flex;align-items:center;gap:8px;margin:0 0 1em}#colour-scale{width:256px;\
+height:14px;border:1px solid #999}.scale .note{color:#666;font-size:smaller}";
 
 const SCRIPT: &str = r#"
 function show(kind) {
@@ -193,9 +253,15 @@ function show(kind) {
     `showing ${kind || 'all'}: ${shown} image${shown === 1 ? '' : 's'}` +
     (shown ? '' : ` (no ${kind} predictions)`);
 }
-document.querySelectorAll('#gallery th').forEach((th, column) => {
+const headers = document.querySelectorAll('#gallery th');
+headers.forEach((th, column) => {
   let ascending = true;
   th.onclick = () => {
+    const name = th.textContent;
+    headers.forEach(h => { h.textContent = h.textContent.replace(/ [▲▼]$/, ''); });
+    th.textContent = name.replace(/ [▲▼]$/, '') + (ascending ? ' ▲' : ' ▼');
+    document.getElementById('sorted').textContent =
+      `Sorted by ${th.textContent.slice(0, -2)}, ${ascending ? 'ascending' : 'descending'}.`;
     const body = document.querySelector('#gallery tbody');
     const key = row => {
       const cell = row.children[column];
@@ -242,6 +308,37 @@ mod tests {
         }
     }
 
+    const STYLE_OF_TUTORIAL: Style = Style {
+        normalization: Normalization::Max,
+        colormap: Colormap::Ocean,
+        alpha: 0.4,
+    };
+
+    #[test]
+    fn the_colour_scale_is_the_colormap_the_figures_use() {
+        let html = colour_scale(STYLE_OF_TUTORIAL);
+        // OCEAN runs from black to white through blue; every one of its 256 levels is a stop.
+        assert!(
+            html.contains("linear-gradient(to right,rgb(0,0,0) 0.00%,"),
+            "{html}"
+        );
+        assert!(html.contains("rgb(255,255,255) 100.00%)"), "{html}");
+        assert_eq!(html.matches("rgb(").count(), 256);
+        assert!(html.contains("ocean (OpenCV): 0 = zero, 1 = the map's highest value"));
+        assert!(html.contains("Overlay = 0.4 × heatmap + image"));
+        let jet = colour_scale(Style {
+            colormap: Colormap::Jet,
+            normalization: Normalization::MinMax,
+            ..STYLE_OF_TUTORIAL
+        });
+        // OpenCV's JET starts dark blue and ends dark red.
+        assert!(
+            jet.contains("rgb(0,0,128) 0.00%") && jet.contains("rgb(128,0,0) 100.00%"),
+            "{jet}"
+        );
+        assert!(jet.contains("0 = the map's lowest value"));
+    }
+
     #[test]
     fn the_overview_labels_methods_across_and_images_down() {
         let records = [record("cats", "dogs")];
@@ -257,7 +354,8 @@ mod tests {
                 records: &records,
             },
         ];
-        let html = render_overview("two methods", &columns);
+        let html = render_overview("two methods", STYLE_OF_TUTORIAL, &columns);
+        assert!(html.contains("id=\"colour-scale\""));
         assert!(html.contains("<a href=\"scorecam/index.html\">Score-CAM</a>"));
         assert!(html.contains("<th>Grad-CAM</th><th>Score-CAM</th>"));
         assert!(html.contains("0001<br>true cats<br>predicted dogs"));
@@ -269,6 +367,7 @@ mod tests {
         let html = render(
             "cats <& dogs",
             "Score-CAM",
+            STYLE_OF_TUTORIAL,
             &[record("cats", "cats"), record("dogs", "cats")],
         );
         assert!(html.contains("<th>Score-CAM overlay</th>"));
@@ -278,7 +377,9 @@ mod tests {
         // Unlabelled images: no filters that could only empty the page.
         let mut unlabelled = record("cats", "cats");
         unlabelled.label = None;
-        assert!(!render("t", "Grad-CAM", &[unlabelled]).contains("show('correct')"));
+        assert!(
+            !render("t", "Grad-CAM", STYLE_OF_TUTORIAL, &[unlabelled]).contains("show('correct')")
+        );
         assert!(html.contains("<title>cats &lt;&amp; dogs</title>"));
         assert!(html.contains("1 of 2 predicted correctly (50.0%)"));
         assert!(html.contains("src=\"superimposed/dogs/0001_label_cats.jpg\""));

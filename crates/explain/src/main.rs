@@ -147,7 +147,7 @@ impl OnBackend for Job<'_> {
             output::write_summary(&out, records)?;
             output::write_manifest(&out, records)?;
             let title = format!("{method} · {}", subject.title());
-            gallery::write(&out, &title, method.title(), records)?;
+            gallery::write(&out, &title, method.title(), explainer.style(), records)?;
             explainer.report(method, records);
         }
         if explainer.methods.len() > 1 {
@@ -170,7 +170,12 @@ impl OnBackend for Job<'_> {
                     records,
                 })
                 .collect();
-            gallery::write_overview(&explainer.out, &subject.title(), &overview)?;
+            gallery::write_overview(
+                &explainer.out,
+                &subject.title(),
+                explainer.style(),
+                &overview,
+            )?;
             println!(
                 "{}: images down; original, {} across (labelled in {})",
                 explainer.out.join("grid.jpg").display(),
@@ -322,6 +327,15 @@ struct Explainer<'a, B: GuidedBackend + AutodiffKernels> {
 }
 
 impl<B: GuidedBackend + AutodiffKernels> Explainer<'_, B> {
+    /// How every map becomes a picture.
+    fn style(&self) -> Style {
+        Style {
+            normalization: self.args.normalize,
+            colormap: self.args.colormap,
+            alpha: self.args.alpha,
+        }
+    }
+
     /// Where a method's figures go: the output folder, or a folder per method when several.
     fn out_for(&self, method: Method) -> PathBuf {
         if self.methods.len() > 1 {
@@ -410,11 +424,7 @@ impl<B: GuidedBackend + AutodiffKernels> Explainer<'_, B> {
         layout: Layout,
     ) -> Result<Vec<Record>> {
         let out = self.out_for(method);
-        let style = Style {
-            normalization: self.args.normalize,
-            colormap: self.args.colormap,
-            alpha: self.args.alpha,
-        };
+        let style = self.style();
         items
             .par_iter()
             .zip(&maps.explained)

@@ -1,9 +1,11 @@
 //! `explain` on a run trained here: held-out accuracy, predictions for files, clear errors.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-use train::{RunDir, TrainConfig, dataset};
+use std::path::Path;
+
+use common::{assert_success, explain};
+use train::TrainConfig;
 
 const CONFIG: &str = r#"
 epochs = 3
@@ -23,7 +25,6 @@ name = "adam"
 lr = 0.003
 "#;
 
-/// Fails the test with `explain`'s own error output.
 /// `network` as a safetensors file under PyTorch's parameter names.
 fn save_torch_named(network: &model::CifarResNet<burn_flex::Flex>, path: &Path) {
     use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
@@ -45,40 +46,15 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
-fn assert_success(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn explain(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_explain"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn explains_held_out_images_and_files_and_reports_accuracy() {
     let dir = tempfile::tempdir().unwrap();
     let config = TrainConfig::parse(CONFIG, "test").unwrap();
-    let data = dataset::load(&config.data, config.seed, &()).unwrap();
     let run_path = dir.path().join("runs/shapes-001");
-    let run = RunDir::create(&run_path, &config, data.class_names()).unwrap();
-    let summary = train::fit::<train::device::Cpu>(
-        &config,
-        &data.train,
-        &data.validation,
-        None,
-        &run,
-        false,
-        &Default::default(),
-        &mut (),
-    )
-    .unwrap();
+    let mut first_held_out = Vec::new();
+    let summary = common::train_run(&config, &run_path, |_, data| {
+        first_held_out = data.validation.samples[0].pixels.clone()
+    });
 
     // No arguments: the latest run under ./runs, held-out images in the tutorial's layout.
     let out = explain(&["--limit", "3"], dir.path());
@@ -133,7 +109,7 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
     // A file keeps its own size in the figures; --class picks the explained score by name.
     let file = dir.path().join("shape.png");
     let big = image::imageops::resize(
-        &image::RgbImage::from_raw(16, 16, data.validation.samples[0].pixels.clone()).unwrap(),
+        &image::RgbImage::from_raw(16, 16, first_held_out.clone()).unwrap(),
         40,
         30,
         image::imageops::FilterType::Nearest,
@@ -403,21 +379,10 @@ fn folder_runs_reread_only_their_held_out_files_at_full_size() {
         "test",
     )
     .unwrap();
-    let data = dataset::load(&config.data, config.seed, &()).unwrap();
     let run_path = dir.path().join("runs/folder-001");
-    let run = RunDir::create(&run_path, &config, data.class_names()).unwrap();
-    run.write_held_out(&data.validation.samples, &root).unwrap();
-    train::fit::<train::device::Cpu>(
-        &config,
-        &data.train,
-        &data.validation,
-        None,
-        &run,
-        false,
-        &Default::default(),
-        &mut (),
-    )
-    .unwrap();
+    common::train_run(&config, &run_path, |run, data| {
+        run.write_held_out(&data.validation.samples, &root).unwrap()
+    });
 
     // A held-out file that disappeared since training is skipped and counted.
     let held_out = std::fs::read_to_string(run_path.join("held_out.txt")).unwrap();
@@ -663,20 +628,8 @@ fn binary_run(dir: &Path) -> std::path::PathBuf {
         );
     let mut config = TrainConfig::parse(&config, "test").unwrap();
     config.data.dir = Some(dir.join("photos"));
-    let data = dataset::load(&config.data, config.seed, &()).unwrap();
     let run_path = dir.join("runs/binary-001");
-    let run = RunDir::create(&run_path, &config, data.class_names()).unwrap();
-    train::fit::<train::device::Cpu>(
-        &config,
-        &data.train,
-        &data.validation,
-        None,
-        &run,
-        false,
-        &Default::default(),
-        &mut (),
-    )
-    .unwrap();
+    common::train_run(&config, &run_path, |_, _| {});
     run_path
 }
 
