@@ -42,6 +42,50 @@ pub trait Observer {
 
 impl Observer for () {}
 
+/// Two observers, each told everything in turn (progress bars and TensorBoard).
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn epoch_started(&mut self, epoch: usize, epochs: usize, batches: usize) {
+        self.0.epoch_started(epoch, epochs, batches);
+        self.1.epoch_started(epoch, epochs, batches);
+    }
+    fn batch_finished(&mut self, progress: &BatchProgress) {
+        self.0.batch_finished(progress);
+        self.1.batch_finished(progress);
+    }
+    fn validating(&mut self, batches: usize) {
+        self.0.validating(batches);
+        self.1.validating(batches);
+    }
+    fn epoch_finished(&mut self, metrics: &EpochMetrics, is_best: bool) {
+        self.0.epoch_finished(metrics, is_best);
+        self.1.epoch_finished(metrics, is_best);
+    }
+}
+
+/// An observer that may not be there.
+impl<T: Observer> Observer for Option<T> {
+    fn epoch_started(&mut self, epoch: usize, epochs: usize, batches: usize) {
+        if let Some(o) = self {
+            o.epoch_started(epoch, epochs, batches);
+        }
+    }
+    fn batch_finished(&mut self, progress: &BatchProgress) {
+        if let Some(o) = self {
+            o.batch_finished(progress);
+        }
+    }
+    fn validating(&mut self, batches: usize) {
+        if let Some(o) = self {
+            o.validating(batches);
+        }
+    }
+    fn epoch_finished(&mut self, metrics: &EpochMetrics, is_best: bool) {
+        if let Some(o) = self {
+            o.epoch_finished(metrics, is_best);
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct Summary {

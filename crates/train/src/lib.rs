@@ -9,6 +9,7 @@ pub mod fit;
 pub mod report;
 pub mod rescore;
 pub mod run_dir;
+pub mod tensorboard;
 
 pub use config::{Overrides, TrainConfig};
 pub use device::{DeviceChoice, OnBackend};

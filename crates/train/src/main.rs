@@ -9,6 +9,7 @@ use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use model::Kernels;
 use train::fit::BatchProgress;
+use train::tensorboard::TensorBoard;
 use train::{
     DeviceChoice, EpochMetrics, Observer, OnBackend, Overrides, RunDir, Summary, TrainConfig,
     config, dataset,
@@ -55,6 +56,11 @@ struct Args {
     /// per-epoch log. Trains nothing.
     #[arg(long, conflicts_with_all = ["resume", "epochs", "lr", "config"])]
     rescore: bool,
+    /// Also write each epoch's losses, accuracies, learning rate and time as TensorBoard
+    /// scalars into DIR/<run folder's name>/ (`tensorboard --logdir DIR` compares runs).
+    /// Rewritten from metrics.csv when a run resumes.
+    #[arg(long, value_name = "DIR", conflicts_with = "rescore")]
+    tensorboard: Option<PathBuf>,
     /// No progress bars (the per-epoch lines are still printed).
     #[arg(long, short)]
     quiet: bool,
@@ -123,6 +129,13 @@ fn run(args: Args) -> Result<()> {
         .model_spec(classes)
         .validate()
         .map_err(|e| anyhow::anyhow!("the model does not fit the data: {e}"))?;
+    let tensorboard = match &args.tensorboard {
+        Some(dir) => Some(
+            TensorBoard::new(dir, &run_path)
+                .with_context(|| format!("--tensorboard {}", dir.display()))?,
+        ),
+        None => None,
+    };
     let run = if args.resume || args.rescore {
         RunDir::open(&run_path)?
     } else {
@@ -156,13 +169,19 @@ fn run(args: Args) -> Result<()> {
         args.device,
         run.path.display()
     ));
+    if let Some(board) = &tensorboard {
+        bars.say(&format!(
+            "TensorBoard scalars in {}",
+            board.folder().display()
+        ));
+    }
     let log = Console(bars.console.clone());
     let summary = args.device.run(Fit {
         config: &config,
         data: &data,
         run: &run,
         resume: args.resume,
-        bars,
+        observers: (bars, tensorboard),
     })??;
     report(&summary, &run, &log);
     Ok(())
@@ -202,7 +221,7 @@ struct Fit<'a> {
     data: &'a dataset::RunData,
     run: &'a RunDir,
     resume: bool,
-    bars: Bars,
+    observers: (Bars, Option<TensorBoard>),
 }
 
 impl OnBackend for Fit<'_> {
@@ -218,7 +237,7 @@ impl OnBackend for Fit<'_> {
             self.run,
             self.resume,
             &device,
-            &mut self.bars,
+            &mut self.observers,
         )
     }
 }

@@ -9,22 +9,11 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::run_dir::write_atomic;
-use crate::{RunDir, TrainError};
-
-/// One row of metrics.csv.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Row {
-    epoch: f64,
-    train_loss: f64,
-    train_acc: f64,
-    val_loss: f64,
-    val_acc: f64,
-    lr: f64,
-}
+use crate::{EpochMetrics as Row, RunDir, TrainError};
 
 /// Rewrites curves.svg and report.html from the run folder.
 pub fn write(run: &RunDir) -> Result<(), TrainError> {
-    let rows = read_metrics(run)?;
+    let rows = run.metrics()?;
     let svg = curves(&rows).map_err(|e| TrainError::run(&run.path, format!("curves.svg: {e}")))?;
     write_atomic(&run.path.join("curves.svg"), svg.as_bytes())?;
     page(run, &rows)
@@ -52,7 +41,7 @@ pub fn write_confusion_files(
 
 /// report.html: what the run is, how it went, where it goes wrong, and where it looks.
 pub fn write_page(run: &RunDir) -> Result<(), TrainError> {
-    page(run, &read_metrics(run)?)
+    page(run, &run.metrics()?)
 }
 
 fn page(run: &RunDir, rows: &[Row]) -> Result<(), TrainError> {
@@ -109,30 +98,6 @@ fn page(run: &RunDir, rows: &[Row]) -> Result<(), TrainError> {
     write_atomic(&run.path.join("report.html"), html.as_bytes())
 }
 
-fn read_metrics(run: &RunDir) -> Result<Vec<Row>, TrainError> {
-    let path = run.path.join("metrics.csv");
-    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
-    Ok(text.lines().skip(1).filter_map(parse_row).collect())
-}
-
-fn parse_row(line: &str) -> Option<Row> {
-    let v: Vec<f64> = line
-        .split(',')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    let [epoch, train_loss, train_acc, val_loss, val_acc, lr, ..] = v[..] else {
-        return None;
-    };
-    Some(Row {
-        epoch,
-        train_loss,
-        train_acc,
-        val_loss,
-        val_acc,
-        lr,
-    })
-}
-
 type Drawn = Result<String, Box<dyn std::error::Error>>;
 
 /// A curve: its legend, its colour, and the value it plots for each epoch's row.
@@ -176,7 +141,7 @@ fn panel<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let epochs = rows.last().map_or(1.0, |r| r.epoch.max(1.0));
+    let epochs = rows.last().map_or(1.0, |r| r.epoch.max(1) as f64);
     let top = rows
         .iter()
         .flat_map(|r| series.iter().map(move |(_, _, f)| f(r)))
@@ -190,7 +155,7 @@ where
         .build_cartesian_2d(0.0..epochs, 0.0..(top * 1.1).max(1e-9))?;
     chart.configure_mesh().x_desc("epoch").draw()?;
     for &(name, colour, value) in series {
-        let points = rows.iter().map(move |r| (r.epoch, value(r)));
+        let points = rows.iter().map(move |r| (r.epoch as f64, value(r)));
         chart
             .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
             .label(name)
@@ -335,12 +300,13 @@ mod tests {
     fn curves_and_matrix_are_svg_with_their_labels() {
         let rows: Vec<Row> = (1..=3)
             .map(|e| Row {
-                epoch: e as f64,
+                epoch: e,
                 train_loss: 1.0 / e as f64,
                 train_acc: 0.3 * e as f64,
                 val_loss: 1.2 / e as f64,
                 val_acc: 0.25 * e as f64,
                 lr: 0.01,
+                seconds: 1.0,
             })
             .collect();
         let svg = curves(&rows).unwrap();
@@ -351,9 +317,11 @@ mod tests {
         let svg = confusion_svg(&names, &[vec![8, 2], vec![1, 9]]).unwrap();
         assert!(svg.contains("\ncats\n") && svg.contains("\n9\n"), "{svg}");
         assert_eq!(
-            parse_row("2,0.5,0.75,0.6,0.7,1e-2,3.5").unwrap().val_acc,
+            Row::parse_row("2,0.5,0.75,0.6,0.7,1e-2,3.5")
+                .unwrap()
+                .val_acc,
             0.7
         );
-        assert!(parse_row("epoch,train_loss").is_none());
+        assert!(Row::parse_row("epoch,train_loss").is_none());
     }
 }

@@ -38,6 +38,27 @@ pub struct EpochMetrics {
 }
 
 impl EpochMetrics {
+    /// A row of metrics.csv; `None` for the header or a damaged line.
+    pub fn parse_row(line: &str) -> Option<EpochMetrics> {
+        let mut fields = line.split(',');
+        let epoch = fields.next()?.parse().ok()?;
+        let v: Vec<f64> = fields.map(|x| x.parse().ok()).collect::<Option<_>>()?;
+        // Tolerant of a missing time or of later columns, so older runs still draw.
+        let [train_loss, train_acc, val_loss, val_acc, lr, ref rest @ ..] = v[..] else {
+            return None;
+        };
+        let seconds = rest.first().copied().unwrap_or(0.0);
+        Some(EpochMetrics {
+            epoch,
+            train_loss,
+            train_acc,
+            val_loss,
+            val_acc,
+            lr,
+            seconds,
+        })
+    }
+
     fn csv_row(&self) -> String {
         format!(
             "{},{:.6},{:.6},{:.6},{:.6},{:.6e},{:.2}",
@@ -304,6 +325,13 @@ impl RunDir {
         let file = folder.join("model.mpk");
         let record = decode(&file, device)?;
         Ok(model.load_record(record))
+    }
+
+    /// The rows of `metrics.csv`, in epoch order.
+    pub fn metrics(&self) -> Result<Vec<EpochMetrics>, TrainError> {
+        let path = self.path.join("metrics.csv");
+        let text = fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+        Ok(text.lines().filter_map(EpochMetrics::parse_row).collect())
     }
 
     /// Adds a row to `metrics.csv`.

@@ -89,7 +89,10 @@ fn a_config_file_run_writes_the_run_folder() {
             .success()
     );
     assert!(dir.path().join("runs/tiny-002/best/model.mpk").is_file());
-    let resumed = train(&["--resume", "--epochs", "2", "-q"], dir.path());
+    let resumed = train(
+        &["--resume", "--epochs", "2", "-q", "--tensorboard", "tb"],
+        dir.path(),
+    );
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     assert!(String::from_utf8_lossy(&resumed.stdout).contains("runs/tiny-002"));
     assert!(
@@ -97,6 +100,16 @@ fn a_config_file_run_writes_the_run_folder() {
             .join("runs/tiny-002/checkpoints/epoch-0002")
             .is_dir()
     );
+    // TensorBoard scalars under the run's name: epoch 1 replayed from metrics.csv, epoch 2
+    // appended (the records themselves are checked in train::tensorboard's tests).
+    let events: Vec<_> = std::fs::read_dir(dir.path().join("tb/tiny-002"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let bytes = std::fs::read(&events[0]).unwrap();
+    let tags = bytes.windows(14).filter(|w| w == b"accuracy/train").count();
+    assert_eq!(tags, 2, "accuracy/train for epochs 1 and 2");
 }
 
 #[test]
