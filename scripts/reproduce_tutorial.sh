@@ -6,15 +6,19 @@
 # reproduction.html, that puts all of it beside the tutorial's own results.
 #
 #   scripts/reproduce_tutorial.sh [--device cpu|cuda] [--shared DIR] [--out DIR] [--vgg19 FILE]
+#                                 [--epochs N]
 #
 #   --device   where to train and explain [cpu]; cuda needs a GPU (the build adds --features cuda)
 #   --shared   the shared material [../shared]
 #   --out      where everything goes [runs/tutorial-reproduction]
 #   --vgg19    torchvision's VGG19 weights (vgg19-dcbb9e9d.pth), to explain the elephant and the
 #              shark with the tutorial's own network; EfficientNet-Lite0 (shipped) otherwise
+#   --epochs   train this many epochs instead of the tutorial's 15 (a quick check of the chain)
 #
 # Interrupted, it picks up where it stopped: training resumes from its last checkpoint.
-# On the reference CPU (2 cores) training takes about 50 minutes, the rest a few.
+# On the reference CPU (2 cores) training takes about 50 minutes, the rest a few. Also
+# written: TensorBoard scalars of the training in OUT/tensorboard, and, where Chromium is
+# installed, screenshots of reproduction.html and the run's report.html in OUT/screenshots.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,13 +26,15 @@ device=cpu
 shared=../shared
 out=runs/tutorial-reproduction
 vgg19=""
+epochs=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) device="$2"; shift 2 ;;
         --shared) shared="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --vgg19) vgg19="$2"; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --epochs) epochs=(--epochs "$2"); shift 2 ;;
+        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -51,10 +57,11 @@ run="$out/run"
 mkdir -p "$out"
 
 echo "== 1. training the tutorial's SimpleCNN (configs/tutorial.toml) → $run"
+common=(--out "$run" --data-dir "$photos" --device "$device" --tensorboard "$out/tensorboard" -q "${epochs[@]}")
 if [ -f "$run/config.toml" ]; then
-    "$bin/train" --resume --out "$run" --data-dir "$photos" --device "$device" -q | tee -a "$out/train.log"
+    "$bin/train" --resume "${common[@]}" | tee -a "$out/train.log"
 else
-    "$bin/train" --config tutorial --out "$run" --data-dir "$photos" --device "$device" -q | tee "$out/train.log"
+    "$bin/train" --config tutorial "${common[@]}" | tee "$out/train.log"
 fi
 
 echo "== 2. every epoch's checkpoint scored again"
@@ -87,3 +94,11 @@ mkdir -p "$out/tutorial"
 cp -r "$tutorial/gradCAM_results" "$tutorial/vgg_results" "$tutorial/simple_cnn_test_results.csv" "$out/tutorial/"
 scripts/reproduction_page.sh "$out" "$network" >"$out/reproduction.html"
 echo "wrote $out/reproduction.html"
+
+echo "== 6. the pages as a browser shows them"
+if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then
+    scripts/screenshot_pages.sh "$out/screenshots" "$out/reproduction.html" "$run/report.html" \
+        "$out/heatmaps/index.html"
+else
+    echo "no chromium: screenshots skipped (apt-get install chromium)"
+fi
