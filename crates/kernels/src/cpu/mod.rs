@@ -19,6 +19,44 @@ pub(crate) fn zeros(len: usize) -> Vec<f32> {
     values
 }
 
+/// Σ over `jobs` of what `add` accumulates into a zeroed buffer of `len`, in parallel, with the
+/// same bits on every run: the jobs in contiguous groups, one per thread, each group summed in
+/// job order, then the groups' sums added in group order. (Rayon's `fold` splits wherever work
+/// stealing happens to, so the order of the float additions, and with it the weight gradients
+/// and a whole training run, changed from run to run.)
+pub(crate) fn ordered_sum<J: Send, S: Default>(
+    jobs: Vec<J>,
+    len: usize,
+    add: impl Fn(&mut [f32], &mut S, J) + Sync,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let count = jobs.len();
+    let groups = rayon::current_num_threads().min(count).max(1);
+    let mut grouped: Vec<Vec<J>> = (0..groups).map(|_| Vec::new()).collect();
+    for (index, job) in jobs.into_iter().enumerate() {
+        grouped[index * groups / count].push(job);
+    }
+    let sums: Vec<Vec<f32>> = grouped
+        .into_par_iter()
+        .map(|group| {
+            let mut sum = zeros(len);
+            let mut scratch = S::default();
+            for job in group {
+                add(&mut sum, &mut scratch, job);
+            }
+            sum
+        })
+        .collect();
+    let mut sums = sums.into_iter();
+    let mut total = sums.next().unwrap_or_else(|| zeros(len));
+    for sum in sums {
+        for (t, v) in total.iter_mut().zip(sum) {
+            *t += v;
+        }
+    }
+    total
+}
+
 /// The outputs `o < outputs` whose input position `o · stride + offset` lies inside
 /// `0..input`, and the input position of the first of them: one kernel tap's valid range, for
 /// im2col and pooling.
@@ -72,6 +110,26 @@ pub(crate) fn zip_strided(dst: &mut [f32], src: &[f32], stride: usize, f: impl F
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ordered_sums_add_every_job_once_in_the_same_order_every_time() {
+        // Values whose float sum depends on the order of the additions.
+        let jobs: Vec<f32> = (0..997).map(|i| 1.0 / (i as f32 + 0.37) * 1e4).collect();
+        let sum = |jobs: Vec<f32>| {
+            ordered_sum(jobs, 2, |total: &mut [f32], _: &mut (), v| {
+                total[0] += v;
+                total[1] += 1.0;
+            })
+        };
+        let first = sum(jobs.clone());
+        assert_eq!(first[1], 997.0, "every job once");
+        let exact: f64 = jobs.iter().map(|&v| v as f64).sum();
+        assert!((first[0] as f64 - exact).abs() < 1e-3 * exact);
+        for _ in 0..20 {
+            assert_eq!(sum(jobs.clone())[0].to_bits(), first[0].to_bits());
+        }
+        assert_eq!(sum(Vec::new()), [0.0, 0.0]);
+    }
 
     #[test]
     fn strided_zips_read_every_stride_th_element() {

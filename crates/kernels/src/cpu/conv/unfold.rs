@@ -64,23 +64,14 @@ pub(super) fn backward(
     let weight_len = weight.len();
     let threads = rayon::current_num_threads();
     let weight_grad = if shape.batch >= threads {
-        images
-            .into_par_iter()
-            .fold(
-                || {
-                    (
-                        wanted.weight.then(|| vec![0.0f32; weight_len]),
-                        Scratch::default(),
-                    )
-                },
-                |(mut dw, mut scratch), image| {
-                    backward_image(shape, image, weight, dw.as_deref_mut(), &mut scratch, 1);
-                    (dw, scratch)
-                },
-            )
-            .map(|(dw, _)| dw)
-            .reduce_with(|a, b| Some(a?.into_iter().zip(b?).map(|(a, b)| a + b).collect()))
-            .flatten()
+        // An empty sum where the weight gradient is not wanted: each image's input gradient
+        // is still computed in its job.
+        let len = if wanted.weight { weight_len } else { 0 };
+        let dw = crate::cpu::ordered_sum(images, len, |dw, scratch: &mut Scratch, image| {
+            let dw = (!dw.is_empty()).then_some(dw);
+            backward_image(shape, image, weight, dw, scratch, 1);
+        });
+        wanted.weight.then_some(dw)
     } else {
         let mut dw = wanted.weight.then(|| vec![0.0f32; weight_len]);
         let mut scratch = Scratch::default();

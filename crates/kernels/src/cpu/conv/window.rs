@@ -230,21 +230,11 @@ impl Correlation {
         let batch = dys.len() / self.output_len().max(1);
         let jobs = self.jobs(batch);
         let threads = threads_per_job(jobs.len());
-        jobs.into_par_iter()
-            .fold(
-                || (vec![0.0f32; weight_len], Scratch::default()),
-                |(mut dw, mut scratch), job| {
-                    let image = &inputs[job.image * self.input_len()..][..self.input_len()];
-                    let dy = &dys[job.image * self.output_len()..][..self.output_len()];
-                    self.weight_gradient_band(image, dy, &job.rows, &mut dw, &mut scratch, threads);
-                    (dw, scratch)
-                },
-            )
-            .map(|(dw, _)| dw)
-            .reduce(
-                || vec![0.0; weight_len],
-                |a, b| a.into_iter().zip(b).map(|(a, b)| a + b).collect(),
-            )
+        crate::cpu::ordered_sum(jobs, weight_len, |dw, scratch: &mut Scratch, job| {
+            let image = &inputs[job.image * self.input_len()..][..self.input_len()];
+            let dy = &dys[job.image * self.output_len()..][..self.output_len()];
+            self.weight_gradient_band(image, dy, &job.rows, dw, scratch, threads);
+        })
     }
 
     fn weight_gradient_band(
