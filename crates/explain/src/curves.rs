@@ -66,8 +66,12 @@ pub fn svg(curves: &[MeanCurves]) -> Result<String, Box<dyn std::error::Error>> 
         let root = SVGBackend::with_string(&mut svg, (1100, 460)).into_drawing_area();
         root.fill(&WHITE)?;
         let panels = root.split_evenly((1, 2));
-        let deletion = |c: &MeanCurves| c.deletion.clone();
-        let insertion = |c: &MeanCurves| c.insertion.clone();
+        fn deletion<'a>(c: &'a MeanCurves) -> &'a [f32] {
+            &c.deletion
+        }
+        fn insertion<'a>(c: &'a MeanCurves) -> &'a [f32] {
+            &c.insertion
+        }
         // Each legend in the corner its curves leave empty.
         let upper_right = SeriesLabelPosition::UpperRight;
         let lower_right = SeriesLabelPosition::LowerRight;
@@ -75,14 +79,14 @@ pub fn svg(curves: &[MeanCurves]) -> Result<String, Box<dyn std::error::Error>> 
             &panels[0],
             curves,
             "deletion (lower is better)",
-            &deletion,
+            deletion,
             upper_right,
         )?;
         panel(
             &panels[1],
             curves,
             "insertion (higher is better)",
-            &insertion,
+            insertion,
             lower_right,
         )?;
         root.present()?;
@@ -94,7 +98,7 @@ fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     curves: &[MeanCurves],
     title: &str,
-    values: &dyn Fn(&MeanCurves) -> Vec<f32>,
+    values: for<'a> fn(&'a MeanCurves) -> &'a [f32],
     legend: SeriesLabelPosition,
 ) -> Result<(), Box<dyn std::error::Error>>
 where
