@@ -5,12 +5,16 @@ set -euo pipefail
 out="$1"
 network="$2"
 
-# One table row per epoch: the tutorial's log beside ours on its training images and held out.
+# One table row per epoch: the tutorial's log beside ours on its training images and held out;
+# epochs this run did not train (scripts/reproduce_tutorial.sh --epochs) are dashes, not zeros.
 rows() {
     paste -d, "$out/tutorial/simple_cnn_test_results.csv" "$out/simple_cnn_train_results.csv" \
-        "$out/simple_cnn_heldout_results.csv" | awk -F, 'NR > 1 {
-        printf "<tr><td>%d</td><td>%.4f</td><td>%.1f%%</td><td>%.4f</td><td>%.1f%%</td><td>%.4f</td><td>%.1f%%</td></tr>\n",
-            $1, $2, 100 * $3, $5, 100 * $6, $8, 100 * $9 }'
+        "$out/simple_cnn_heldout_results.csv" | awk -F, '
+        function pair(loss, acc) {
+            if (loss == "") return "<td>–</td><td>–</td>"
+            return sprintf("<td>%.4f</td><td>%.1f%%</td>", loss, 100 * acc)
+        }
+        NR > 1 { printf "<tr><td>%d</td>%s%s%s</tr>\n", $1, pair($2, $3), pair($5, $6), pair($8, $9) }'
 }
 
 # Held-out photos: the first two of each class from summary.csv (its 10th column is the
@@ -34,6 +38,9 @@ imagenet() {
 }
 
 held_out=$(($(wc -l <"$out/heatmaps/summary.csv") - 1))
+epochs=$(($(wc -l <"$out/simple_cnn_heldout_results.csv") - 1))
+trained="15 epochs"
+[ "$epochs" -eq 15 ] || trained="15 epochs; this run trained $epochs"
 cat <<HTML
 <!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>The Grad-CAM tutorial, reproduced</title>
@@ -50,7 +57,7 @@ img { max-height: 220px; max-width: 260px; display: block; }
 <p class="note">Made by <code>scripts/reproduce_tutorial.sh</code> on $(date -u +%Y-%m-%d) ($(nproc) cores,
 $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //' || echo "unknown CPU")).
 The tutorial's SimpleCNN with its recipe (<code>configs/tutorial.toml</code>: one sigmoid output, binary
-cross-entropy, ImageNet normalisation, SGD at 0.01, batch 16, 15 epochs), trained on the shared
+cross-entropy, ImageNet normalisation, SGD at 0.01, batch 16, $trained), trained on the shared
 cats-vs-dogs photos with a fifth held out.</p>
 
 <h2>Loss and accuracy per epoch</h2>
