@@ -379,6 +379,36 @@ mod tests {
     }
 
     #[test]
+    fn weight_gradients_repeat_bit_for_bit_whatever_the_thread_timing() {
+        // Many images over more threads than cores: work stealing differs between calls, and
+        // a sum in stealing order would differ in its last bits.
+        let s = shape(48, 8, 8, [12, 12], [3, 3], 1, [1, 1], 1);
+        let x = values(s.batch * s.input_len(), 1);
+        let w = values(s.channels_out * s.channels_in * s.kernel_area(), 2);
+        let dy = values(s.batch * s.output_len(), 3);
+        let wanted = Wanted {
+            input: true,
+            weight: true,
+            bias: false,
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(8)
+            .build()
+            .unwrap();
+        for algorithm in [Algorithm::Window, Algorithm::Unfold] {
+            let gradient = || {
+                let grads = pool.install(|| backward_with(algorithm, &x, &w, &dy, &s, wanted));
+                let weight = grads.weight.unwrap();
+                weight.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            let first = gradient();
+            for _ in 0..30 {
+                assert!(gradient() == first, "{algorithm:?}");
+            }
+        }
+    }
+
+    #[test]
     fn only_the_wanted_gradients_are_computed() {
         let s = shapes()[0];
         let x = values(s.batch * s.input_len(), 1);
