@@ -21,9 +21,12 @@ pub fn write(
     style: Style,
     records: &[Record],
 ) -> Result<()> {
+    write_page(out, render(title, method, style, records))
+}
+
+fn write_page(out: &Path, html: String) -> Result<()> {
     let path = out.join("index.html");
-    std::fs::write(&path, render(title, method, style, records))
-        .with_context(|| format!("writing {}", path.display()))
+    std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))
 }
 
 /// One method's folder, for the overview page.
@@ -44,9 +47,7 @@ pub fn write_overview(
     style: Style,
     columns: &[MethodColumn],
 ) -> Result<()> {
-    let path = out.join("index.html");
-    std::fs::write(&path, render_overview(title, style, columns))
-        .with_context(|| format!("writing {}", path.display()))
+    write_page(out, render_overview(title, style, columns))
 }
 
 fn render_overview(title: &str, style: Style, columns: &[MethodColumn]) -> String {

@@ -94,6 +94,11 @@ fn click_through(browser: &Path, page: &Path) -> Value {
     serde_json::from_str(&json).unwrap_or_else(|e| panic!("{}: {e} in {json}", page.display()))
 }
 
+fn numbers(values: &Value) -> Vec<f64> {
+    let values = values.as_array().expect("an array");
+    values.iter().map(|v| v.as_f64().unwrap()).collect()
+}
+
 #[test]
 fn the_gallery_sorts_filters_and_shows_its_figures_in_chromium() {
     let Some(browser) = chromium() else {
@@ -150,17 +155,15 @@ fn the_gallery_sorts_filters_and_shows_its_figures_in_chromium() {
     );
     assert_eq!(
         filtered("incorrect")["showing"],
-        format!("showing incorrect: {} images", 16 - correct).replace("1 images", "1 image")
+        match 16 - correct {
+            1 => "showing incorrect: 1 image".to_string(),
+            n => format!("showing incorrect: {n} images"),
+        }
     );
     assert_eq!(filtered("correct")["shown"], correct);
     assert_eq!(filtered("all")["shown"], 16);
 
-    let ascending: Vec<f64> = report["sorted_once"]["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let ascending = numbers(&report["sorted_once"]["values"]);
     assert_eq!(ascending.len(), 16);
     assert!(ascending.is_sorted(), "{ascending:?}");
     assert_eq!(report["sorted_once"]["header"], "confidence ▲");
@@ -168,12 +171,7 @@ fn the_gallery_sorts_filters_and_shows_its_figures_in_chromium() {
         report["sorted_once"]["says"],
         "Sorted by confidence, ascending."
     );
-    let descending: Vec<f64> = report["sorted_twice"]["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let descending = numbers(&report["sorted_twice"]["values"]);
     assert!(descending.iter().rev().is_sorted(), "{descending:?}");
     assert_eq!(
         report["sorted_twice"]["says"],

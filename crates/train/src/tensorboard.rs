@@ -15,7 +15,7 @@ use crate::fit::Observer;
 use crate::{EpochMetrics, RunDir, TrainError};
 
 /// The scalars written per epoch: tag and value.
-pub fn scalars(m: &EpochMetrics) -> [(&'static str, f64); 6] {
+fn scalars(m: &EpochMetrics) -> [(&'static str, f64); 6] {
     [
         ("loss/train", m.train_loss),
         ("loss/held_out", m.val_loss),
