@@ -11,9 +11,11 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::{ConvOptions, FloatTensor, IntTensor};
 
-use crate::{Kernels, MaxPool2dOptions, Normalized, Wanted};
+use crate::{Kernels, MaxPool2dOptions, Normalized, Wanted, float, primitive};
 
 impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
+    const PERTURBATION_BATCH: usize = B::PERTURBATION_BATCH;
+
     fn conv2d_forward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -135,6 +137,45 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         }
     }
 
+    fn linear_forward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        match bias {
+            Some(bias) => match LinearWithBias
+                .prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(mut prep) => {
+                    let state = (prep.checkpoint(&x), prep.checkpoint(&weight));
+                    let out =
+                        B::linear_forward(x.primitive, weight.primitive, Some(bias.primitive));
+                    prep.finish(state, out)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::linear_forward(
+                    x.primitive,
+                    weight.primitive,
+                    Some(bias.primitive),
+                )),
+            },
+            None => match LinearNoBias
+                .prepare::<C>([x.node.clone(), weight.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(mut prep) => {
+                    let state = (prep.checkpoint(&x), prep.checkpoint(&weight));
+                    prep.finish(state, B::linear_forward(x.primitive, weight.primitive, None))
+                }
+                OpsKind::UnTracked(prep) => {
+                    prep.finish(B::linear_forward(x.primitive, weight.primitive, None))
+                }
+            },
+        }
+    }
+
     fn max_pool2d_forward(x: FloatTensor<Self>, options: MaxPool2dOptions) -> FloatTensor<Self> {
         match MaxPool2dBackward
             .prepare::<C>([x.node.clone()])
@@ -218,6 +259,65 @@ fn register<B: Kernels>(grads: &mut Gradients, node: Option<NodeId>, grad: Optio
     if let (Some(node), Some(grad)) = (node, grad) {
         grads.register::<B>(node, grad);
     }
+}
+
+#[derive(Debug)]
+struct LinearWithBias;
+#[derive(Debug)]
+struct LinearNoBias;
+
+impl<B: Kernels> Backward<B, 3> for LinearWithBias {
+    type State = (NodeId, NodeId);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let output_grad = grads.consume::<B>(&ops.node);
+        let parents = ops.parents.map(|parent| parent.map(|node| node.id));
+        linear_backward::<B>(parents, output_grad, ops.state, grads, checkpointer);
+    }
+}
+
+impl<B: Kernels> Backward<B, 2> for LinearNoBias {
+    type State = (NodeId, NodeId);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let output_grad = grads.consume::<B>(&ops.node);
+        let [x, weight] = ops.parents.map(|parent| parent.map(|node| node.id));
+        linear_backward::<B>([x, weight, None], output_grad, ops.state, grads, checkpointer);
+    }
+}
+
+/// `dx = dy · Wᵀ`, `dW = xᵀ · dy`, `db = Σ_rows dy`, the products on the kernels too.
+fn linear_backward<B: Kernels>(
+    [x_node, weight_node, bias_node]: [Option<NodeId>; 3],
+    output_grad: FloatTensor<B>,
+    (x, weight): (NodeId, NodeId),
+    grads: &mut Gradients,
+    checkpointer: &mut Checkpointer,
+) {
+    let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
+    let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
+    let input = x_node.map(|_| {
+        B::linear_forward(output_grad.clone(), B::float_transpose(weight), None)
+    });
+    let bias = bias_node.map(|_| {
+        let dy = float::<B, 2>(output_grad.clone());
+        let outputs = dy.dims()[1];
+        primitive(dy.sum_dim(0).reshape([outputs]))
+    });
+    let weight = weight_node.map(|_| B::linear_forward(B::float_transpose(x), output_grad, None));
+    register::<B>(grads, x_node, input);
+    register::<B>(grads, weight_node, weight);
+    register::<B>(grads, bias_node, bias);
 }
 
 #[derive(Debug)]
@@ -325,7 +425,7 @@ mod tests {
     use burn::prelude::*;
     use burn::tensor::{Distribution, Tolerance};
 
-    use crate::{batch_norm_training, channel_affine, conv2d, max_pool2d};
+    use crate::{batch_norm_training, channel_affine, conv2d, linear, max_pool2d};
 
     type Ad = Autodiff<Flex>;
 
@@ -394,6 +494,43 @@ mod tests {
         let grads = conv2d(&conv, untracked.clone()).sum().backward();
         assert!(untracked.grad(&grads).is_none());
         assert!(conv.weight.val().grad(&grads).is_some());
+    }
+
+    #[test]
+    fn linear_layers_have_burns_values_and_gradients() {
+        for bias in [true, false] {
+            let layer = burn::nn::LinearConfig::new(6, 4)
+                .with_bias(bias)
+                .init::<Ad>(&Default::default());
+            let x = random([5, 6], 3).require_grad();
+            let weights = random([5, 4], 4);
+            let ours = linear(&layer, x.clone());
+            let theirs = layer.forward(x.clone());
+            assert_close(ours.clone(), theirs.clone());
+            let ours = (ours * weights.clone()).sum().backward();
+            let theirs = (theirs * weights).sum().backward();
+            assert_close::<2>(
+                Tensor::from_inner(x.grad(&ours).unwrap()),
+                Tensor::from_inner(x.grad(&theirs).unwrap()),
+            );
+            let weight = |grads: &_| layer.weight.val().grad(grads).unwrap();
+            assert_close::<2>(
+                Tensor::from_inner(weight(&ours)),
+                Tensor::from_inner(weight(&theirs)),
+            );
+            if let Some(b) = &layer.bias {
+                let grad = |grads: &_| b.val().grad(grads).unwrap();
+                assert_close::<1>(Tensor::from_inner(grad(&ours)), Tensor::from_inner(grad(&theirs)));
+            }
+        }
+        // A frozen layer (explaining a deployed network) still passes the input's gradient.
+        let frozen = burn::module::Module::no_grad(
+            burn::nn::LinearConfig::new(3, 2).init::<Ad>(&Default::default()),
+        );
+        let x = random([2, 3], 5).require_grad();
+        let grads = linear(&frozen, x.clone()).sum().backward();
+        assert!(x.grad(&grads).is_some());
+        assert!(frozen.weight.val().grad(&grads).is_none());
     }
 
     /// The reference written with ordinary tensor operations, differentiated by burn.

@@ -15,25 +15,31 @@
 //! - **the SGD step**: four to six serial tensor operations per parameter, each allocating its
 //!   result; here one parallel pass in place ([`cpu::sgd`], through [`optim::Sgd`]).
 //!
-//! Every method has a default that is burn's own operation (or burn's tensor algebra), which
-//! the CUDA backend keeps; [`burn::backend::Flex`] overrides them with the kernels of [`cpu`]
-//! for f32 (other dtypes and grouped convolutions keep burn's), and [`Autodiff`] gives each its
-//! own backward pass. Models call the functions below instead of `Conv2d::forward` and
-//! friends; nothing else changes.
+//! On burn's GPU backends the costs are elsewhere: burn-cubecl launches one kernel per tensor
+//! operation and, built without autotuning, convolves with its direct kernels. [`cube`] gives
+//! them implicit-GEMM or im2col convolutions, BatchNorm in four kernels and the SGD step in one.
+//!
+//! Every method has a default that is burn's own operation (or burn's tensor algebra);
+//! [`burn::backend::Flex`] overrides them with the kernels of [`cpu`] for f32 (other dtypes and
+//! grouped convolutions keep burn's), the cubecl backends with those of `cube`, and
+//! [`Autodiff`] gives each its own backward pass. Models call the functions below instead of
+//! `Conv2d::forward` and friends; nothing else changes. How exactly a GPU multiplies is the
+//! process's [`Precision`].
 //!
 //! [`Autodiff`]: burn::backend::Autodiff
 
 pub mod allocator;
 mod autodiff;
 pub mod cpu;
-#[cfg(feature = "cuda")]
-mod cuda;
+#[cfg(feature = "cube")]
+pub mod cube;
 mod flex;
 pub mod optim;
+mod precision;
 pub mod reference;
 
-use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
+use burn::nn::{Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 use burn::tensor::backend::AutodiffBackend;
@@ -42,6 +48,7 @@ use burn::tensor::ops::{ConvOptions, FloatTensor, IntTensor, MaxPool2dWithIndice
 
 pub use cpu::conv::Wanted;
 pub use cpu::sgd::SgdSettings;
+pub use precision::{Precision, precision, set_precision};
 
 /// The window of a 2-D max pooling (PyTorch's, with `ceil_mode = False`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +89,10 @@ pub struct ChannelGradients<B: Backend> {
 /// (`x`), `[channels_out, channels_in / groups, kh, kw]` (convolution weights) and
 /// `[channels]` (per-channel vectors).
 pub trait Kernels: Backend {
+    /// Images per forward pass that keep this backend busy when a method runs many (Score-CAM's
+    /// masked copies): a CPU is saturated by a few dozen, a GPU wants more.
+    const PERTURBATION_BATCH: usize = 32;
+
     /// As burn's `conv2d`.
     fn conv2d_forward(
         x: FloatTensor<Self>,
@@ -168,6 +179,16 @@ pub trait Kernels: Backend {
         reference::max_pool2d_indices_backward::<Self>(x, options, output_grad, indices)
     }
 
+    /// `x · weight + bias` of a `[batch, inputs]` x and an `[inputs, outputs]` weight, as burn's
+    /// `linear`.
+    fn linear_forward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        Self::linear(x, weight, bias)
+    }
+
     /// One SGD step of `param` for `grad`: the new parameter and, with momentum, the new
     /// velocity (`velocity` is `None` before the first step).
     fn sgd_step(
@@ -236,6 +257,16 @@ fn padding_pairs<B: Backend>(conv: &Conv2d<B>, size: [usize; 2]) -> [[usize; 2];
             [total / 2, total - total / 2]
         }),
     }
+}
+
+/// `linear.forward(x)` on the kernels (f32 products on a GPU in [`Precision::F32`]).
+pub fn linear<B: Kernels>(linear: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let bias = linear.bias.as_ref().map(|bias| primitive(bias.val()));
+    float(B::linear_forward(
+        primitive(x),
+        primitive(linear.weight.val()),
+        bias,
+    ))
 }
 
 /// Batch normalisation of `x` with the batch's statistics: the output, then the per-channel

@@ -174,7 +174,7 @@ impl<B: Kernels> SplitModel<B> for CifarResNet<B> {
     }
 
     fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, _relu: &R) -> Tensor<B, 2> {
-        self.linear.forward(global_average_pool(activations))
+        kernels::linear(&self.linear, global_average_pool(activations))
     }
 }
 

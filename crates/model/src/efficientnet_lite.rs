@@ -217,7 +217,7 @@ impl<B: Kernels> SplitModel<B> for EfficientNetLite<B> {
     }
 
     fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, _relu: &R) -> Tensor<B, 2> {
-        self.fc.forward(global_average_pool(activations))
+        kernels::linear(&self.fc, global_average_pool(activations))
     }
 }
 

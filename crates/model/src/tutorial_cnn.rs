@@ -114,9 +114,9 @@ impl<B: Kernels> SplitModel<B> for TutorialCnn<B> {
 
     fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, relu: &R) -> Tensor<B, 2> {
         let x = activations.flatten::<2>(1, 3);
-        let x = relu.relu(self.fc1.forward(x));
-        let x = relu.relu(self.fc2.forward(x));
-        self.fc3.forward(x)
+        let x = relu.relu(kernels::linear(&self.fc1, x));
+        let x = relu.relu(kernels::linear(&self.fc2, x));
+        kernels::linear(&self.fc3, x)
     }
 }
 

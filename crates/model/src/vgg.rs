@@ -183,9 +183,9 @@ impl<B: Kernels> SplitModel<B> for Vgg<B> {
     fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, relu: &R) -> Tensor<B, 2> {
         let pooled = adaptive_avg_pool2d(pool2(activations), [POOLED, POOLED]);
         let [hidden1, hidden2, logits] = [0, 1, 2].map(|i| &self.head[i]);
-        let x = relu.relu(hidden1.forward(pooled.flatten::<2>(1, 3)));
-        let x = relu.relu(hidden2.forward(x));
-        logits.forward(x)
+        let x = relu.relu(kernels::linear(hidden1, pooled.flatten::<2>(1, 3)));
+        let x = relu.relu(kernels::linear(hidden2, x));
+        kernels::linear(logits, x)
     }
 }
 
