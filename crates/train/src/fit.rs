@@ -10,6 +10,7 @@ use burn::module::AutodiffModule;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
+use burn::tensor::Transaction;
 use data::{Batch, Batcher, ImageSet};
 use kernels::optim::Sgd;
 use model::{AutodiffKernels, Kernels, Network, SplitModel, class_scores, classification_loss};
@@ -209,6 +210,38 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                         }
                     }
                 });
+                // The step's loss and correct count stay on the device until a few steps
+                // are read at once: reading them every step would make the host wait for the
+                // GPU each time instead of queueing the next step while it works.
+                let mut unread = UnreadSteps::default();
+                let mut read = |unread: &mut UnreadSteps<B::InnerBackend>| {
+                    for step in unread.read() {
+                        if !step.loss.is_finite() {
+                            let kept = match state.epoch {
+                                0 => "No checkpoint was written.".to_string(),
+                                e => format!("The checkpoint of epoch {e} is intact."),
+                            };
+                            return Err(TrainError::Diverged {
+                                loss: step.loss,
+                                epoch,
+                                batch: step.index + 1,
+                                kept,
+                            });
+                        }
+                        loss_sum += step.loss as f64 * step.images as f64;
+                        correct += step.correct;
+                        seen += step.images;
+                        self.observer.batch_finished(&BatchProgress {
+                            batch: step.index + 1,
+                            loss: loss_sum / seen as f64,
+                            accuracy: correct as f64 / seen as f64,
+                            images_per_second: seen as f64
+                                / epoch_start.elapsed().as_secs_f64(),
+                            lr: step.lr,
+                        });
+                    }
+                    Ok(())
+                };
                 for (step, batch) in receiver.iter().enumerate() {
                     lr = config.schedule.lr(
                         config.optimizer.lr(),
@@ -220,33 +253,20 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                     let (images, labels) = batch.to_tensors::<B>(self.device);
                     let outputs = model.forward(images);
                     let loss = classification_loss(outputs.clone(), labels.clone());
-                    let loss_value: f32 = loss.clone().into_scalar().elem();
-                    if !loss_value.is_finite() {
-                        let kept = match state.epoch {
-                            0 => "No checkpoint was written.".to_string(),
-                            e => format!("The checkpoint of epoch {e} is intact."),
-                        };
-                        return Err(TrainError::Diverged {
-                            loss: loss_value,
-                            epoch,
-                            batch: step + 1,
-                            kept,
-                        });
-                    }
+                    unread.push(
+                        step,
+                        lr,
+                        loss.clone().inner(),
+                        correct_count(outputs.inner(), labels.inner()),
+                        batch.labels.len(),
+                    );
                     let grads = GradientsParams::from_grads(loss.backward(), &model);
                     model = optimizer.step(lr, model, grads);
-
-                    loss_sum += loss_value as f64 * batch.labels.len() as f64;
-                    correct += count_correct(outputs, labels);
-                    seen += batch.labels.len();
-                    self.observer.batch_finished(&BatchProgress {
-                        batch: step + 1,
-                        loss: loss_sum / seen as f64,
-                        accuracy: correct as f64 / seen as f64,
-                        images_per_second: seen as f64 / epoch_start.elapsed().as_secs_f64(),
-                        lr,
-                    });
+                    if unread.due() {
+                        read(&mut unread)?;
+                    }
                 }
+                read(&mut unread)?;
                 Ok(model)
             });
             model = trained?;
@@ -346,19 +366,33 @@ pub fn evaluate<B: Kernels>(
     };
     let classes = set.class_names.len();
     let mut confusion = vec![vec![0usize; classes]; classes];
-    let mut loss_sum = 0.0f64;
+    // Losses and predictions stay on the device until the end: one transfer, not two a batch.
+    let (mut losses, mut predictions, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    let mut sizes = Vec::new();
     let indexed: Vec<_> = set.samples.iter().enumerate().collect();
     for chunk in indexed.chunks(batch_size.max(1)) {
         let batch = batcher.batch(chunk, 0);
-        let (images, labels) = batch.to_tensors::<B>(device);
+        let (images, targets) = batch.to_tensors::<B>(device);
         let outputs = model.forward(images);
-        let loss: f32 = classification_loss(outputs.clone(), labels)
-            .into_scalar()
-            .elem();
-        loss_sum += loss as f64 * chunk.len() as f64;
-        let predicted = class_scores(outputs).argmax(1).into_data();
-        let predicted = predicted.iter::<i64>().map(|p| p as usize);
-        for (&label, predicted) in batch.labels.iter().zip(predicted) {
+        let loss = classification_loss(outputs.clone(), targets);
+        losses.push(loss.reshape([1]));
+        sizes.push(chunk.len());
+        predictions.push(class_scores(outputs).argmax(1).flatten::<1>(0, 1));
+        labels.extend(batch.labels);
+    }
+    let mut loss_sum = 0.0f64;
+    if !losses.is_empty() {
+        let data = Transaction::default()
+            .register(Tensor::cat(losses, 0))
+            .register(Tensor::cat(predictions, 0))
+            .execute();
+        let batch_losses = data[0].iter::<f32>();
+        loss_sum = batch_losses
+            .zip(&sizes)
+            .map(|(loss, &size)| loss as f64 * size as f64)
+            .sum();
+        let predicted = data[1].iter::<i64>().map(|p| p as usize);
+        for (&label, predicted) in labels.iter().zip(predicted) {
             confusion[label][predicted] += 1;
         }
     }
@@ -371,12 +405,85 @@ pub fn evaluate<B: Kernels>(
     }
 }
 
-fn count_correct<B: Backend>(outputs: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> usize {
+/// How many rows of `outputs` predict their label, as a one-element tensor.
+fn correct_count<B: Backend>(outputs: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 1, Int> {
     let predicted = class_scores(outputs).argmax(1).flatten::<1>(0, 1);
-    predicted
-        .equal(labels)
-        .int()
-        .sum()
-        .into_scalar()
-        .elem::<i64>() as usize
+    predicted.equal(labels).int().sum()
+}
+
+/// One training step's numbers, read back.
+struct StepNumbers {
+    index: usize,
+    lr: f64,
+    loss: f32,
+    correct: usize,
+    images: usize,
+}
+
+/// The numbers of the steps since the last read, still on the device.
+struct UnreadSteps<B: Backend> {
+    steps: Vec<(usize, f64, usize)>,
+    losses: Vec<Tensor<B, 1>>,
+    correct: Vec<Tensor<B, 1, Int>>,
+    since: Instant,
+}
+
+impl<B: Backend> Default for UnreadSteps<B> {
+    fn default() -> Self {
+        Self {
+            steps: Vec::new(),
+            losses: Vec::new(),
+            correct: Vec::new(),
+            since: Instant::now(),
+        }
+    }
+}
+
+impl<B: Backend> UnreadSteps<B> {
+    /// At most this many steps go unread…
+    const MAX_STEPS: usize = 16;
+    /// …and none for longer than this, so that progress stays live on a slow device.
+    const MAX_SECONDS: f64 = 0.25;
+
+    fn push(
+        &mut self,
+        index: usize,
+        lr: f64,
+        loss: Tensor<B, 1>,
+        correct: Tensor<B, 1, Int>,
+        images: usize,
+    ) {
+        self.steps.push((index, lr, images));
+        self.losses.push(loss.reshape([1]));
+        self.correct.push(correct.reshape([1]));
+    }
+
+    fn due(&self) -> bool {
+        self.steps.len() >= Self::MAX_STEPS || self.since.elapsed().as_secs_f64() >= Self::MAX_SECONDS
+    }
+
+    /// The unread steps' numbers, in order, in one transfer from the device.
+    fn read(&mut self) -> Vec<StepNumbers> {
+        self.since = Instant::now();
+        if self.steps.is_empty() {
+            return Vec::new();
+        }
+        let data = Transaction::default()
+            .register(Tensor::cat(std::mem::take(&mut self.losses), 0))
+            .register(Tensor::cat(std::mem::take(&mut self.correct), 0))
+            .execute();
+        let losses = data[0].iter::<f32>();
+        let correct = data[1].iter::<i64>();
+        std::mem::take(&mut self.steps)
+            .into_iter()
+            .zip(losses.zip(correct))
+            .map(|((index, lr, images), (loss, correct))| StepNumbers {
+                index,
+                lr,
+                loss,
+                correct: correct as usize,
+                images,
+            })
+            .collect()
+    }
 }
