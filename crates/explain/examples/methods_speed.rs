@@ -1,8 +1,8 @@
 //! Time per image of each CAM method: capture (features, classifier, backward) plus the
 //! method's own work, for a randomly initialised network of `--arch` at its input size.
-//! `cargo run -p explain --example methods_speed -- ARCH BATCH REPEATS [cpu|cuda]` prints one
-//! line per method, `burn <method> ms/image median=<x>`; `scripts/bench_methods.sh` runs
-//! pytorch-grad-cam on the same network and batch beside it.
+//! `cargo run -p explain --example methods_speed -- ARCH BATCH REPEATS [cpu|cuda] [f32|tf32]`
+//! prints one line per method, `burn <method> ms/image median=<x>`; `scripts/bench_methods.sh`
+//! runs pytorch-grad-cam on the same network and batch beside it.
 
 use std::time::Instant;
 
@@ -32,6 +32,10 @@ fn main() {
         .map_or("cpu", String::as_str)
         .parse()
         .expect("cpu, cuda or cuda:N");
+    // `explain`'s default: every GPU product in f32 (the CPU computes in f32 regardless).
+    let precision = args.get(4).map_or("f32", String::as_str);
+    kernels::set_precision(precision.parse().expect("f32 or tf32"));
+    device.check().expect("a usable device");
     device.run(bench).expect("a usable device");
 }
 
@@ -62,7 +66,7 @@ impl OnBackend for Bench {
         for method in Method::ALL {
             let run = || {
                 let captured = capture(&model, images.clone(), &targets).unwrap();
-                let maps = method.map(&inference, images.clone(), &captured, 32);
+                let maps = method.map(&inference, images.clone(), &captured, I::PERTURBATION_BATCH);
                 // Reading the maps back waits for the device.
                 maps.into_data().to_vec::<f32>().unwrap().len()
             };

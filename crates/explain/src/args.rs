@@ -147,6 +147,11 @@ pub struct Args {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
+    /// How a GPU multiplies in convolutions and matrix products: f32 (every product in f32,
+    /// maps as the CPU draws them) or tf32 (tensor cores, factors rounded to 10 mantissa bits:
+    /// faster, maps off by up to a few 1e-3). The CPU always computes in f32.
+    #[arg(long, default_value = "f32")]
+    pub precision: kernels::Precision,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -31,9 +31,6 @@ pub struct BatchMaps {
     pub post_processed: bool,
 }
 
-/// Images per forward pass in Score-CAM, ablated maps per classifier pass in Ablation-CAM.
-const PERTURBATION_CHUNK: usize = 32;
-
 /// pytorch-grad-cam's two smoothings.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Smoothing {
@@ -80,7 +77,8 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
     let [_, classes] = captured.probabilities().dims();
     let probabilities = to_vec(captured.probabilities());
     let inference = model.valid();
-    let (smoothing, chunk) = (request.smoothing, PERTURBATION_CHUNK);
+    // Images per forward pass in Score-CAM, ablated maps per classifier pass in Ablation-CAM.
+    let (smoothing, chunk) = (request.smoothing, B::PERTURBATION_BATCH);
     let maps = request
         .methods
         .iter()

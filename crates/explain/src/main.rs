@@ -43,6 +43,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    kernels::set_precision(args.precision);
     args.device.check()?;
     let source = match &args.arch {
         Some(architecture) => {

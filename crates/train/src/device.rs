@@ -78,13 +78,33 @@ mod cuda {
     use burn::prelude::*;
 
     pub fn check(index: usize) -> Result<(), TrainError> {
-        probe(&CudaDevice::new(index))
-            .map_err(|why| TrainError::Device(format!("CUDA device {index} is not usable: {why}")))
+        keep_compiled_kernels();
+        probe(&CudaDevice::new(index)).map_err(|why| {
+            TrainError::Device(format!(
+                "CUDA device {index} is not usable ({why}): is an NVIDIA driver installed and \
+                 the GPU visible to `nvidia-smi`? --device cpu runs without one"
+            ))
+        })
     }
 
     pub fn run<W: OnBackend>(index: usize, work: W) -> Result<W::Output, TrainError> {
         check(index)?;
         Ok(work.run::<Cuda>(CudaDevice::new(index)))
+    }
+
+    /// Turns on cubecl's cache of compiled kernels (see `kernels::cube::cache`); a cache that
+    /// cannot be made only costs time, so it is a warning.
+    fn keep_compiled_kernels() {
+        let Some(dir) = kernels::cube::cache::default_dir() else {
+            return;
+        };
+        if let Err(why) = kernels::cube::cache::keep_compiled_kernels(&dir) {
+            eprintln!(
+                "warning: cannot keep compiled GPU kernels in {}: {why}; every run compiles them \
+                 again (set GRADCAM_CACHE_DIR to a writable folder)",
+                dir.display()
+            );
+        }
     }
 
     /// cubecl panics when the driver or the device is missing; turn that into an error.

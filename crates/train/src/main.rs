@@ -48,6 +48,11 @@ struct Args {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
+    /// How a GPU multiplies in convolutions and matrix products: tf32 (tensor cores, factors
+    /// rounded to 10 mantissa bits, as PyTorch convolves by default) or f32 (every product in
+    /// f32, several times slower). The CPU always computes in f32.
+    #[arg(long, default_value = "tf32")]
+    precision: kernels::Precision,
     /// Continue the run in --out from its last checkpoint (model, optimizer, epoch).
     #[arg(long)]
     resume: bool,
@@ -90,6 +95,7 @@ fn run(args: Args) -> Result<()> {
         lr: args.lr,
         seed: args.seed,
     };
+    kernels::set_precision(args.precision);
     args.device.check()?;
     let (run_path, config) = if args.resume || args.rescore {
         resume_target(&args, &overrides)?
