@@ -10,8 +10,10 @@ use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use cam::{Method, Target, capture};
+use kernels::Precision;
 use model::{Architecture, Kernels, ModelSpec};
-use train::{DeviceChoice, OnBackend};
+use train::OnBackend;
+use train::device::run_benchmark;
 
 struct Bench {
     arch: String,
@@ -27,16 +29,9 @@ fn main() {
         batch: args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1),
         repeats: args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3),
     };
-    let device: DeviceChoice = args
-        .get(3)
-        .map_or("cpu", String::as_str)
-        .parse()
-        .expect("cpu, cuda or cuda:N");
     // `explain`'s default: every GPU product in f32 (the CPU computes in f32 regardless).
-    let precision = args.get(4).map_or("f32", String::as_str);
-    kernels::set_precision(precision.parse().expect("f32 or tf32"));
-    device.check().expect("a usable device");
-    device.run(bench).expect("a usable device");
+    let arg = |i: usize| args.get(i).map(String::as_str);
+    run_benchmark(bench, arg(3), arg(4), Precision::F32);
 }
 
 impl OnBackend for Bench {

@@ -74,7 +74,9 @@ fn main() {
 }
 
 fn run<G: Kernels>(device: G::Device) {
-    println!("layer\talgorithm\tforward_ms\tinput_grad_ms\tweight_grad_ms\tforward_err\tinput_grad_err\tweight_grad_err");
+    println!(
+        "layer\talgorithm\tforward_ms\tinput_grad_ms\tweight_grad_ms\tforward_err\tinput_grad_err\tweight_grad_err"
+    );
     for layer in &LAYERS {
         conv_rows::<G>(layer, &device);
     }
@@ -91,12 +93,7 @@ fn run<G: Kernels>(device: G::Device) {
 fn conv_rows<G: Kernels>(layer: &Layer, device: &G::Device) {
     let [n, c, h, w] = layer.input;
     let weight_shape = [layer.channels_out, c, layer.kernel, layer.kernel];
-    let options = ConvOptions::new(
-        [layer.stride; 2],
-        [layer.padding; 2],
-        [1, 1],
-        1,
-    );
+    let options = ConvOptions::new([layer.stride; 2], [layer.padding; 2], [1, 1], 1);
     let x = host_random([n, c, h, w], 1);
     let weight = host_random(weight_shape, 2);
     let cpu_out = Flex::conv2d_forward(
@@ -300,5 +297,8 @@ fn float<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Tensor<B, D> {
 }
 
 fn values<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Vec<f32> {
-    float::<B, D>(tensor).into_data().to_vec().expect("f32 values")
+    float::<B, D>(tensor)
+        .into_data()
+        .to_vec()
+        .expect("f32 values")
 }

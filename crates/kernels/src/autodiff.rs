@@ -10,6 +10,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::{ConvOptions, FloatTensor, IntTensor};
+use core::marker::PhantomData;
 
 use crate::{Kernels, MaxPool2dOptions, Normalized, Wanted, float, primitive};
 
@@ -22,57 +23,7 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         bias: Option<FloatTensor<Self>>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        match bias {
-            Some(bias) => match Conv2dWithBias
-                .prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(mut prep) => {
-                    let state = (
-                        prep.checkpoint(&x),
-                        prep.checkpoint(&weight),
-                        options.clone(),
-                    );
-                    let out = B::conv2d_forward(
-                        x.primitive,
-                        weight.primitive,
-                        Some(bias.primitive),
-                        options,
-                    );
-                    prep.finish(state, out)
-                }
-                OpsKind::UnTracked(prep) => prep.finish(B::conv2d_forward(
-                    x.primitive,
-                    weight.primitive,
-                    Some(bias.primitive),
-                    options,
-                )),
-            },
-            None => match Conv2dNoBias
-                .prepare::<C>([x.node.clone(), weight.node.clone()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(mut prep) => {
-                    let state = (
-                        prep.checkpoint(&x),
-                        prep.checkpoint(&weight),
-                        options.clone(),
-                    );
-                    prep.finish(
-                        state,
-                        B::conv2d_forward(x.primitive, weight.primitive, None, options),
-                    )
-                }
-                OpsKind::UnTracked(prep) => prep.finish(B::conv2d_forward(
-                    x.primitive,
-                    weight.primitive,
-                    None,
-                    options,
-                )),
-            },
-        }
+        weighted::<B, C, Convolution>(x, weight, bias, options)
     }
 
     fn batch_norm_forward(
@@ -142,38 +93,7 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
-        match bias {
-            Some(bias) => match LinearWithBias
-                .prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(mut prep) => {
-                    let state = (prep.checkpoint(&x), prep.checkpoint(&weight));
-                    let out =
-                        B::linear_forward(x.primitive, weight.primitive, Some(bias.primitive));
-                    prep.finish(state, out)
-                }
-                OpsKind::UnTracked(prep) => prep.finish(B::linear_forward(
-                    x.primitive,
-                    weight.primitive,
-                    Some(bias.primitive),
-                )),
-            },
-            None => match LinearNoBias
-                .prepare::<C>([x.node.clone(), weight.node.clone()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(mut prep) => {
-                    let state = (prep.checkpoint(&x), prep.checkpoint(&weight));
-                    prep.finish(state, B::linear_forward(x.primitive, weight.primitive, None))
-                }
-                OpsKind::UnTracked(prep) => {
-                    prep.finish(B::linear_forward(x.primitive, weight.primitive, None))
-                }
-            },
-        }
+        weighted::<B, C, Dense>(x, weight, bias, ())
     }
 
     fn max_pool2d_forward(x: FloatTensor<Self>, options: MaxPool2dOptions) -> FloatTensor<Self> {
@@ -192,82 +112,164 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     }
 }
 
-#[derive(Debug)]
-struct Conv2dWithBias;
-#[derive(Debug)]
-struct Conv2dNoBias;
+/// An operation `f(x, weight) + bias` (a convolution, a dense layer): its forward and backward
+/// passes, the bias optional, written once for both.
+trait WeightedOp<B: Kernels>: core::fmt::Debug + Send + 'static {
+    /// What besides x and the weight the operation needs (a convolution's options).
+    type Settings: Clone + Send + core::fmt::Debug + 'static;
 
-type ConvState = (NodeId, NodeId, ConvOptions<2>);
+    fn forward(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        bias: Option<FloatTensor<B>>,
+        settings: Self::Settings,
+    ) -> FloatTensor<B>;
 
-impl<B: Kernels> Backward<B, 3> for Conv2dWithBias {
-    type State = ConvState;
+    /// The gradients `wanted` of x, the weight and the bias.
+    fn backward(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        output_grad: FloatTensor<B>,
+        settings: Self::Settings,
+        wanted: Wanted,
+    ) -> [Option<FloatTensor<B>>; 3];
+}
+
+#[derive(Debug)]
+struct Convolution;
+
+impl<B: Kernels> WeightedOp<B> for Convolution {
+    type Settings = ConvOptions<2>;
+
+    fn forward(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        bias: Option<FloatTensor<B>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<B> {
+        B::conv2d_forward(x, weight, bias, options)
+    }
 
     fn backward(
-        self,
-        ops: Ops<ConvState, 3>,
-        grads: &mut Gradients,
-        checkpointer: &mut Checkpointer,
-    ) {
-        let output_grad = grads.consume::<B>(&ops.node);
-        let parents = ops.parents.map(|parent| parent.map(|node| node.id));
-        conv2d_backward::<B>(parents, output_grad, ops.state, grads, checkpointer);
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        output_grad: FloatTensor<B>,
+        options: ConvOptions<2>,
+        wanted: Wanted,
+    ) -> [Option<FloatTensor<B>>; 3] {
+        let computed = B::conv2d_backward(x, weight, output_grad, options, wanted);
+        [computed.input, computed.weight, computed.bias]
     }
 }
 
-impl<B: Kernels> Backward<B, 2> for Conv2dNoBias {
-    type State = ConvState;
+/// `x · weight + bias` of a dense (Linear) layer.
+#[derive(Debug)]
+struct Dense;
 
+impl<B: Kernels> WeightedOp<B> for Dense {
+    type Settings = ();
+
+    fn forward(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        bias: Option<FloatTensor<B>>,
+        _: (),
+    ) -> FloatTensor<B> {
+        B::linear_forward(x, weight, bias)
+    }
+
+    /// `dx = dy · Wᵀ`, `dW = xᵀ · dy`, `db = Σ_rows dy`, the products on the kernels too.
     fn backward(
-        self,
-        ops: Ops<ConvState, 2>,
-        grads: &mut Gradients,
-        checkpointer: &mut Checkpointer,
-    ) {
-        let output_grad = grads.consume::<B>(&ops.node);
-        let [x, weight] = ops.parents.map(|parent| parent.map(|node| node.id));
-        conv2d_backward::<B>(
-            [x, weight, None],
-            output_grad,
-            ops.state,
-            grads,
-            checkpointer,
-        );
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        output_grad: FloatTensor<B>,
+        _: (),
+        wanted: Wanted,
+    ) -> [Option<FloatTensor<B>>; 3] {
+        let product = |a, b| B::linear_forward(a, b, None);
+        let input = wanted
+            .input
+            .then(|| product(output_grad.clone(), B::float_transpose(weight)));
+        let bias = wanted.bias.then(|| {
+            let dy = float::<B, 2>(output_grad.clone());
+            let outputs = dy.dims()[1];
+            primitive(dy.sum_dim(0).reshape([outputs]))
+        });
+        let weight = wanted
+            .weight
+            .then(|| product(B::float_transpose(x), output_grad));
+        [input, weight, bias]
     }
 }
 
-fn conv2d_backward<B: Kernels>(
-    [x_node, weight_node, bias_node]: [Option<NodeId>; 3],
-    output_grad: FloatTensor<B>,
-    (x, weight, options): ConvState,
-    grads: &mut Gradients,
-    checkpointer: &mut Checkpointer,
-) {
-    let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
-    let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
-    let wanted = Wanted {
-        input: x_node.is_some(),
-        weight: weight_node.is_some(),
-        bias: bias_node.is_some(),
-    };
-    let computed = B::conv2d_backward(x, weight, output_grad, options, wanted);
-    register::<B>(grads, x_node, computed.input);
-    register::<B>(grads, weight_node, computed.weight);
-    register::<B>(grads, bias_node, computed.bias);
-}
-
-fn register<B: Kernels>(grads: &mut Gradients, node: Option<NodeId>, grad: Option<FloatTensor<B>>) {
-    if let (Some(node), Some(grad)) = (node, grad) {
-        grads.register::<B>(node, grad);
+/// `Op` under autodiff, with or without a bias.
+fn weighted<B: Kernels, C: CheckpointStrategy, Op: WeightedOp<B>>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    bias: Option<FloatTensor<Autodiff<B, C>>>,
+    settings: Op::Settings,
+) -> FloatTensor<Autodiff<B, C>> {
+    match bias {
+        Some(bias) => match WithBias::<Op>(PhantomData)
+            .prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = (
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&weight),
+                    settings.clone(),
+                );
+                let out = Op::forward(
+                    x.primitive,
+                    weight.primitive,
+                    Some(bias.primitive),
+                    settings,
+                );
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Op::forward(
+                x.primitive,
+                weight.primitive,
+                Some(bias.primitive),
+                settings,
+            )),
+        },
+        None => match NoBias::<Op>(PhantomData)
+            .prepare::<C>([x.node.clone(), weight.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = (
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&weight),
+                    settings.clone(),
+                );
+                prep.finish(
+                    state,
+                    Op::forward(x.primitive, weight.primitive, None, settings),
+                )
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(Op::forward(x.primitive, weight.primitive, None, settings))
+            }
+        },
     }
 }
 
+/// The backward step of a [`WeightedOp`] with a bias (three parents)…
 #[derive(Debug)]
-struct LinearWithBias;
+struct WithBias<Op>(PhantomData<Op>);
+/// …and without (two).
 #[derive(Debug)]
-struct LinearNoBias;
+struct NoBias<Op>(PhantomData<Op>);
 
-impl<B: Kernels> Backward<B, 3> for LinearWithBias {
-    type State = (NodeId, NodeId);
+type WeightedState<S> = (NodeId, NodeId, S);
+
+impl<B: Kernels, Op: WeightedOp<B>> Backward<B, 3> for WithBias<Op> {
+    type State = WeightedState<Op::Settings>;
 
     fn backward(
         self,
@@ -277,12 +279,12 @@ impl<B: Kernels> Backward<B, 3> for LinearWithBias {
     ) {
         let output_grad = grads.consume::<B>(&ops.node);
         let parents = ops.parents.map(|parent| parent.map(|node| node.id));
-        linear_backward::<B>(parents, output_grad, ops.state, grads, checkpointer);
+        weighted_backward::<B, Op>(parents, output_grad, ops.state, grads, checkpointer);
     }
 }
 
-impl<B: Kernels> Backward<B, 2> for LinearNoBias {
-    type State = (NodeId, NodeId);
+impl<B: Kernels, Op: WeightedOp<B>> Backward<B, 2> for NoBias<Op> {
+    type State = WeightedState<Op::Settings>;
 
     fn backward(
         self,
@@ -292,32 +294,37 @@ impl<B: Kernels> Backward<B, 2> for LinearNoBias {
     ) {
         let output_grad = grads.consume::<B>(&ops.node);
         let [x, weight] = ops.parents.map(|parent| parent.map(|node| node.id));
-        linear_backward::<B>([x, weight, None], output_grad, ops.state, grads, checkpointer);
+        let parents = [x, weight, None];
+        weighted_backward::<B, Op>(parents, output_grad, ops.state, grads, checkpointer);
     }
 }
 
-/// `dx = dy · Wᵀ`, `dW = xᵀ · dy`, `db = Σ_rows dy`, the products on the kernels too.
-fn linear_backward<B: Kernels>(
-    [x_node, weight_node, bias_node]: [Option<NodeId>; 3],
+/// The gradients of the tracked parents only.
+fn weighted_backward<B: Kernels, Op: WeightedOp<B>>(
+    parents: [Option<NodeId>; 3],
     output_grad: FloatTensor<B>,
-    (x, weight): (NodeId, NodeId),
+    (x, weight, settings): WeightedState<Op::Settings>,
     grads: &mut Gradients,
     checkpointer: &mut Checkpointer,
 ) {
     let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
     let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
-    let input = x_node.map(|_| {
-        B::linear_forward(output_grad.clone(), B::float_transpose(weight), None)
-    });
-    let bias = bias_node.map(|_| {
-        let dy = float::<B, 2>(output_grad.clone());
-        let outputs = dy.dims()[1];
-        primitive(dy.sum_dim(0).reshape([outputs]))
-    });
-    let weight = weight_node.map(|_| B::linear_forward(B::float_transpose(x), output_grad, None));
-    register::<B>(grads, x_node, input);
-    register::<B>(grads, weight_node, weight);
-    register::<B>(grads, bias_node, bias);
+    let [x_node, weight_node, bias_node] = parents;
+    let wanted = Wanted {
+        input: x_node.is_some(),
+        weight: weight_node.is_some(),
+        bias: bias_node.is_some(),
+    };
+    let computed = Op::backward(x, weight, output_grad, settings, wanted);
+    for (node, grad) in parents.into_iter().zip(computed) {
+        register::<B>(grads, node, grad);
+    }
+}
+
+fn register<B: Kernels>(grads: &mut Gradients, node: Option<NodeId>, grad: Option<FloatTensor<B>>) {
+    if let (Some(node), Some(grad)) = (node, grad) {
+        grads.register::<B>(node, grad);
+    }
 }
 
 #[derive(Debug)]
@@ -520,7 +527,10 @@ mod tests {
             );
             if let Some(b) = &layer.bias {
                 let grad = |grads: &_| b.val().grad(grads).unwrap();
-                assert_close::<1>(Tensor::from_inner(grad(&ours)), Tensor::from_inner(grad(&theirs)));
+                assert_close::<1>(
+                    Tensor::from_inner(grad(&ours)),
+                    Tensor::from_inner(grad(&theirs)),
+                );
             }
         }
         // A frozen layer (explaining a deployed network) still passes the input's gradient.

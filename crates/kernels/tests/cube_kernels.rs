@@ -56,7 +56,11 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
 /// Where `got` is not the CPU's `want`, if anywhere: the first element and how many differ.
 fn difference(got: &[f32], want: &[f32], what: &str) -> Option<String> {
     if got.len() != want.len() {
-        return Some(format!("{what}: {} values, the CPU's {}", got.len(), want.len()));
+        return Some(format!(
+            "{what}: {} values, the CPU's {}",
+            got.len(),
+            want.len()
+        ));
     }
     let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
     let wrong: Vec<usize> = (0..got.len())
@@ -97,7 +101,8 @@ fn every_convolution_algorithm_computes_the_cpus_values_and_gradients() {
             Some(on::<Flex, 1>(&bias, [w_shape[0]])),
             options.clone(),
         );
-        let out_shape = Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(out.clone())).dims();
+        let out_shape =
+            Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(out.clone())).dims();
         let dy = random(out_shape, 40 + case as u64);
         let all = Wanted {
             input: true,
@@ -143,9 +148,21 @@ fn every_convolution_algorithm_computes_the_cpus_values_and_gradients() {
                     options.clone(),
                     all,
                 );
-                check(&values::<Wgpu, 4>(grads.input.unwrap()), &want[1], "input gradient");
-                check(&values::<Wgpu, 4>(grads.weight.unwrap()), &want[2], "weight gradient");
-                check(&values::<Wgpu, 1>(grads.bias.unwrap()), &want_bias, "bias gradient");
+                check(
+                    &values::<Wgpu, 4>(grads.input.unwrap()),
+                    &want[1],
+                    "input gradient",
+                );
+                check(
+                    &values::<Wgpu, 4>(grads.weight.unwrap()),
+                    &want[2],
+                    "weight gradient",
+                );
+                check(
+                    &values::<Wgpu, 1>(grads.bias.unwrap()),
+                    &want_bias,
+                    "bias gradient",
+                );
             }
         }
     }
@@ -201,9 +218,17 @@ fn unfolding_a_batch_in_chunks_changes_nothing() {
     let forward = values::<Wgpu, 4>(gpu_out);
     assert_close(&forward, &values::<Flex, 4>(cpu_out), "chunked forward");
     let input = values::<Wgpu, 4>(gpu.input.unwrap());
-    assert_close(&input, &values::<Flex, 4>(cpu.input.unwrap()), "chunked input gradient");
+    assert_close(
+        &input,
+        &values::<Flex, 4>(cpu.input.unwrap()),
+        "chunked input gradient",
+    );
     let weight = values::<Wgpu, 4>(gpu.weight.unwrap());
-    assert_close(&weight, &values::<Flex, 4>(cpu.weight.unwrap()), "chunked weight gradient");
+    assert_close(
+        &weight,
+        &values::<Flex, 4>(cpu.weight.unwrap()),
+        "chunked weight gradient",
+    );
 }
 
 #[test]
@@ -226,7 +251,11 @@ fn batch_norm_and_channel_maps_match_the_cpu() {
         1e-5,
     );
     let (mean, variance) = (values::<Flex, 1>(cpu.mean), values::<Flex, 1>(cpu.variance));
-    assert_close(&values::<Wgpu, 4>(gpu.output), &values::<Flex, 4>(cpu.output), "output");
+    assert_close(
+        &values::<Wgpu, 4>(gpu.output),
+        &values::<Flex, 4>(cpu.output),
+        "output",
+    );
     assert_close(&values::<Wgpu, 1>(gpu.mean), &mean, "mean");
     assert_close(&values::<Wgpu, 1>(gpu.variance), &variance, "variance");
 
@@ -246,9 +275,21 @@ fn batch_norm_and_channel_maps_match_the_cpu() {
         1e-5,
         on::<Wgpu, 4>(&dy, shape),
     );
-    assert_close(&values::<Wgpu, 4>(gpu.input), &values::<Flex, 4>(cpu.input), "dx");
-    assert_close(&values::<Wgpu, 1>(gpu.scale), &values::<Flex, 1>(cpu.scale), "dgamma");
-    assert_close(&values::<Wgpu, 1>(gpu.shift), &values::<Flex, 1>(cpu.shift), "dbeta");
+    assert_close(
+        &values::<Wgpu, 4>(gpu.input),
+        &values::<Flex, 4>(cpu.input),
+        "dx",
+    );
+    assert_close(
+        &values::<Wgpu, 1>(gpu.scale),
+        &values::<Flex, 1>(cpu.scale),
+        "dgamma",
+    );
+    assert_close(
+        &values::<Wgpu, 1>(gpu.shift),
+        &values::<Flex, 1>(cpu.shift),
+        "dbeta",
+    );
 
     let cpu = Flex::channel_affine_backward(
         on::<Flex, 4>(&x, shape),
@@ -260,9 +301,21 @@ fn batch_norm_and_channel_maps_match_the_cpu() {
         on::<Wgpu, 1>(&gamma, [5]),
         on::<Wgpu, 4>(&dy, shape),
     );
-    assert_close(&values::<Wgpu, 4>(gpu.input), &values::<Flex, 4>(cpu.input), "affine dx");
-    assert_close(&values::<Wgpu, 1>(gpu.scale), &values::<Flex, 1>(cpu.scale), "dscale");
-    assert_close(&values::<Wgpu, 1>(gpu.shift), &values::<Flex, 1>(cpu.shift), "dshift");
+    assert_close(
+        &values::<Wgpu, 4>(gpu.input),
+        &values::<Flex, 4>(cpu.input),
+        "affine dx",
+    );
+    assert_close(
+        &values::<Wgpu, 1>(gpu.scale),
+        &values::<Flex, 1>(cpu.scale),
+        "dscale",
+    );
+    assert_close(
+        &values::<Wgpu, 1>(gpu.shift),
+        &values::<Flex, 1>(cpu.shift),
+        "dshift",
+    );
     let affine = |b: bool| match b {
         true => values::<Wgpu, 4>(Wgpu::channel_affine(
             on::<Wgpu, 4>(&x, shape),
@@ -291,7 +344,14 @@ fn sgd_steps_match_the_cpu_with_and_without_momentum() {
         (None, None, false),
         (Some(momentum), Some(1e-2), false),
         (Some(momentum), Some(1e-2), true),
-        (Some(Momentum { nesterov: false, ..momentum }), None, true),
+        (
+            Some(Momentum {
+                nesterov: false,
+                ..momentum
+            }),
+            None,
+            true,
+        ),
     ] {
         let settings = SgdSettings {
             lr: 0.05,

@@ -25,6 +25,9 @@ fn the_cache_goes_where_asked_and_only_before_cubecl_starts() {
     }
     // Settings are read once per process: a second call cannot change them.
     let elsewhere = dir.path().join("elsewhere");
-    assert_eq!(keep_compiled_kernels(&elsewhere).unwrap(), KernelCache::TooLate);
+    assert_eq!(
+        keep_compiled_kernels(&elsewhere).unwrap(),
+        KernelCache::TooLate
+    );
     assert!(!elsewhere.exists());
 }

@@ -14,11 +14,13 @@ use burn::backend::Autodiff;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
+use kernels::Precision;
 use kernels::optim::Sgd;
 use model::{
     Architecture, CifarResNetConfig, Kernels, ModelSpec, Network, SplitModel, TutorialCnnConfig,
 };
-use train::{DeviceChoice, OnBackend};
+use train::OnBackend;
+use train::device::run_benchmark;
 
 struct Bench {
     arch: String,
@@ -41,16 +43,9 @@ fn main() {
         steps: number(2, 10),
         repeats: number(3, 5),
     };
-    let device: DeviceChoice = args
-        .get(4)
-        .map_or("cpu", String::as_str)
-        .parse()
-        .expect("cpu, cuda or cuda:N");
     // `train`'s default: TF32 convolutions on a GPU (the CPU computes in f32 regardless).
-    let precision = args.get(5).map_or("tf32", String::as_str);
-    kernels::set_precision(precision.parse().expect("f32 or tf32"));
-    device.check().expect("a usable device");
-    device.run(bench).expect("a usable device");
+    let arg = |i: usize| args.get(i).map(String::as_str);
+    run_benchmark(bench, arg(4), arg(5), Precision::Tf32);
 }
 
 impl OnBackend for Bench {

@@ -70,6 +70,21 @@ impl DeviceChoice {
     }
 }
 
+/// Runs a benchmark's `work` on the device and precision its command line names (the trailing
+/// `[cpu|cuda[:N]] [f32|tf32]` of the examples; `None`: the CPU, and `precision` by default),
+/// and panics with the reason when they are not usable: benchmarks have no one to recover.
+pub fn run_benchmark<W: OnBackend>(
+    work: W,
+    device: Option<&str>,
+    precision: Option<&str>,
+    default_precision: kernels::Precision,
+) -> W::Output {
+    let device: DeviceChoice = device.unwrap_or("cpu").parse().expect("a device");
+    let precision = precision.map_or(Ok(default_precision), str::parse);
+    kernels::set_precision(precision.expect("a precision"));
+    device.run(work).expect("a usable device")
+}
+
 #[cfg(feature = "cuda")]
 mod cuda {
     use super::*;

@@ -235,8 +235,7 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                             batch: step.index + 1,
                             loss: loss_sum / seen as f64,
                             accuracy: correct as f64 / seen as f64,
-                            images_per_second: seen as f64
-                                / epoch_start.elapsed().as_secs_f64(),
+                            images_per_second: seen as f64 / epoch_start.elapsed().as_secs_f64(),
                             lr: step.lr,
                         });
                     }
@@ -406,7 +405,10 @@ pub fn evaluate<B: Kernels>(
 }
 
 /// How many rows of `outputs` predict their label, as a one-element tensor.
-fn correct_count<B: Backend>(outputs: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 1, Int> {
+fn correct_count<B: Backend>(
+    outputs: Tensor<B, 2>,
+    labels: Tensor<B, 1, Int>,
+) -> Tensor<B, 1, Int> {
     let predicted = class_scores(outputs).argmax(1).flatten::<1>(0, 1);
     predicted.equal(labels).int().sum()
 }
@@ -459,7 +461,8 @@ impl<B: Backend> UnreadSteps<B> {
     }
 
     fn due(&self) -> bool {
-        self.steps.len() >= Self::MAX_STEPS || self.since.elapsed().as_secs_f64() >= Self::MAX_SECONDS
+        self.steps.len() >= Self::MAX_STEPS
+            || self.since.elapsed().as_secs_f64() >= Self::MAX_SECONDS
     }
 
     /// The unread steps' numbers, in order, in one transfer from the device.

@@ -14,7 +14,11 @@ use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
 /// Where compiled kernels are kept: `$GRADCAM_CACHE_DIR`, else `$XDG_CACHE_HOME/gradcam`,
 /// else `~/.cache/gradcam`; `None` when none of them is set.
 pub fn default_dir() -> Option<PathBuf> {
-    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     var("GRADCAM_CACHE_DIR")
         .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("gradcam")))
         .or_else(|| var("HOME").map(|d| d.join(".cache").join("gradcam")))

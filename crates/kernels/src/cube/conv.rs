@@ -105,12 +105,19 @@ static DECLINED: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
 /// The convolutions that fell back to the direct kernel so far, and why (for benchmarks).
 pub fn declined() -> Vec<String> {
     let declined = DECLINED.lock().unwrap_or_else(|e| e.into_inner());
-    declined.iter().map(|(k, why)| format!("{k}: {why}")).collect()
+    declined
+        .iter()
+        .map(|(k, why)| format!("{k}: {why}"))
+        .collect()
 }
 
 /// `run`'s result, or `None` (remembered under `key`) when it fails or panics.
 fn attempt<T, E: std::fmt::Debug>(key: String, run: impl FnOnce() -> Result<T, E>) -> Option<T> {
-    if DECLINED.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&key) {
+    if DECLINED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(&key)
+    {
         return None;
     }
     let why = match catch_unwind(AssertUnwindSafe(run)) {

@@ -93,39 +93,62 @@ impl Geometry {
     }
 }
 
-/// The columns of images `first_image..` of `x`: `[m, k, p]`, or `[m, p, k]` when `transposed`.
+/// A convolution's window as the kernels read it.
+#[derive(CubeLaunch, CubeType)]
+struct Window {
+    channels: usize,
+    height: usize,
+    width: usize,
+    kernel_h: usize,
+    kernel_w: usize,
+    stride_h: usize,
+    stride_w: usize,
+    pad_h: usize,
+    pad_w: usize,
+    dilation_h: usize,
+    dilation_w: usize,
+    out_h: usize,
+    out_w: usize,
+}
+
+impl Geometry {
+    fn window<R: CubeRuntime>(&self) -> WindowLaunch<R> {
+        WindowLaunch::new(
+            self.channels,
+            self.height,
+            self.width,
+            self.kernel[0],
+            self.kernel[1],
+            self.stride[0],
+            self.stride[1],
+            self.padding[0],
+            self.padding[1],
+            self.dilation[0],
+            self.dilation[1],
+            self.output[0],
+            self.output[1],
+        )
+    }
+}
+
+/// The columns of images `first_image..` of `x`: `[m, k, p]`, or `[m, p, k]` when `transposed`
+/// (k = c_in · kh · kw rows, p = output pixels).
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
 fn unfold<F: Float>(
     x: &Array<F>,
     cols: &mut Array<F>,
-    channels: u32,
-    height: u32,
-    width: u32,
-    kernel_h: u32,
-    kernel_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_h: u32,
-    pad_w: u32,
-    dilation_h: u32,
-    dilation_w: u32,
-    out_w: u32,
-    p_all: u32,
-    first_image: u32,
-    total: u32,
+    w: &Window,
+    first_image: usize,
+    total: usize,
     #[comptime] transposed: bool,
 ) {
     let i = ABSOLUTE_POS;
-    if i >= total as usize {
+    if i >= total {
         terminate!();
     }
-    let (channels, height, width) = (channels as usize, height as usize, width as usize);
-    let (kernel_h, kernel_w) = (kernel_h as usize, kernel_w as usize);
-    let (pad_h, pad_w) = (pad_h as usize, pad_w as usize);
-    let p_all = p_all as usize;
-    let window = kernel_h * kernel_w;
-    let k_all = channels * window;
+    let window = w.kernel_h * w.kernel_w;
+    let k_all = w.channels * window;
+    let p_all = w.out_h * w.out_w;
     let k = if comptime![transposed] {
         i % k_all
     } else {
@@ -136,19 +159,19 @@ fn unfold<F: Float>(
     } else {
         i % p_all
     };
-    let image = first_image as usize + i / (k_all * p_all);
+    let image = first_image + i / (k_all * p_all);
     let c = k / window;
-    let r = k - c * window;
-    let ki = r / kernel_w;
-    let kj = r - ki * kernel_w;
-    let oy = p / out_w as usize;
-    let ox = p - oy * out_w as usize;
+    let ki = (k - c * window) / w.kernel_w;
+    let kj = k - c * window - ki * w.kernel_w;
+    let oy = p / w.out_w;
+    let ox = p - oy * w.out_w;
     // Coordinates in the zero-padded input.
-    let y = oy * stride_h as usize + ki * dilation_h as usize;
-    let x_at = ox * stride_w as usize + kj * dilation_w as usize;
+    let y = oy * w.stride_h + ki * w.dilation_h;
+    let x_at = ox * w.stride_w + kj * w.dilation_w;
     let mut value = F::new(0.0);
-    if y >= pad_h && y < height + pad_h && x_at >= pad_w && x_at < width + pad_w {
-        value = x[((image * channels + c) * height + (y - pad_h)) * width + (x_at - pad_w)];
+    if y >= w.pad_h && y < w.height + w.pad_h && x_at >= w.pad_w && x_at < w.width + w.pad_w {
+        let row = (image * w.channels + c) * w.height + (y - w.pad_h);
+        value = x[row * w.width + (x_at - w.pad_w)];
     }
     cols[i] = value;
 }
@@ -156,64 +179,47 @@ fn unfold<F: Float>(
 /// The input gradient of images `first_image..` from their column gradients `[m, k, p]`: each
 /// input pixel sums the columns its windows put it in.
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
 fn fold<F: Float>(
     cols: &Array<F>,
     dx: &mut Array<F>,
-    channels: u32,
-    height: u32,
-    width: u32,
-    kernel_h: u32,
-    kernel_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_h: u32,
-    pad_w: u32,
-    dilation_h: u32,
-    dilation_w: u32,
-    out_h: u32,
-    out_w: u32,
-    first_image: u32,
-    total: u32,
+    w: &Window,
+    first_image: usize,
+    total: usize,
 ) {
     let i = ABSOLUTE_POS;
-    if i >= total as usize {
+    if i >= total {
         terminate!();
     }
-    let (channels, height, width) = (channels as usize, height as usize, width as usize);
-    let (kernel_h, kernel_w) = (kernel_h as usize, kernel_w as usize);
-    let (stride_h, stride_w) = (stride_h as usize, stride_w as usize);
-    let (dilation_h, dilation_w) = (dilation_h as usize, dilation_w as usize);
-    let (out_h, out_w) = (out_h as usize, out_w as usize);
-    let plane = height * width;
-    let image = i / (channels * plane);
-    let rest = i - image * channels * plane;
+    let plane = w.height * w.width;
+    let image = i / (w.channels * plane);
+    let rest = i - image * w.channels * plane;
     let c = rest / plane;
     let yx = rest - c * plane;
-    let y = yx / width + pad_h as usize;
-    let x_at = yx - (yx / width) * width + pad_w as usize;
-    let window = kernel_h * kernel_w;
-    let k_all = channels * window;
-    let p_all = out_h * out_w;
+    // Padded coordinates.
+    let y = yx / w.width + w.pad_h;
+    let x_at = yx - (yx / w.width) * w.width + w.pad_w;
+    let window = w.kernel_h * w.kernel_w;
+    let k_all = w.channels * window;
+    let p_all = w.out_h * w.out_w;
     let mut sum = F::new(0.0);
-    // Window position (ki, kj) puts input pixel (y, x) (padded coordinates) in output pixel
-    // ((y − ki·dh) / sh, (x − kj·dw) / sw) where those divide exactly and fall inside. The
-    // differences wrap where they are negative: the bounds test then fails.
-    for ki in 0..kernel_h {
-        let reach_y = ki * dilation_h;
-        let oy = (y - reach_y) / stride_h;
-        if y >= reach_y && oy * stride_h == y - reach_y && oy < out_h {
-            for kj in 0..kernel_w {
-                let reach_x = kj * dilation_w;
-                let ox = (x_at - reach_x) / stride_w;
-                if x_at >= reach_x && ox * stride_w == x_at - reach_x && ox < out_w {
-                    let k = c * window + ki * kernel_w + kj;
-                    sum += cols[(image * k_all + k) * p_all + oy * out_w + ox];
+    // Window position (ki, kj) puts input pixel (y, x) in output pixel ((y − ki·dh) / sh,
+    // (x − kj·dw) / sw) where those divide exactly and fall inside. The differences wrap
+    // where they are negative: the bounds test then fails.
+    for ki in 0..w.kernel_h {
+        let reach_y = ki * w.dilation_h;
+        let oy = (y - reach_y) / w.stride_h;
+        if y >= reach_y && oy * w.stride_h == y - reach_y && oy < w.out_h {
+            for kj in 0..w.kernel_w {
+                let reach_x = kj * w.dilation_w;
+                let ox = (x_at - reach_x) / w.stride_w;
+                if x_at >= reach_x && ox * w.stride_w == x_at - reach_x && ox < w.out_w {
+                    let k = c * window + ki * w.kernel_w + kj;
+                    sum += cols[(image * k_all + k) * p_all + oy * w.out_w + ox];
                 }
             }
         }
     }
-    dx[first_image as usize * channels * plane + i] = sum;
+    dx[first_image * w.channels * plane + i] = sum;
 }
 
 /// The columns of `count` images of `x` from `first`.
@@ -237,21 +243,9 @@ fn columns<R: CubeRuntime>(
         units,
         array(x),
         array(&cols),
-        g.channels as u32,
-        g.height as u32,
-        g.width as u32,
-        g.kernel[0] as u32,
-        g.kernel[1] as u32,
-        g.stride[0] as u32,
-        g.stride[1] as u32,
-        g.padding[0] as u32,
-        g.padding[1] as u32,
-        g.dilation[0] as u32,
-        g.dilation[1] as u32,
-        g.output[1] as u32,
-        p as u32,
-        first as u32,
-        total as u32,
+        g.window(),
+        first,
+        total,
         transposed,
     );
     cols
@@ -319,21 +313,9 @@ pub fn input_gradient<R: CubeRuntime>(
             units,
             array(&dcols),
             array(&dx),
-            g.channels as u32,
-            g.height as u32,
-            g.width as u32,
-            g.kernel[0] as u32,
-            g.kernel[1] as u32,
-            g.stride[0] as u32,
-            g.stride[1] as u32,
-            g.padding[0] as u32,
-            g.padding[1] as u32,
-            g.dilation[0] as u32,
-            g.dilation[1] as u32,
-            g.output[0] as u32,
-            g.output[1] as u32,
-            first as u32,
-            total as u32,
+            g.window(),
+            first,
+            total,
         );
     }
     Ok(dx)

@@ -28,14 +28,16 @@ fn unit_strategy(name: &str) -> Option<Strategy> {
         true => TileSizeSelection::MinTileSize,
         false => TileSizeSelection::MaxTileSize,
     };
-    let double =
-        |min| Strategy::DoubleUnit(BlueprintStrategy::Inferred(DoubleUnitSelectionArgs {
+    let double = |min| {
+        Strategy::DoubleUnit(BlueprintStrategy::Inferred(DoubleUnitSelectionArgs {
             tile_size: tile(min),
-        }));
-    let simple =
-        |min| Strategy::SimpleUnit(BlueprintStrategy::Inferred(SimpleUnitSelectionArgs {
+        }))
+    };
+    let simple = |min| {
+        Strategy::SimpleUnit(BlueprintStrategy::Inferred(SimpleUnitSelectionArgs {
             tile_size: tile(min),
-        }));
+        }))
+    };
     match name {
         "double-max" => Some(double(false)),
         "double-min" => Some(double(true)),

@@ -18,11 +18,13 @@ mod tensor;
 
 use burn::tensor::ops::{ConvOptions, ModuleOps};
 use burn::tensor::{Shape, Tensor, TensorPrimitive};
-use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime};
 use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime};
 use cubecl::prelude::*;
 
-pub use conv::{Algorithm as ConvAlgorithm, declined as declined_convolutions, force as force_conv_algorithm};
+pub use conv::{
+    Algorithm as ConvAlgorithm, declined as declined_convolutions, force as force_conv_algorithm,
+};
 pub use im2col::limit_column_bytes;
 pub use matmul::{UNIT_GEMMS, choose_unit_gemm, matmul_f32};
 
@@ -66,7 +68,11 @@ fn fill<R: CubeRuntime>(like: &CubeTensor<R>, length: usize, value: f32) -> Cube
 }
 
 /// The algorithm the forward pass of this convolution takes now (for benchmarks and reports).
-pub fn conv_algorithm(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> ConvAlgorithm {
+pub fn conv_algorithm(
+    x: [usize; 4],
+    weight: [usize; 4],
+    options: &ConvOptions<2>,
+) -> ConvAlgorithm {
     conv::choose(x, weight, options)
 }
 
@@ -102,9 +108,7 @@ where
         let input = wanted.input.then(|| {
             conv::input_gradient(&x, weight.clone(), output_grad.clone(), options.clone())
         });
-        let bias = wanted.bias.then(|| {
-            norm::channel_sums(output_grad.clone())
-        });
+        let bias = wanted.bias.then(|| norm::channel_sums(output_grad.clone()));
         let weight = wanted
             .weight
             .then(|| conv::weight_gradient(x, &weight, output_grad, options));

@@ -1,4 +1,4 @@
-//! Batch normalisation and per-channel affine maps as four small kernels instead of burn's
+//! Batch normalisation and per-channel affine maps in a few small kernels instead of burn's
 //! dozen broadcasting operations each way: per channel, one cube sums over batch and pixels
 //! (a tree in shared memory); the element-wise passes then read those sums.
 //!
@@ -11,6 +11,36 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 use super::tensor::{CUBE_UNITS, array, dense, dims4, elementwise, empty_like_device};
+
+/// Where a channel's values lie in a dense NCHW tensor.
+#[derive(CubeLaunch, CubeType)]
+struct Channels {
+    channels: usize,
+    pixels: usize,
+    /// Values of one channel: batch · pixels.
+    count: usize,
+    /// Values of the tensor: batch · channels · pixels.
+    total: usize,
+}
+
+/// The layout of `x` `[batch, channels, h, w]`, and its channel count.
+fn channels_of<R: CubeRuntime>(x: &CubeTensor<R>) -> (ChannelsLaunch<R>, usize) {
+    let [n, c, h, w] = dims4(x);
+    (ChannelsLaunch::new(c, h * w, n * h * w, n * c * h * w), c)
+}
+
+/// Index of value `i` (0 ≤ i < count) of channel `c`.
+#[cube]
+fn channel_element(i: usize, c: usize, layout: &Channels) -> usize {
+    let n = i / layout.pixels;
+    (n * layout.channels + c) * layout.pixels + (i - n * layout.pixels)
+}
+
+/// The channel of element `i` of the tensor.
+#[cube]
+fn channel_of_element(i: usize, layout: &Channels) -> usize {
+    (i / layout.pixels) % layout.channels
+}
 
 /// Σ of `value` over the cube's units, returned to every unit. `CUBE_DIM` must be a power of
 /// two no larger than `units`.
@@ -34,11 +64,16 @@ fn cube_sum<F: Float>(value: F, #[comptime] units: usize) -> F {
     total
 }
 
-/// Index of element `i` (0 ≤ i < batch · pixels) of channel `c`.
+/// Σ of channel `c` of `x` over the cube (the cube's position is the channel).
 #[cube]
-fn channel_element(i: usize, c: usize, channels: usize, pixels: usize) -> usize {
-    let n = i / pixels;
-    (n * channels + c) * pixels + (i - n * pixels)
+fn channel_sum<F: Float>(x: &Array<F>, c: usize, layout: &Channels, #[comptime] units: usize) -> F {
+    let mut sum = F::new(0.0);
+    let mut i = UNIT_POS_X as usize;
+    while i < layout.count {
+        sum += x[channel_element(i, c, layout)];
+        i += CUBE_DIM_X as usize;
+    }
+    cube_sum::<F>(sum, units)
 }
 
 /// Per channel (one cube each): the mean, the biased variance (two passes, as the CPU does) and
@@ -50,30 +85,21 @@ fn batch_statistics<F: Float>(
     mean: &mut Array<F>,
     variance: &mut Array<F>,
     scale: &mut Array<F>,
-    channels: u32,
-    pixels: u32,
-    count: u32,
+    layout: &Channels,
     epsilon: f32,
     #[comptime] units: usize,
 ) {
     let c = CUBE_POS_X as usize;
-    let (channels, pixels, count) = (channels as usize, pixels as usize, count as usize);
-    let step = CUBE_DIM_X as usize;
-    let mut sum = F::new(0.0);
-    let mut i = UNIT_POS_X as usize;
-    while i < count {
-        sum += x[channel_element(i, c, channels, pixels)];
-        i += step;
-    }
-    let m = cube_sum::<F>(sum, units) / F::cast_from(count);
+    let count = F::cast_from(layout.count);
+    let m = channel_sum::<F>(x, c, layout, units) / count;
     let mut squares = F::new(0.0);
-    let mut j = UNIT_POS_X as usize;
-    while j < count {
-        let d = x[channel_element(j, c, channels, pixels)] - m;
+    let mut i = UNIT_POS_X as usize;
+    while i < layout.count {
+        let d = x[channel_element(i, c, layout)] - m;
         squares += d * d;
-        j += step;
+        i += CUBE_DIM_X as usize;
     }
-    let v = cube_sum::<F>(squares, units) / F::cast_from(count);
+    let v = cube_sum::<F>(squares, units) / count;
     if UNIT_POS_X == 0 {
         mean[c] = m;
         variance[c] = v;
@@ -81,24 +107,19 @@ fn batch_statistics<F: Float>(
     }
 }
 
-/// `(x − center[c]) · scale[c] + shift[c]`.
+/// Per channel: Σ over batch and pixels.
 #[cube(launch)]
-fn centered_affine<F: Float>(
+fn channel_total<F: Float>(
     x: &Array<F>,
-    center: &Array<F>,
-    scale: &Array<F>,
-    shift: &Array<F>,
-    y: &mut Array<F>,
-    channels: u32,
-    pixels: u32,
-    total: u32,
+    sums: &mut Array<F>,
+    layout: &Channels,
+    #[comptime] units: usize,
 ) {
-    let i = ABSOLUTE_POS;
-    if i >= total as usize {
-        terminate!();
+    let c = CUBE_POS_X as usize;
+    let total = channel_sum::<F>(x, c, layout, units);
+    if UNIT_POS_X == 0 {
+        sums[c] = total;
     }
-    let c = (i / pixels as usize) % channels as usize;
-    y[i] = (x[i] - center[c]) * scale[c] + shift[c];
 }
 
 /// Per channel: Σ dy and Σ dy · (x − center[c]) · factor[c] (for BatchNorm the normalised
@@ -111,25 +132,19 @@ fn gradient_sums<F: Float>(
     factor: &Array<F>,
     dy_sum: &mut Array<F>,
     dy_x_sum: &mut Array<F>,
-    channels: u32,
-    pixels: u32,
-    count: u32,
+    layout: &Channels,
     #[comptime] units: usize,
 ) {
     let c = CUBE_POS_X as usize;
-    let (channels, pixels, count) = (channels as usize, pixels as usize, count as usize);
     let (m, f) = (center[c], factor[c]);
-    let mut sum = F::new(0.0);
     let mut weighted = F::new(0.0);
     let mut i = UNIT_POS_X as usize;
-    while i < count {
-        let at = channel_element(i, c, channels, pixels);
-        let g = dy[at];
-        sum += g;
-        weighted += g * (x[at] - m) * f;
+    while i < layout.count {
+        let at = channel_element(i, c, layout);
+        weighted += dy[at] * (x[at] - m) * f;
         i += CUBE_DIM_X as usize;
     }
-    let total = cube_sum::<F>(sum, units);
+    let total = channel_sum::<F>(dy, c, layout, units);
     let total_weighted = cube_sum::<F>(weighted, units);
     if UNIT_POS_X == 0 {
         dy_sum[c] = total;
@@ -137,28 +152,22 @@ fn gradient_sums<F: Float>(
     }
 }
 
-/// Per channel: Σ over batch and pixels.
+/// `(x − center[c]) · scale[c] + shift[c]`.
 #[cube(launch)]
-fn channel_total<F: Float>(
+fn centered_affine<F: Float>(
     x: &Array<F>,
-    sums: &mut Array<F>,
-    channels: u32,
-    pixels: u32,
-    count: u32,
-    #[comptime] units: usize,
+    center: &Array<F>,
+    scale: &Array<F>,
+    shift: &Array<F>,
+    y: &mut Array<F>,
+    layout: &Channels,
 ) {
-    let c = CUBE_POS_X as usize;
-    let (channels, pixels, count) = (channels as usize, pixels as usize, count as usize);
-    let mut sum = F::new(0.0);
-    let mut i = UNIT_POS_X as usize;
-    while i < count {
-        sum += x[channel_element(i, c, channels, pixels)];
-        i += CUBE_DIM_X as usize;
+    let i = ABSOLUTE_POS;
+    if i >= layout.total {
+        terminate!();
     }
-    let total = cube_sum::<F>(sum, units);
-    if UNIT_POS_X == 0 {
-        sums[c] = total;
-    }
+    let c = channel_of_element(i, layout);
+    y[i] = (x[i] - center[c]) * scale[c] + shift[c];
 }
 
 /// BatchNorm's input gradient from the channel sums:
@@ -168,26 +177,30 @@ fn batch_norm_input_gradient<F: Float>(
     x: &Array<F>,
     dy: &Array<F>,
     mean: &Array<F>,
-    variance: &Array<F>,
+    inv_std: &Array<F>,
     gamma: &Array<F>,
     dy_sum: &Array<F>,
     dy_x_sum: &Array<F>,
     dx: &mut Array<F>,
-    channels: u32,
-    pixels: u32,
-    total: u32,
-    count: u32,
-    epsilon: f32,
+    layout: &Channels,
 ) {
     let i = ABSOLUTE_POS;
-    if i >= total as usize {
+    if i >= layout.total {
         terminate!();
     }
-    let c = (i / pixels as usize) % channels as usize;
-    let inv_std = F::new(1.0) / F::sqrt(variance[c] + F::cast_from(epsilon));
-    let n = F::cast_from(count);
-    let normalized = (x[i] - mean[c]) * inv_std;
-    dx[i] = (dy[i] - dy_sum[c] / n - normalized * dy_x_sum[c] / n) * inv_std * gamma[c];
+    let c = channel_of_element(i, layout);
+    let n = F::cast_from(layout.count);
+    let normalized = (x[i] - mean[c]) * inv_std[c];
+    dx[i] = (dy[i] - dy_sum[c] / n - normalized * dy_x_sum[c] / n) * inv_std[c] * gamma[c];
+}
+
+#[cube(launch)]
+fn inverse_square_root<F: Float>(v: &Array<F>, out: &mut Array<F>, length: usize, epsilon: f32) {
+    let i = ABSOLUTE_POS;
+    if i >= length {
+        terminate!();
+    }
+    out[i] = F::new(1.0) / F::sqrt(v[i] + F::cast_from(epsilon));
 }
 
 /// The output of BatchNorm in training and its statistics.
@@ -204,12 +217,6 @@ pub struct Gradients<R: CubeRuntime> {
     pub shift: CubeTensor<R>,
 }
 
-/// `[batch, channels, pixels]` of a 4-D tensor.
-fn layout<R: CubeRuntime>(x: &CubeTensor<R>) -> (usize, usize, usize) {
-    let [n, c, h, w] = dims4(x);
-    (n, c, h * w)
-}
-
 /// One cube of [`CUBE_UNITS`] per channel.
 fn per_channel(channels: usize) -> (CubeCount, CubeDim) {
     (
@@ -222,14 +229,21 @@ fn vector<R: CubeRuntime>(like: &CubeTensor<R>, length: usize) -> CubeTensor<R> 
     empty_like_device(like, Shape::new([length]))
 }
 
+/// A new tensor of `x`'s shape, and the cubes of one unit per element.
+fn like<R: CubeRuntime>(x: &CubeTensor<R>) -> (CubeTensor<R>, CubeCount, CubeDim) {
+    let out = empty_like_device(x, x.meta.shape().clone());
+    let (cubes, units) = elementwise(x, x.meta.shape().num_elements());
+    (out, cubes, units)
+}
+
 pub fn batch_norm_forward<R: CubeRuntime>(
     x: CubeTensor<R>,
     gamma: CubeTensor<R>,
     beta: CubeTensor<R>,
     epsilon: f64,
 ) -> Statistics<R> {
-    let (x, gamma, beta) = (dense(x), dense(gamma), dense(beta));
-    let (n, c, pixels) = layout(&x);
+    let [x, gamma, beta] = [x, gamma, beta].map(dense);
+    let c = dims4(&x)[1];
     let (mean, variance, scale) = (vector(&x, c), vector(&x, c), vector(&x, c));
     let (cubes, units) = per_channel(c);
     batch_statistics::launch::<f32, R>(
@@ -241,15 +255,11 @@ pub fn batch_norm_forward<R: CubeRuntime>(
         array(&mean),
         array(&variance),
         array(&scale),
-        c as u32,
-        pixels as u32,
-        (n * pixels) as u32,
+        channels_of(&x).0,
         epsilon as f32,
         CUBE_UNITS as usize,
     );
-    let output = empty_like_device(&x, x.meta.shape().clone());
-    let total = n * c * pixels;
-    let (cubes, units) = elementwise(&x, total);
+    let (output, cubes, units) = like(&x);
     centered_affine::launch::<f32, R>(
         &x.client,
         cubes,
@@ -259,9 +269,7 @@ pub fn batch_norm_forward<R: CubeRuntime>(
         array(&scale),
         array(&beta),
         array(&output),
-        c as u32,
-        pixels as u32,
-        total as u32,
+        channels_of(&x).0,
     );
     Statistics {
         output,
@@ -279,12 +287,9 @@ pub fn batch_norm_backward<R: CubeRuntime>(
     output_grad: CubeTensor<R>,
 ) -> Gradients<R> {
     let [x, gamma, mean, variance, dy] = [x, gamma, mean, variance, output_grad].map(dense);
-    let (n, c, pixels) = layout(&x);
     let inv_std = inverse_std(&variance, epsilon);
     let (dy_sum, dy_x_sum) = channel_gradient_sums(&x, &dy, &mean, &inv_std);
-    let dx = empty_like_device(&x, x.meta.shape().clone());
-    let total = n * c * pixels;
-    let (cubes, units) = elementwise(&x, total);
+    let (dx, cubes, units) = like(&x);
     batch_norm_input_gradient::launch::<f32, R>(
         &x.client,
         cubes,
@@ -292,16 +297,12 @@ pub fn batch_norm_backward<R: CubeRuntime>(
         array(&x),
         array(&dy),
         array(&mean),
-        array(&variance),
+        array(&inv_std),
         array(&gamma),
         array(&dy_sum),
         array(&dy_x_sum),
         array(&dx),
-        c as u32,
-        pixels as u32,
-        total as u32,
-        (n * pixels) as u32,
-        epsilon as f32,
+        channels_of(&x).0,
     );
     Gradients {
         input: dx,
@@ -310,7 +311,7 @@ pub fn batch_norm_backward<R: CubeRuntime>(
     }
 }
 
-/// `1 / sqrt(variance + epsilon)`, per channel, read back by the gradient sums.
+/// `1 / sqrt(variance + epsilon)`, per channel.
 fn inverse_std<R: CubeRuntime>(variance: &CubeTensor<R>, epsilon: f64) -> CubeTensor<R> {
     let c = variance.meta.shape()[0];
     let out = vector(variance, c);
@@ -321,19 +322,10 @@ fn inverse_std<R: CubeRuntime>(variance: &CubeTensor<R>, epsilon: f64) -> CubeTe
         units,
         array(variance),
         array(&out),
-        c as u32,
+        c,
         epsilon as f32,
     );
     out
-}
-
-#[cube(launch)]
-fn inverse_square_root<F: Float>(v: &Array<F>, out: &mut Array<F>, length: u32, epsilon: f32) {
-    let i = ABSOLUTE_POS;
-    if i >= length as usize {
-        terminate!();
-    }
-    out[i] = F::new(1.0) / F::sqrt(v[i] + F::cast_from(epsilon));
 }
 
 /// Σ dy and Σ dy · (x − center) · factor per channel.
@@ -343,7 +335,7 @@ fn channel_gradient_sums<R: CubeRuntime>(
     center: &CubeTensor<R>,
     factor: &CubeTensor<R>,
 ) -> (CubeTensor<R>, CubeTensor<R>) {
-    let (n, c, pixels) = layout(x);
+    let (layout, c) = channels_of(x);
     let (dy_sum, dy_x_sum) = (vector(x, c), vector(x, c));
     let (cubes, units) = per_channel(c);
     gradient_sums::launch::<f32, R>(
@@ -356,12 +348,28 @@ fn channel_gradient_sums<R: CubeRuntime>(
         array(factor),
         array(&dy_sum),
         array(&dy_x_sum),
-        c as u32,
-        pixels as u32,
-        (n * pixels) as u32,
+        layout,
         CUBE_UNITS as usize,
     );
     (dy_sum, dy_x_sum)
+}
+
+/// Σ of `x` over batch and pixels, per channel (a convolution's bias gradient).
+pub fn channel_sums<R: CubeRuntime>(x: CubeTensor<R>) -> CubeTensor<R> {
+    let x = dense(x);
+    let (layout, c) = channels_of(&x);
+    let sums = vector(&x, c);
+    let (cubes, units) = per_channel(c);
+    channel_total::launch::<f32, R>(
+        &x.client,
+        cubes,
+        units,
+        array(&x),
+        array(&sums),
+        layout,
+        CUBE_UNITS as usize,
+    );
+    sums
 }
 
 /// `x · scale[c] + shift[c]`.
@@ -371,11 +379,9 @@ pub fn channel_affine<R: CubeRuntime>(
     shift: CubeTensor<R>,
 ) -> CubeTensor<R> {
     let [x, scale, shift] = [x, scale, shift].map(dense);
-    let (n, c, pixels) = layout(&x);
+    let (layout, c) = channels_of(&x);
     let zero = super::fill(&x, c, 0.0);
-    let output = empty_like_device(&x, x.meta.shape().clone());
-    let total = n * c * pixels;
-    let (cubes, units) = elementwise(&x, total);
+    let (output, cubes, units) = like(&x);
     centered_affine::launch::<f32, R>(
         &x.client,
         cubes,
@@ -385,9 +391,7 @@ pub fn channel_affine<R: CubeRuntime>(
         array(&scale),
         array(&shift),
         array(&output),
-        c as u32,
-        pixels as u32,
-        total as u32,
+        layout,
     );
     output
 }
@@ -398,7 +402,7 @@ pub fn channel_affine_backward<R: CubeRuntime>(
     output_grad: CubeTensor<R>,
 ) -> Gradients<R> {
     let [x, scale, dy] = [x, scale, output_grad].map(dense);
-    let (_, c, _) = layout(&x);
+    let c = dims4(&x)[1];
     let (zero, one) = (super::fill(&x, c, 0.0), super::fill(&x, c, 1.0));
     let (dy_sum, dy_x_sum) = channel_gradient_sums(&x, &dy, &zero, &one);
     let input = channel_affine(dy, scale, zero);
@@ -407,24 +411,4 @@ pub fn channel_affine_backward<R: CubeRuntime>(
         scale: dy_x_sum,
         shift: dy_sum,
     }
-}
-
-/// Σ of `x` over batch and pixels, per channel (a convolution's bias gradient).
-pub fn channel_sums<R: CubeRuntime>(x: CubeTensor<R>) -> CubeTensor<R> {
-    let x = dense(x);
-    let (n, c, pixels) = layout(&x);
-    let sums = vector(&x, c);
-    let (cubes, units) = per_channel(c);
-    channel_total::launch::<f32, R>(
-        &x.client,
-        cubes,
-        units,
-        array(&x),
-        array(&sums),
-        c as u32,
-        pixels as u32,
-        (n * pixels) as u32,
-        CUBE_UNITS as usize,
-    );
-    sums
 }

@@ -49,7 +49,10 @@ pub fn array<R: CubeRuntime>(tensor: &CubeTensor<R>) -> ArrayArg<R> {
 }
 
 /// One unit per element, in cubes of [`CUBE_UNITS`].
-pub fn elementwise<R: CubeRuntime>(tensor: &CubeTensor<R>, elements: usize) -> (CubeCount, CubeDim) {
+pub fn elementwise<R: CubeRuntime>(
+    tensor: &CubeTensor<R>,
+    elements: usize,
+) -> (CubeCount, CubeDim) {
     let dim = CubeDim::new_1d(CUBE_UNITS);
     (
         calculate_cube_count_elemwise(&tensor.client, elements, dim),
