@@ -131,7 +131,8 @@ fn curves(rows: &[Row]) -> Drawn {
     Ok(svg)
 }
 
-/// One panel: each series against the epoch, from 0 to a tenth above its largest value.
+/// One panel: each series against the epoch (whole numbers, from the first epoch shown), from 0
+/// to a tenth above its largest value.
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     rows: &[Row],
@@ -141,7 +142,8 @@ fn panel<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let epochs = rows.last().map_or(1.0, |r| r.epoch.max(1) as f64);
+    let first = rows.first().map_or(1, |r| r.epoch as i64);
+    let last = rows.last().map_or(1, |r| r.epoch as i64).max(first + 1);
     let top = rows
         .iter()
         .flat_map(|r| series.iter().map(move |(_, _, f)| f(r)))
@@ -152,10 +154,13 @@ where
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..epochs, 0.0..(top * 1.1).max(1e-9))?;
+        .build_cartesian_2d(
+            (first..last).with_key_points(epoch_ticks(first, last)),
+            0.0..(top * 1.1).max(1e-9),
+        )?;
     chart.configure_mesh().x_desc("epoch").draw()?;
     for &(name, colour, value) in series {
-        let points = rows.iter().map(move |r| (r.epoch as f64, value(r)));
+        let points = rows.iter().map(move |r| (r.epoch as i64, value(r)));
         chart
             .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
             .label(name)
@@ -168,6 +173,19 @@ where
         .border_style(BLACK)
         .draw()?;
     Ok(())
+}
+
+/// Epochs to label: the first, then the multiples of a round step (1, 2, 5, 10, 20, …) that
+/// keeps the labels to about ten.
+fn epoch_ticks(first: i64, last: i64) -> Vec<i64> {
+    let step = [1, 2, 5]
+        .iter()
+        .flat_map(|&m| (0..6).map(move |p| m * 10i64.pow(p)))
+        .filter(|&step| (last - first) / step <= 10)
+        .min()
+        .unwrap_or(1);
+    let multiples = (first / step + 1..=last / step).map(|k| k * step);
+    std::iter::once(first).chain(multiples).collect()
 }
 
 /// The matrix as cells shaded by the share of their true class, each with its count.
@@ -293,6 +311,71 @@ mod tests {
         assert!(
             table.contains("<td>cats</td><td>10</td><td>80.0%</td>"),
             "{table}"
+        );
+    }
+
+    /// The text of every `<text>` element of an SVG.
+    fn texts(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                Some(
+                    t.split_once('>')?
+                        .1
+                        .split_once("</text>")?
+                        .0
+                        .trim()
+                        .to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn epochs_are_whole_numbers_from_the_first_one() {
+        let row = |epoch| Row {
+            epoch,
+            train_loss: 1.0,
+            train_acc: 0.5,
+            val_loss: 1.0,
+            val_acc: 0.5,
+            lr: 0.1,
+            seconds: 1.0,
+        };
+        for epochs in [
+            vec![row(4)],
+            (4..=7).map(row).collect(),
+            (1..=40).map(row).collect(),
+        ] {
+            let labels = texts(&curves(&epochs).unwrap());
+            let first = epochs[0].epoch.to_string();
+            assert!(labels.contains(&first), "{labels:?}");
+            // The x axis's labels are whole numbers, none below the first epoch; the y axes'
+            // have decimal points.
+            let x_labels: Vec<i64> = labels.iter().filter_map(|t| t.parse().ok()).collect();
+            assert!(
+                x_labels.iter().all(|&e| e >= epochs[0].epoch as i64),
+                "{labels:?}"
+            );
+            let last = epochs.last().unwrap().epoch;
+            let halves = (0..=last).map(|e| format!("{e}.5"));
+            assert!(
+                !halves
+                    .into_iter()
+                    .any(|h| labels.contains(&h) && h != "0.5"),
+                "{labels:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn epoch_labels_start_at_the_first_epoch_and_step_roundly() {
+        assert_eq!(epoch_ticks(4, 5), [4, 5]);
+        assert_eq!(epoch_ticks(4, 7), [4, 5, 6, 7]);
+        assert_eq!(epoch_ticks(1, 40), [1, 5, 10, 15, 20, 25, 30, 35, 40]);
+        assert_eq!(
+            epoch_ticks(3, 182),
+            [3, 20, 40, 60, 80, 100, 120, 140, 160, 180]
         );
     }
 
