@@ -37,8 +37,11 @@ impl<B: Backend> SplitModel<B> for PoolLinear<B> {
     fn layer<R: Rectifier<B>>(&self, _: usize, images: Tensor<B, 4>, _: &R) -> Tensor<B, 4> {
         images
     }
-    fn head<R: Rectifier<B>>(&self, a: Tensor<B, 4>, _: &R) -> Tensor<B, 2> {
-        self.linear.forward(a.mean_dim(3).mean_dim(2).flatten(1, 3))
+    fn embedding(&self, a: Tensor<B, 4>) -> Tensor<B, 2> {
+        a.mean_dim(3).mean_dim(2).flatten(1, 3)
+    }
+    fn head_from_embedding<R: Rectifier<B>>(&self, pooled: Tensor<B, 2>, _: &R) -> Tensor<B, 2> {
+        self.linear.forward(pooled)
     }
 }
 

@@ -9,6 +9,7 @@ use burn::prelude::*;
 use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 
+use crate::transfer::{fresh_linear, trainable};
 use crate::{InputShape, Rectifier, SplitModel, conv_batch_norm, global_average_pool};
 
 /// One row of the block table: `repeats` blocks, the first with `stride`.
@@ -188,6 +189,28 @@ pub struct EfficientNetLite<B: Backend> {
     channels: usize,
 }
 
+impl<B: Backend> EfficientNetLite<B> {
+    pub(crate) fn with_new_classifier(self, outputs: usize, device: &B::Device) -> Self {
+        let fc = fresh_linear(&self.fc, outputs, device);
+        Self { fc, ..self }
+    }
+
+    /// Layer 0 is the stem, layers 1 to 16 the blocks, 17 the head convolution.
+    pub(crate) fn trained_from(self, first: usize) -> Self {
+        let head = self.blocks.len() + 1 >= first;
+        let blocks = self.blocks.into_iter().enumerate();
+        Self {
+            stem: trainable(self.stem, first == 0),
+            stem_bn: trainable(self.stem_bn, first == 0),
+            blocks: blocks.map(|(i, b)| trainable(b, i + 1 >= first)).collect(),
+            head: trainable(self.head, head),
+            head_bn: trainable(self.head_bn, head),
+            fc: trainable(self.fc, true),
+            channels: self.channels,
+        }
+    }
+}
+
 impl<B: Kernels> SplitModel<B> for EfficientNetLite<B> {
     fn architecture(&self) -> &'static str {
         "efficientnet_lite"
@@ -216,8 +239,12 @@ impl<B: Kernels> SplitModel<B> for EfficientNetLite<B> {
         }
     }
 
-    fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, _relu: &R) -> Tensor<B, 2> {
-        kernels::linear(&self.fc, global_average_pool(activations))
+    fn embedding(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
+        global_average_pool(activations)
+    }
+
+    fn head_from_embedding<R: Rectifier<B>>(&self, pooled: Tensor<B, 2>, _: &R) -> Tensor<B, 2> {
+        kernels::linear(&self.fc, pooled)
     }
 }
 

@@ -14,6 +14,7 @@ mod norm;
 mod resnet;
 mod split;
 mod torch_keys;
+mod transfer;
 mod tutorial_cnn;
 mod vgg;
 
@@ -27,5 +28,6 @@ pub use network::Network;
 pub use norm::{batch_norm, conv_batch_norm};
 pub use resnet::{Downsample, ResNet, ResNetConfig, ResidualBlock};
 pub use split::{InputShape, PlainRelu, Rectifier, SplitModel, find_layer, global_average_pool};
+pub use transfer::Trainable;
 pub use tutorial_cnn::{TutorialCnn, TutorialCnnConfig};
 pub use vgg::{Vgg, VggConfig, VggConv};

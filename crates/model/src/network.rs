@@ -45,7 +45,15 @@ impl<B: Kernels> SplitModel<B> for Network<B> {
         dispatch!(self, m => m.layer(index, x, relu))
     }
 
-    fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, relu: &R) -> Tensor<B, 2> {
-        dispatch!(self, m => m.head(activations, relu))
+    fn embedding(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
+        dispatch!(self, m => m.embedding(activations))
+    }
+
+    fn head_from_embedding<R: Rectifier<B>>(
+        &self,
+        embedding: Tensor<B, 2>,
+        relu: &R,
+    ) -> Tensor<B, 2> {
+        dispatch!(self, m => m.head_from_embedding(embedding, relu))
     }
 }

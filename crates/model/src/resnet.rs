@@ -10,6 +10,7 @@ use kernels::{Kernels, max_pool2d};
 use serde::{Deserialize, Serialize};
 
 use crate::split::residual_layer_names;
+use crate::transfer::{fresh_linear, trainable};
 use crate::{InputShape, Rectifier, SplitModel, conv_batch_norm, global_average_pool};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,6 +186,38 @@ pub struct ResNet<B: Backend> {
     channels: usize,
 }
 
+impl<B: Backend> ResNet<B> {
+    pub(crate) fn with_new_classifier(self, outputs: usize, device: &B::Device) -> Self {
+        let fc = fresh_linear(&self.fc, outputs, device);
+        Self { fc, ..self }
+    }
+
+    /// Layer 0 is the stem, layer i ≥ 1 the i-th residual block.
+    pub(crate) fn trained_from(self, first: usize) -> Self {
+        let stem = first == 0;
+        let mut layer = 0;
+        let mut stage = |blocks: Vec<ResidualBlock<B>>| -> Vec<ResidualBlock<B>> {
+            blocks
+                .into_iter()
+                .map(|block| {
+                    layer += 1;
+                    trainable(block, layer >= first)
+                })
+                .collect()
+        };
+        Self {
+            conv1: trainable(self.conv1, stem),
+            bn1: trainable(self.bn1, stem),
+            layer1: stage(self.layer1),
+            layer2: stage(self.layer2),
+            layer3: stage(self.layer3),
+            layer4: stage(self.layer4),
+            fc: trainable(self.fc, true),
+            channels: self.channels,
+        }
+    }
+}
+
 impl<B: Kernels> SplitModel<B> for ResNet<B> {
     fn architecture(&self) -> &'static str {
         "resnet"
@@ -217,8 +250,12 @@ impl<B: Kernels> SplitModel<B> for ResNet<B> {
         block.forward(x, relu)
     }
 
-    fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, _relu: &R) -> Tensor<B, 2> {
-        kernels::linear(&self.fc, global_average_pool(activations))
+    fn embedding(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
+        global_average_pool(activations)
+    }
+
+    fn head_from_embedding<R: Rectifier<B>>(&self, pooled: Tensor<B, 2>, _: &R) -> Tensor<B, 2> {
+        kernels::linear(&self.fc, pooled)
     }
 }
 

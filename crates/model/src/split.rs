@@ -95,8 +95,21 @@ pub trait SplitModel<B: Backend> {
     /// Layer `index` applied to the previous layer's output (to the images for layer 0).
     fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4>;
 
+    /// The last layer's output `[batch, k, h', w']` → the rows the classifier's first Linear
+    /// layer reads (pooled or flattened): nothing in it trains.
+    fn embedding(&self, activations: Tensor<B, 4>) -> Tensor<B, 2>;
+
+    /// Those rows → logits `[batch, classes]`.
+    fn head_from_embedding<R: Rectifier<B>>(
+        &self,
+        embedding: Tensor<B, 2>,
+        relu: &R,
+    ) -> Tensor<B, 2>;
+
     /// The last layer's output `[batch, k, h', w']` → logits `[batch, classes]`.
-    fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, relu: &R) -> Tensor<B, 2>;
+    fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, relu: &R) -> Tensor<B, 2> {
+        self.head_from_embedding(self.embedding(activations), relu)
+    }
 
     /// Index of the last layer, where `features` ends.
     fn last_layer(&self) -> usize {

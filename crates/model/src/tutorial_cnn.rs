@@ -7,7 +7,9 @@ use burn::prelude::*;
 use kernels::{Kernels, conv2d};
 use serde::{Deserialize, Serialize};
 
+use crate::transfer::{fresh_linear, param_ids, trainable};
 use crate::{InputShape, Rectifier, SplitModel, batch_norm};
+use burn::module::ParamId;
 
 /// Widths of the SimpleCNN; the defaults are the tutorial's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +89,36 @@ pub struct TutorialCnn<B: Backend> {
     image_size: [usize; 2],
 }
 
+impl<B: Backend> TutorialCnn<B> {
+    pub(crate) fn with_new_classifier(self, outputs: usize, device: &B::Device) -> Self {
+        let fc3 = fresh_linear(&self.fc3, outputs, device);
+        Self { fc3, ..self }
+    }
+
+    /// Layer i is the i-th (BatchNorm, convolution) pair.
+    pub(crate) fn trained_from(self, first: usize) -> Self {
+        Self {
+            norm1: trainable(self.norm1, first == 0),
+            conv1: trainable(self.conv1, first == 0),
+            norm2: trainable(self.norm2, first <= 1),
+            conv2: trainable(self.conv2, first <= 1),
+            norm3: trainable(self.norm3, first <= 2),
+            conv3: trainable(self.conv3, first <= 2),
+            fc1: trainable(self.fc1, true),
+            fc2: trainable(self.fc2, true),
+            fc3: trainable(self.fc3, true),
+            ..self
+        }
+    }
+
+    pub(crate) fn classifier_params(&self) -> Vec<ParamId> {
+        [&self.fc1, &self.fc2, &self.fc3]
+            .into_iter()
+            .flat_map(param_ids)
+            .collect()
+    }
+}
+
 impl<B: Kernels> SplitModel<B> for TutorialCnn<B> {
     fn architecture(&self) -> &'static str {
         "tutorial_cnn"
@@ -112,8 +144,11 @@ impl<B: Kernels> SplitModel<B> for TutorialCnn<B> {
         relu.relu(conv2d(conv, batch_norm(norm, x)))
     }
 
-    fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, relu: &R) -> Tensor<B, 2> {
-        let x = activations.flatten::<2>(1, 3);
+    fn embedding(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
+        activations.flatten(1, 3)
+    }
+
+    fn head_from_embedding<R: Rectifier<B>>(&self, x: Tensor<B, 2>, relu: &R) -> Tensor<B, 2> {
         let x = relu.relu(kernels::linear(&self.fc1, x));
         let x = relu.relu(kernels::linear(&self.fc2, x));
         kernels::linear(&self.fc3, x)

@@ -13,6 +13,7 @@ use burn::tensor::module::adaptive_avg_pool2d;
 use kernels::{Kernels, conv2d, max_pool2d};
 use serde::{Deserialize, Serialize};
 
+use crate::transfer::{fresh_linear, trainable};
 use crate::{InputShape, Rectifier, SplitModel, conv_batch_norm};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,6 +140,24 @@ fn pool2<B: Kernels>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     max_pool2d(x, [2, 2], [2, 2], [0, 0])
 }
 
+impl<B: Backend> Vgg<B> {
+    pub(crate) fn with_new_classifier(self, outputs: usize, device: &B::Device) -> Self {
+        let mut head = self.head;
+        head[2] = fresh_linear(&head[2], outputs, device);
+        Self { head, ..self }
+    }
+
+    /// Layer i is the i-th convolution.
+    pub(crate) fn trained_from(self, first: usize) -> Self {
+        let layers = self.layers.into_iter().enumerate();
+        Self {
+            layers: layers.map(|(i, l)| trainable(l, i >= first)).collect(),
+            head: trainable(self.head, true),
+            channels: self.channels,
+        }
+    }
+}
+
 impl<B: Kernels> SplitModel<B> for Vgg<B> {
     fn architecture(&self) -> &'static str {
         "vgg"
@@ -180,10 +199,14 @@ impl<B: Kernels> SplitModel<B> for Vgg<B> {
         relu.relu(x)
     }
 
-    fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, relu: &R) -> Tensor<B, 2> {
-        let pooled = adaptive_avg_pool2d(pool2(activations), [POOLED, POOLED]);
+    /// The last pool and torchvision's adaptive average pool to 7×7, flattened.
+    fn embedding(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
+        adaptive_avg_pool2d(pool2(activations), [POOLED, POOLED]).flatten(1, 3)
+    }
+
+    fn head_from_embedding<R: Rectifier<B>>(&self, pooled: Tensor<B, 2>, relu: &R) -> Tensor<B, 2> {
         let [hidden1, hidden2, logits] = [0, 1, 2].map(|i| &self.head[i]);
-        let x = relu.relu(kernels::linear(hidden1, pooled.flatten::<2>(1, 3)));
+        let x = relu.relu(kernels::linear(hidden1, pooled));
         let x = relu.relu(kernels::linear(hidden2, x));
         kernels::linear(logits, x)
     }
