@@ -32,7 +32,8 @@ impl Default for Normalization {
     }
 }
 
-/// Random crops from a zero-padded image and horizontal flips (the CIFAR recipe).
+/// Random crops from a zero-padded image and horizontal flips (the CIFAR recipe), or random
+/// resized crops and flips (the recipe for fine-tuning on photos).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Augmentation {
@@ -40,15 +41,48 @@ pub struct Augmentation {
     pub crop_padding: usize,
     /// Flip left–right with probability ½.
     pub horizontal_flip: bool,
+    /// `[min, max]` share of the image's area a random crop keeps, stretched back to the full
+    /// size (torchvision's `RandomResizedCrop`: aspect ratios from 3/4 to 4/3; its default
+    /// share is `[0.08, 1.0]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub random_resized_crop: Option<[f32; 2]>,
 }
 
 impl Augmentation {
     pub fn is_identity(&self) -> bool {
-        self.crop_padding == 0 && !self.horizontal_flip
+        self.crop_padding == 0 && !self.horizontal_flip && self.random_resized_crop.is_none()
+    }
+
+    /// Why these settings cannot be used, if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        match self.random_resized_crop {
+            Some([low, high]) if !(0.0 < low && low <= high && high <= 1.0) => Err(format!(
+                "augmentation.random_resized_crop is [min, max] with 0 < min ≤ max ≤ 1, got \
+                 [{low}, {high}]"
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// An augmented copy of `pixels` (`height × width × 3`).
-    pub fn apply(&self, pixels: &[u8], [height, width]: [usize; 2], rng: &mut StdRng) -> Vec<u8> {
+    pub fn apply(&self, pixels: &[u8], size: [usize; 2], rng: &mut StdRng) -> Vec<u8> {
+        let cropped;
+        let pixels = match self.random_resized_crop {
+            Some(share) => {
+                cropped = random_resized_crop(pixels, size, share, rng);
+                &cropped
+            }
+            None => pixels,
+        };
+        self.shift_and_flip(pixels, size, rng)
+    }
+
+    fn shift_and_flip(
+        &self,
+        pixels: &[u8],
+        [height, width]: [usize; 2],
+        rng: &mut StdRng,
+    ) -> Vec<u8> {
         let pad = self.crop_padding as i64;
         let (dy, dx) = if pad > 0 {
             (
@@ -77,6 +111,62 @@ impl Augmentation {
         }
         out
     }
+}
+
+/// A crop of a random share of the area and aspect ratio (3/4 to 4/3, drawn log-uniformly) at a
+/// random place, resized back to `[height, width]` bilinearly. As torchvision, ten draws that
+/// do not fit give way to the whole image.
+fn random_resized_crop(
+    pixels: &[u8],
+    [height, width]: [usize; 2],
+    [low, high]: [f32; 2],
+    rng: &mut StdRng,
+) -> Vec<u8> {
+    let area = (height * width) as f32;
+    let window = (0..10).find_map(|_| {
+        let share = rng.random_range(low..=high);
+        let ratio = rng.random_range((0.75f32).ln()..=(4.0f32 / 3.0).ln()).exp();
+        let w = (area * share * ratio).sqrt().round() as usize;
+        let h = (area * share / ratio).sqrt().round() as usize;
+        (w >= 1 && h >= 1 && w <= width && h <= height).then(|| {
+            let top = rng.random_range(0..=height - h);
+            let left = rng.random_range(0..=width - w);
+            (top, left, h, w)
+        })
+    });
+    let (top, left, h, w) = window.unwrap_or((0, 0, height, width));
+    resize_window(pixels, width, (top, left, h, w), [height, width])
+}
+
+/// The `(top, left, h, w)` window of an RGB image `width` pixels wide, resized to `size` by
+/// bilinear interpolation between pixel centres (as `image`'s and PIL's resizes to a larger size).
+fn resize_window(
+    pixels: &[u8],
+    width: usize,
+    (top, left, h, w): (usize, usize, usize, usize),
+    [out_h, out_w]: [usize; 2],
+) -> Vec<u8> {
+    let mut out = vec![0u8; out_h * out_w * 3];
+    let source = |out_i: usize, out_n: usize, n: usize| {
+        let x = ((out_i as f32 + 0.5) * n as f32 / out_n as f32 - 0.5).clamp(0.0, (n - 1) as f32);
+        let i = (x.floor() as usize).min(n - 1);
+        (i, (i + 1).min(n - 1), x - i as f32)
+    };
+    for y in 0..out_h {
+        let (y0, y1, fy) = source(y, out_h, h);
+        for x in 0..out_w {
+            let (x0, x1, fx) = source(x, out_w, w);
+            let at = |yy: usize, xx: usize, c: usize| {
+                pixels[((top + yy) * width + left + xx) * 3 + c] as f32
+            };
+            for c in 0..3 {
+                let upper = at(y0, x0, c) * (1.0 - fx) + at(y0, x1, c) * fx;
+                let lower = at(y1, x0, c) * (1.0 - fx) + at(y1, x1, c) * fx;
+                out[(y * out_w + x) * 3 + c] = (upper * (1.0 - fy) + lower * fy).round() as u8;
+            }
+        }
+    }
+    out
 }
 
 /// A batch ready for a model: `images` is `[n, 3, height, width]`, row-major.
@@ -185,8 +275,8 @@ mod tests {
     fn flip_and_shift_move_pixels_and_pad_with_zeros() {
         let pixels: Vec<u8> = (1..=12).collect(); // 2×2 image
         let flip = Augmentation {
-            crop_padding: 0,
             horizontal_flip: true,
+            ..Default::default()
         };
         let mut seen = std::collections::HashSet::new();
         for seed in 0..20 {
@@ -197,7 +287,7 @@ mod tests {
 
         let crop = Augmentation {
             crop_padding: 1,
-            horizontal_flip: false,
+            ..Default::default()
         };
         for seed in 0..20 {
             let out = crop.apply(&pixels, [2, 2], &mut StdRng::seed_from_u64(seed));
@@ -209,6 +299,51 @@ mod tests {
     }
 
     #[test]
+    fn random_resized_crops_stay_inside_and_the_whole_image_is_kept() {
+        // A 4×4 image whose red channel is the column, green the row: a crop resized back
+        // shows columns and rows of one window, in order.
+        let pixels: Vec<u8> = (0..16)
+            .flat_map(|i| [(i % 4) as u8 * 10, (i / 4) as u8 * 10, 7])
+            .collect();
+        let whole = Augmentation {
+            random_resized_crop: Some([1.0, 1.0]),
+            ..Default::default()
+        };
+        // Area 1 with an aspect ratio off 1 does not fit a square: the whole image, unchanged.
+        let mut rng = StdRng::seed_from_u64(3);
+        assert_eq!(whole.apply(&pixels, [4, 4], &mut rng), pixels);
+        let small = Augmentation {
+            random_resized_crop: Some([0.2, 0.5]),
+            ..Default::default()
+        };
+        for seed in 0..20 {
+            let out = small.apply(&pixels, [4, 4], &mut StdRng::seed_from_u64(seed));
+            for row in out.chunks(12) {
+                let reds: Vec<u8> = row.chunks(3).map(|p| p[0]).collect();
+                assert!(reds.windows(2).all(|w| w[0] <= w[1]), "{reds:?}");
+            }
+            assert!(out.chunks(3).all(|p| p[2] == 7 && p[0] <= 30 && p[1] <= 30));
+        }
+        assert!(
+            Augmentation {
+                random_resized_crop: Some([0.5, 0.2]),
+                ..Default::default()
+            }
+            .check()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn bilinear_resizing_of_a_window_keeps_a_gradient_a_gradient() {
+        // One row 0, 100, 200 (grey) to five columns: ends kept, the middle interpolated.
+        let pixels: Vec<u8> = [0u8, 100, 200].iter().flat_map(|&v| [v, v, v]).collect();
+        let out = resize_window(&pixels, 3, (0, 0, 1, 3), [1, 5]);
+        let reds: Vec<u8> = out.chunks(3).map(|p| p[0]).collect();
+        assert_eq!(reds, [0, 40, 100, 160, 200]);
+    }
+
+    #[test]
     fn augmentation_depends_only_on_seed_epoch_and_index() {
         let batcher = Batcher {
             image_size: [4, 4],
@@ -216,6 +351,7 @@ mod tests {
             augmentation: Augmentation {
                 crop_padding: 2,
                 horizontal_flip: true,
+                ..Default::default()
             },
             seed: 9,
         };
