@@ -94,7 +94,7 @@ fn grad_cam_peaks_inside_the_object() {
         .unwrap();
     let batcher = Batcher {
         image_size: config.data.image_size,
-        normalization: config.data.normalization,
+        normalization: config.normalization(),
         augmentation: Default::default(),
         seed: 0,
     };

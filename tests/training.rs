@@ -66,7 +66,7 @@ fn logits(run: &RunDir, weights: Weights, images: &ImageSet, config: &TrainConfi
     let model = run.load_model::<Inner>(weights, &device).unwrap();
     let batcher = Batcher {
         image_size: config.data.image_size,
-        normalization: config.data.normalization,
+        normalization: config.normalization(),
         augmentation: Default::default(),
         seed: 0,
     };

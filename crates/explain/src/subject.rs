@@ -62,7 +62,7 @@ impl ModelSource {
                     head: config.model.head,
                     class_names: run.class_names()?,
                     image_size: config.data.image_size,
-                    normalization: config.data.normalization,
+                    normalization: config.normalization(),
                     origin: Origin::Run { run, config },
                 })
             }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use data::{Augmentation, Normalization};
-use model::{Architecture, Head, ModelSpec};
+use model::{Architecture, Head, ModelSpec, PRETRAINED_NAMES, Trainable};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -14,7 +14,7 @@ use crate::TrainError;
 pub const MAX_IMAGE_SIDE: usize = 1024;
 
 /// The configs shipped inside the binary, usable by name (`--config cifar`).
-pub const EMBEDDED: [(&str, &str); 5] = [
+pub const EMBEDDED: [(&str, &str); 6] = [
     ("shapes", include_str!("../../../configs/shapes.toml")),
     ("cifar", include_str!("../../../configs/cifar.toml")),
     ("cats_dogs", include_str!("../../../configs/cats_dogs.toml")),
@@ -22,6 +22,10 @@ pub const EMBEDDED: [(&str, &str); 5] = [
     (
         "cifar_jpeg",
         include_str!("../../../configs/cifar_jpeg.toml"),
+    ),
+    (
+        "cats_dogs_finetune",
+        include_str!("../../../configs/cats_dogs_finetune.toml"),
     ),
 ];
 
@@ -42,16 +46,70 @@ pub struct TrainConfig {
     pub schedule: Schedule,
 }
 
-/// The `[model]` table: an architecture's keys (`name = "tutorial_cnn"`, ...) and the head
-/// (`head = "binary"` for one sigmoid output; softmax when absent), for any architecture.
+/// The `[model]` table: an architecture's keys (`name = "tutorial_cnn"`, ..., or a published
+/// network's name such as `"efficientnet_lite0"` or `"resnet18"`), the head (`head = "binary"`
+/// for one sigmoid output; softmax when absent), and for fine-tuning the pretrained weights to
+/// start from and what of them trains.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSection {
     pub architecture: Architecture,
     pub head: Head,
+    pub finetune: Finetune,
 }
 
-// serde cannot flatten `head` into the architecture's tagged, `deny_unknown_fields` table, so
-// the table is split by hand: `head` out, the rest to `Architecture`'s own derive.
+/// Fine-tuning: a pretrained network whose classifier is replaced for the data set's classes.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finetune {
+    /// The pretrained weights (PyTorch `.pth`/`.th` or safetensors, read strictly); read once,
+    /// when the run starts (a resumed run reads its checkpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<PathBuf>,
+    /// What trains after the probe epochs: `"all"`, `"classifier"` or `"from <layer>"`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub train: Trainable,
+    /// Epochs that first train the classifier alone (a linear probe): with nothing before it
+    /// training and no augmentation, each image's features are computed once.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub probe_epochs: usize,
+    /// The learning rate of the pretrained layers (the optimizer's `lr` is the new
+    /// classifier's); the schedule scales both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained_lr: Option<f64>,
+    /// What the pretrained BatchNorm layers do in the layers that train.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub batch_norm: PretrainedBatchNorm,
+}
+
+/// BatchNorm in the pretrained layers that train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PretrainedBatchNorm {
+    /// Frozen: the pretrained running statistics normalise, and stay (the usual advice for
+    /// fine-tuning on a small data set: a few hundred steps of small batches would replace
+    /// statistics gathered over ImageNet).
+    #[default]
+    Frozen,
+    /// Trained as in training from scratch: batch statistics, running averages updated.
+    Trained,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// The keys of `[model]` that belong to [`Finetune`].
+const FINETUNE_KEYS: [&str; 5] = [
+    "weights",
+    "train",
+    "probe_epochs",
+    "pretrained_lr",
+    "batch_norm",
+];
+
+// serde cannot flatten these keys into the architecture's tagged, `deny_unknown_fields` table,
+// so the table is split by hand: `head` and the fine-tuning keys out, the rest to
+// `Architecture`'s own derive (or, for a lone published name, `Architecture::from_name`).
 impl<'de> Deserialize<'de> for ModelSection {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
@@ -62,9 +120,27 @@ impl<'de> Deserialize<'de> for ModelSection {
             }
             None => Head::default(),
         };
-        let architecture =
-            Architecture::deserialize(toml::Value::Table(table)).map_err(D::Error::custom)?;
-        Ok(ModelSection { architecture, head })
+        let finetune: toml::Table = FINETUNE_KEYS
+            .iter()
+            .filter_map(|&key| Some((key.to_string(), table.remove(key)?)))
+            .collect();
+        let finetune =
+            Finetune::deserialize(toml::Value::Table(finetune)).map_err(D::Error::custom)?;
+        let published = match (table.len(), table.get("name")) {
+            (1, Some(toml::Value::String(name))) => Architecture::from_name(name),
+            _ => None,
+        };
+        let architecture = match published {
+            Some(architecture) => architecture,
+            None => Architecture::deserialize(toml::Value::Table(table)).map_err(|e| {
+                D::Error::custom(format!("{e} (or a published network: {PRETRAINED_NAMES})"))
+            })?,
+        };
+        Ok(ModelSection {
+            architecture,
+            head,
+            finetune,
+        })
     }
 }
 
@@ -78,6 +154,7 @@ impl Serialize for ModelSection {
                 toml::Value::try_from(self.head).map_err(S::Error::custom)?,
             );
         }
+        table.extend(toml::Table::try_from(&self.finetune).map_err(S::Error::custom)?);
         table.serialize(serializer)
     }
 }
@@ -107,8 +184,10 @@ pub struct DataConfig {
     pub validation: f64,
     /// `[height, width]` the images are resized to.
     pub image_size: [usize; 2],
-    #[serde(default)]
-    pub normalization: Normalization,
+    /// Per-channel mean and standard deviation; when absent, ImageNet's, or for fine-tuning what
+    /// the pretrained weights expect ([`TrainConfig::normalization`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalization: Option<Normalization>,
     #[serde(default)]
     pub augmentation: Augmentation,
 }
@@ -186,6 +265,8 @@ impl Schedule {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
+    /// Pretrained weights to fine-tune (replaces `model.weights`).
+    pub weights: Option<PathBuf>,
     pub epochs: Option<usize>,
     pub batch_size: Option<usize>,
     pub lr: Option<f64>,
@@ -245,6 +326,9 @@ impl TrainConfig {
         if let Some(dir) = &overrides.data_dir {
             self.data.dir = Some(dir.clone());
         }
+        if let Some(weights) = &overrides.weights {
+            self.model.finetune.weights = Some(weights.clone());
+        }
         if let Some(epochs) = overrides.epochs {
             self.epochs = epochs;
         }
@@ -282,6 +366,20 @@ impl TrainConfig {
                 self.data.validation
             ));
         }
+        self.data.augmentation.check()?;
+        let finetune = &self.model.finetune;
+        if finetune.probe_epochs > 0 && finetune.weights.is_none() {
+            return Err(
+                "model.probe_epochs trains a classifier on pretrained features: \
+                        give model.weights (or --weights)"
+                    .into(),
+            );
+        }
+        if let Some(lr) = finetune.pretrained_lr
+            && (lr < 0.0 || !lr.is_finite())
+        {
+            return Err(format!("model.pretrained_lr must be 0 or more, got {lr}"));
+        }
         if self.optimizer.lr() <= 0.0 || !self.optimizer.lr().is_finite() {
             return Err(format!(
                 "the learning rate must be positive, got {}",
@@ -296,6 +394,16 @@ impl TrainConfig {
                 Err("data.dir (or --data-dir) is required for source = \"folder\"".into())
             }
             _ => self.model_spec(2).validate(),
+        }
+    }
+
+    /// How images are normalised: the config's `data.normalization`, else what the pretrained
+    /// weights expect when fine-tuning, else ImageNet's statistics.
+    pub fn normalization(&self) -> Normalization {
+        match (self.data.normalization, &self.model.finetune.weights) {
+            (Some(given), _) => given,
+            (None, Some(_)) => pretrained::preprocessing(&self.model.architecture).1,
+            (None, None) => Normalization::IMAGENET,
         }
     }
 
@@ -368,8 +476,8 @@ mod tests {
     fn the_tutorial_config_has_its_binary_head_and_imagenet_normalisation() {
         let (c, _) = TrainConfig::load("tutorial").unwrap();
         assert_eq!(c.model.head, Head::Binary);
-        assert_eq!(c.data.normalization.mean, [0.485, 0.456, 0.406]);
-        assert_eq!(c.data.normalization.std, [0.229, 0.224, 0.225]);
+        assert_eq!(c.normalization().mean, [0.485, 0.456, 0.406]);
+        assert_eq!(c.normalization().std, [0.229, 0.224, 0.225]);
         assert_eq!((c.epochs, c.batch_size, c.optimizer.lr()), (15, 16, 0.01));
         // The head survives the run folder's config.toml.
         assert!(c.to_toml().contains("head = \"binary\""), "{}", c.to_toml());
@@ -382,6 +490,55 @@ mod tests {
             .replace("[model]", "[model]\nhead = \"sigmoid\"");
         let err = TrainConfig::parse(&text, "x.toml").unwrap_err().to_string();
         assert!(err.contains("head") && err.contains("sigmoid"), "{err}");
+    }
+
+    #[test]
+    fn a_finetune_names_a_published_network_and_takes_its_preprocessing() {
+        let (c, _) = TrainConfig::load("cats_dogs_finetune").unwrap();
+        assert_eq!(
+            Some(c.model.architecture.clone()),
+            Architecture::from_name("efficientnet_lite0")
+        );
+        let finetune = &c.model.finetune;
+        assert!(
+            finetune
+                .weights
+                .as_ref()
+                .unwrap()
+                .ends_with("efficientnet-lite0-57934424.pth")
+        );
+        assert_eq!(finetune.train, Trainable::From("blocks.15".into()));
+        assert_eq!(
+            (finetune.probe_epochs, finetune.pretrained_lr),
+            (3, Some(0.001))
+        );
+        assert_eq!(finetune.batch_norm, PretrainedBatchNorm::Frozen);
+        // No normalisation given: EfficientNet-Lite's (x − 127) / 128.
+        assert_eq!(c.normalization().mean, [127.0 / 255.0; 3]);
+        // Written out, the run's config says the same in the architecture's own keys.
+        let text = c.to_toml();
+        assert!(text.contains("name = \"efficientnet_lite\"") && text.contains("probe_epochs = 3"));
+        assert_eq!(TrainConfig::parse(&text, "saved").unwrap(), c);
+    }
+
+    #[test]
+    fn finetune_settings_are_checked() {
+        let base = EMBEDDED[0].1;
+        let probe = base.replace("[model]", "[model]\nprobe_epochs = 2");
+        let err = TrainConfig::parse(&probe, "x").unwrap_err().to_string();
+        assert!(
+            err.contains("probe_epochs") && err.contains("weights"),
+            "{err}"
+        );
+        let scope = base.replace("[model]", "[model]\ntrain = \"some\"");
+        let err = TrainConfig::parse(&scope, "x").unwrap_err().to_string();
+        assert!(err.contains("from <layer>"), "{err}");
+        let crop = base.replace("horizontal_flip = true", "random_resized_crop = [0.9, 0.1]");
+        let err = TrainConfig::parse(&crop, "x").unwrap_err().to_string();
+        assert!(err.contains("random_resized_crop"), "{err}");
+        let unknown = base.replace("name = \"cifar_resnet\"", "name = \"resnet9000\"");
+        let err = TrainConfig::parse(&unknown, "x").unwrap_err().to_string();
+        assert!(err.contains("efficientnet_lite0"), "{err}");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Device(String),
+    #[error(transparent)]
+    Pretrained(#[from] pretrained::ImportError),
 }
 
 impl TrainError {

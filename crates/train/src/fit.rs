@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamConfig, Optimizer};
 use burn::prelude::*;
 use burn::tensor::Transaction;
 use data::{Batch, Batcher, ImageSet};
@@ -21,6 +21,7 @@ use rand::seq::SliceRandom;
 use crate::config::OptimizerConfig;
 use crate::report;
 use crate::run_dir::{CheckpointState, EpochMetrics, RunDir};
+use crate::transfer::{self, Features};
 use crate::{TrainConfig, TrainError};
 
 /// Live numbers of the epoch so far.
@@ -35,6 +36,10 @@ pub struct BatchProgress {
 
 /// Hooks for showing progress; the library prints nothing itself.
 pub trait Observer {
+    /// The probe's features of `images` images are being computed…
+    fn extracting(&mut self, _images: usize) {}
+    /// …and `images` more of them are done.
+    fn extracted(&mut self, _images: usize) {}
     fn epoch_started(&mut self, _epoch: usize, _epochs: usize, _batches: usize) {}
     fn batch_finished(&mut self, _progress: &BatchProgress) {}
     fn validating(&mut self, _batches: usize) {}
@@ -45,6 +50,14 @@ impl Observer for () {}
 
 /// Two observers, each told everything in turn (progress bars and TensorBoard).
 impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn extracting(&mut self, images: usize) {
+        self.0.extracting(images);
+        self.1.extracting(images);
+    }
+    fn extracted(&mut self, images: usize) {
+        self.0.extracted(images);
+        self.1.extracted(images);
+    }
     fn epoch_started(&mut self, epoch: usize, epochs: usize, batches: usize) {
         self.0.epoch_started(epoch, epochs, batches);
         self.1.epoch_started(epoch, epochs, batches);
@@ -65,6 +78,16 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
 
 /// An observer that may not be there.
 impl<T: Observer> Observer for Option<T> {
+    fn extracting(&mut self, images: usize) {
+        if let Some(o) = self {
+            o.extracting(images);
+        }
+    }
+    fn extracted(&mut self, images: usize) {
+        if let Some(o) = self {
+            o.extracted(images);
+        }
+    }
     fn epoch_started(&mut self, epoch: usize, epochs: usize, batches: usize) {
         if let Some(o) = self {
             o.epoch_started(epoch, epochs, batches);
@@ -150,14 +173,12 @@ struct Trainer<'a, B: AutodiffKernels> {
 }
 
 impl<B: AutodiffKernels> Trainer<'_, B> {
-    fn run<O: Optimizer<Network<B>, B>>(self, optimizer: O) -> Result<Summary, TrainError> {
+    fn run<O: Optimizer<Network<B>, B>>(mut self, optimizer: O) -> Result<Summary, TrainError> {
         let started = Instant::now();
         let config = self.config;
         B::seed(self.device, config.seed);
         let spec = config.model_spec(self.train.class_names.len());
-        let mut model = spec
-            .init::<B>(self.device)
-            .map_err(|m| TrainError::run(&self.run.path, m))?;
+        let mut model = None;
         let mut optimizer = optimizer;
         let mut state = CheckpointState {
             epoch: 0,
@@ -169,18 +190,25 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
         if self.resume {
             if let Some((epoch, _)) = self.run.last_checkpoint()? {
                 state = self.run.checkpoint_state(epoch)?;
-                model = self
-                    .run
-                    .load_model(crate::Weights::Epoch(epoch), self.device)?;
+                model = Some(
+                    self.run
+                        .load_model(crate::Weights::Epoch(epoch), self.device)?,
+                );
                 optimizer = optimizer.load_record(self.run.load_optimizer(epoch, self.device)?);
                 self.run.repair_best(&state)?;
             }
             self.run.truncate_metrics(state.epoch)?;
         }
+        // A fresh run starts from the pretrained weights, if any: a resumed one never reads them.
+        let mut model = match model {
+            Some(model) => model,
+            None => transfer::initial_model::<B>(config, &spec, self.device)?,
+        };
+        let mut features: Option<(Features, Features)> = None;
 
         let batcher = Batcher {
             image_size: config.data.image_size,
-            normalization: config.data.normalization,
+            normalization: config.normalization(),
             augmentation: config.data.augmentation,
             seed: config.seed,
         };
@@ -188,6 +216,21 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
         let mut last = None;
         for epoch in first_epoch..=config.epochs {
             let epoch_start = Instant::now();
+            model = transfer::for_epoch(model, config, epoch)?;
+            let probing = transfer::probing(config, epoch);
+            if probing && features.is_none() {
+                features = self.features(&model.valid(), &batcher);
+            }
+            // Probe epochs train the classifier on features computed once; without room for
+            // them, on the frozen network's output of unaugmented images.
+            let cached = features.as_ref().filter(|_| probing);
+            let batcher = match probing {
+                true => Batcher {
+                    augmentation: Default::default(),
+                    ..batcher
+                },
+                false => batcher,
+            };
             let order = self.epoch_order(epoch);
             let batches = order.len() / config.batch_size;
             self.observer.epoch_started(epoch, config.epochs, batches);
@@ -203,9 +246,15 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                 let train = self.train;
                 scope.spawn(move || {
                     for chunk in &chunks {
-                        let samples: Vec<_> =
-                            chunk.iter().map(|&i| (i, &train.samples[i])).collect();
-                        if sender.send(batcher.batch(&samples, epoch)).is_err() {
+                        let batch = match cached {
+                            Some((rows, _)) => rows.batch(chunk, train),
+                            None => {
+                                let samples: Vec<_> =
+                                    chunk.iter().map(|&i| (i, &train.samples[i])).collect();
+                                batcher.batch(&samples, epoch)
+                            }
+                        };
+                        if sender.send(batch).is_err() {
                             return;
                         }
                     }
@@ -242,15 +291,14 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                     Ok(())
                 };
                 for (step, batch) in receiver.iter().enumerate() {
-                    lr = config.schedule.lr(
-                        config.optimizer.lr(),
-                        epoch - 1,
-                        step,
-                        batches,
-                        config.epochs,
-                    );
+                    let base = config.optimizer.lr();
+                    lr = config
+                        .schedule
+                        .lr(base, epoch - 1, step, batches, config.epochs);
+                    // Every schedule scales its base rate: the pretrained layers' follows.
+                    let pretrained_lr = config.model.finetune.pretrained_lr.map(|p| p * lr / base);
                     let (images, labels) = batch.to_tensors::<B>(self.device);
-                    let outputs = model.forward(images);
+                    let outputs = transfer::logits(&model, images, cached.is_some());
                     let loss = classification_loss(outputs.clone(), labels.clone());
                     unread.push(
                         step,
@@ -259,8 +307,8 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                         correct_count(outputs.inner(), labels.inner()),
                         batch.labels.len(),
                     );
-                    let grads = GradientsParams::from_grads(loss.backward(), &model);
-                    model = optimizer.step(lr, model, grads);
+                    model =
+                        transfer::step(&mut optimizer, model, loss.backward(), lr, pretrained_lr);
                     if unread.due() {
                         read(&mut unread)?;
                     }
@@ -273,13 +321,19 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
             let valid = model.valid();
             self.observer
                 .validating(self.validation.len().div_ceil(config.batch_size));
-            let validated = evaluate(
-                &valid,
-                self.validation,
-                &batcher,
-                config.batch_size,
-                self.device,
-            );
+            let validated = match cached {
+                Some((_, rows)) => score(self.validation, config.batch_size, |indices| {
+                    let (input, _) = rows.batch(indices, self.validation).to_tensors(self.device);
+                    transfer::logits(&valid, input, true)
+                }),
+                None => evaluate(
+                    &valid,
+                    self.validation,
+                    &batcher,
+                    config.batch_size,
+                    self.device,
+                ),
+            };
             let (val_loss, val_acc) = (validated.loss, validated.accuracy);
             let is_best = val_acc > state.best_val_acc;
             if is_best {
@@ -330,6 +384,29 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
         })
     }
 
+    /// The classifier's inputs for the training and the held-out images, computed once for the
+    /// probe epochs, or `None` when they would take too much memory.
+    fn features(
+        &mut self,
+        model: &Network<B::InnerBackend>,
+        batcher: &Batcher,
+    ) -> Option<(Features, Features)> {
+        let total = self.train.len() + self.validation.len();
+        self.observer.extracting(total);
+        let mut progress = |images| self.observer.extracted(images);
+        let size = self.config.batch_size;
+        let train = Features::of(model, self.train, batcher, size, self.device, &mut progress)?;
+        let held_out = Features::of(
+            model,
+            self.validation,
+            batcher,
+            size,
+            self.device,
+            &mut progress,
+        )?;
+        Some((train, held_out))
+    }
+
     /// The order of the training images in `epoch`: a shuffle drawn from (seed, epoch).
     fn epoch_order(&self, epoch: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.train.len()).collect();
@@ -363,21 +440,33 @@ pub fn evaluate<B: Kernels>(
         augmentation: Default::default(),
         ..*batcher
     };
+    score(set, batch_size, |indices| {
+        let samples: Vec<_> = indices.iter().map(|&i| (i, &set.samples[i])).collect();
+        let (images, _) = batcher.batch(&samples, 0).to_tensors::<B>(device);
+        model.forward(images)
+    })
+}
+
+/// Loss, accuracy and confusion matrix of the outputs `outputs` gives for each chunk of
+/// `batch_size` indices into `set`.
+fn score<B: Kernels>(
+    set: &ImageSet,
+    batch_size: usize,
+    mut outputs: impl FnMut(&[usize]) -> Tensor<B, 2>,
+) -> Evaluation {
     let classes = set.class_names.len();
     let mut confusion = vec![vec![0usize; classes]; classes];
     // Losses and predictions stay on the device until the end: one transfer, not two a batch.
-    let (mut losses, mut predictions, mut labels) = (Vec::new(), Vec::new(), Vec::new());
-    let mut sizes = Vec::new();
-    let indexed: Vec<_> = set.samples.iter().enumerate().collect();
-    for chunk in indexed.chunks(batch_size.max(1)) {
-        let batch = batcher.batch(chunk, 0);
-        let (images, targets) = batch.to_tensors::<B>(device);
-        let outputs = model.forward(images);
-        let loss = classification_loss(outputs.clone(), targets);
-        losses.push(loss.reshape([1]));
+    let (mut losses, mut predictions, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
+    let indices: Vec<usize> = (0..set.len()).collect();
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let logits = outputs(chunk);
+        let device = logits.device();
+        let labels: Vec<i64> = chunk.iter().map(|&i| set.samples[i].label as i64).collect();
+        let labels = Tensor::from_data(TensorData::new(labels, [chunk.len()]), &device);
+        losses.push(classification_loss(logits.clone(), labels).reshape([1]));
+        predictions.push(class_scores(logits).argmax(1).flatten::<1>(0, 1));
         sizes.push(chunk.len());
-        predictions.push(class_scores(outputs).argmax(1).flatten::<1>(0, 1));
-        labels.extend(batch.labels);
     }
     let mut loss_sum = 0.0f64;
     if !losses.is_empty() {
@@ -391,8 +480,8 @@ pub fn evaluate<B: Kernels>(
             .map(|(loss, &size)| loss as f64 * size as f64)
             .sum();
         let predicted = data[1].iter::<i64>().map(|p| p as usize);
-        for (&label, predicted) in labels.iter().zip(predicted) {
-            confusion[label][predicted] += 1;
+        for (sample, predicted) in set.samples.iter().zip(predicted) {
+            confusion[sample.label][predicted] += 1;
         }
     }
     let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();

@@ -10,6 +10,7 @@ pub mod report;
 pub mod rescore;
 pub mod run_dir;
 pub mod tensorboard;
+pub mod transfer;
 
 pub use config::{Overrides, TrainConfig};
 pub use device::{DeviceChoice, OnBackend};

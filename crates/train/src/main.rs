@@ -30,6 +30,10 @@ struct Args {
     /// Where the data set is (replaces the config's data.dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Pretrained weights to fine-tune (replaces the config's model.weights): the network is
+    /// loaded strictly, its classifier replaced for the data set's classes.
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
     /// Run folder [default: runs/<config>-NNN, the first free NNN; with --resume, the latest run].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -90,6 +94,7 @@ fn main() {
 fn run(args: Args) -> Result<()> {
     let overrides = Overrides {
         data_dir: args.data_dir.clone(),
+        weights: args.weights.clone(),
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr: args.lr,
@@ -198,6 +203,7 @@ fn resume_target(args: &Args, overrides: &Overrides) -> Result<(PathBuf, TrainCo
     if args.config.is_some()
         || args.batch_size.is_some()
         || args.lr.is_some()
+        || args.weights.is_some()
         || args.seed.is_some()
     {
         bail!(
@@ -428,7 +434,22 @@ impl data::Progress for Bars {
 }
 
 impl Observer for Bars {
+    fn extracting(&mut self, images: usize) {
+        let bar = ProgressBar::new(images as u64).with_style(style(
+            "features for the probe [{bar:30}] {pos}/{len} images ({per_sec}, {eta})",
+        ));
+        self.show(bar);
+    }
+
+    fn extracted(&mut self, images: usize) {
+        if let Some(bar) = self.bar() {
+            bar.inc(images as u64);
+        }
+    }
+
     fn epoch_started(&mut self, epoch: usize, epochs: usize, batches: usize) {
+        // The feature extraction's bar, if any, ends here.
+        data::Progress::finish(self);
         let bar = ProgressBar::new(batches as u64)
             .with_style(style(
                 "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})",

@@ -31,7 +31,7 @@ pub fn rescore<B: Kernels>(
 ) -> Result<Vec<Rescored>, TrainError> {
     let batcher = Batcher {
         image_size: config.data.image_size,
-        normalization: config.data.normalization,
+        normalization: config.normalization(),
         augmentation: Default::default(),
         seed: config.seed,
     };
