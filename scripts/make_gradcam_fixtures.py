@@ -2,7 +2,9 @@
 PyTorch, explained with pytorch-grad-cam's GradCAM, saved under tests/fixtures/parity/.
 
     scripts/.venv/bin/pip install torch grad-cam
-    cd scripts && ../scripts/.venv/bin/python make_gradcam_fixtures.py
+    cd scripts && ../scripts/.venv/bin/python make_gradcam_fixtures.py [NAME...]
+
+With names, only those fixtures are written (each torchvision architecture's from its own seed).
 
 Per model one `<name>.json`: the architecture, the float tensors of its `state_dict` under
 PyTorch's names (no weight file is committed: the test packs them into safetensors in memory
@@ -202,6 +204,8 @@ def target_layer(model):
         return model.features[-2]  # the ReLU before the last max-pool: the tutorial's features[:36]
     if isinstance(model, EfficientNetLite):
         return model.head_act
+    if isinstance(model, torchvision.models.MobileNetV2):
+        return model.features[-1]
     return model.act3
 
 
@@ -218,10 +222,33 @@ def same_keys_as_torchvision():
         assert a == b, type(theirs)
 
 
-def main():
+def torchvision_fixtures():
+    """Networks torchvision builds itself, at reduced widths: {name: write the fixture}."""
+    def mobilenet_v2():
+        torch.manual_seed(2)
+        model = torchvision.models.mobilenet_v2(width_mult=0.1, num_classes=5)
+        # A last convolution of 48 channels instead of 1280 keeps the fixture small.
+        model.features[-1] = torchvision.ops.Conv2dNormActivation(
+            32, 48, kernel_size=1, activation_layer=torch.nn.ReLU6)
+        model.classifier[1] = torch.nn.Linear(48, 5)
+        fixture(
+            "mobilenet_v2_small",
+            model,
+            {"name": "mobilenet_v2", "width_mult": 0.1, "last_channels": 48},
+            (64, 64),
+            [4, 1],
+        )
+    return {"mobilenet_v2_small": mobilenet_v2}
+
+
+def main(names):
+    OUT.mkdir(parents=True, exist_ok=True)
+    if names:
+        for name in names:
+            torchvision_fixtures()[name]()
+        return
     same_keys_as_torchvision()
     torch.manual_seed(0)
-    OUT.mkdir(parents=True, exist_ok=True)
     fixture(
         "cifar_resnet8_w4",
         CifarResNet(depth=8, width=4, num_classes=5),
@@ -266,7 +293,10 @@ def main():
                                "features.6,features.17": [m.features[6], m.features[17]]}) if bn else None,
         )
     binary_fixture("tutorial_cnn_binary")
+    for write in torchvision_fixtures().values():
+        write()
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    main(sys.argv[1:])

@@ -148,6 +148,11 @@ fn efficientnet_lite_maps_match_pytorch_grad_cam() {
 }
 
 #[test]
+fn mobilenet_v2_maps_match_pytorch_grad_cam() {
+    check("mobilenet_v2_small");
+}
+
+#[test]
 fn resnet_maps_match_pytorch_grad_cam() {
     check("resnet18_small");
     check("resnet50_small");

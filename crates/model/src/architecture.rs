@@ -4,8 +4,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CifarResNetConfig, EfficientNetLiteConfig, Head, Network, ResNetConfig, TutorialCnnConfig,
-    VggConfig,
+    CifarResNetConfig, EfficientNetLiteConfig, Head, MobileNetV2Config, Network, ResNetConfig,
+    TutorialCnnConfig, VggConfig,
 };
 
 /// An architecture and its widths, as written in a config's `[model]` table:
@@ -19,12 +19,13 @@ pub enum Architecture {
     Vgg(VggConfig),
     Resnet(ResNetConfig),
     EfficientnetLite(EfficientNetLiteConfig),
+    MobilenetV2(MobileNetV2Config),
 }
 
 /// The names `--arch` accepts, as torchvision and the CIFAR ResNet papers spell them.
 pub const PRETRAINED_NAMES: &str = "vgg11, vgg13, vgg16, vgg19 (and _bn), resnet18, resnet34, \
 resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, resnet110, \
-efficientnet_lite0";
+efficientnet_lite0, mobilenet_v2";
 
 impl Architecture {
     /// The published architecture called `name` (`vgg19_bn`, `resnet50`, `resnet20`, ...).
@@ -59,8 +60,11 @@ impl Architecture {
                     .map(|_| Architecture::CifarResnet(cifar))
             };
         }
-        (name == "efficientnet_lite0")
-            .then(|| Architecture::EfficientnetLite(EfficientNetLiteConfig::default()))
+        match name {
+            "efficientnet_lite0" => Some(Architecture::EfficientnetLite(Default::default())),
+            "mobilenet_v2" => Some(Architecture::MobilenetV2(Default::default())),
+            _ => None,
+        }
     }
 }
 
@@ -157,6 +161,14 @@ impl ModelSpec {
                     return Err("efficientnet_lite channel_divisor must be positive".into());
                 }
             }
+            Architecture::MobilenetV2(cfg) => {
+                if !(cfg.width_mult > 0.0 && cfg.width_mult <= 8.0) {
+                    return Err(format!(
+                        "mobilenet_v2 width_mult must be in (0, 8], got {}",
+                        cfg.width_mult
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -176,6 +188,9 @@ impl ModelSpec {
             Architecture::Resnet(cfg) => Network::Resnet(cfg.init(self.channels, outputs, device)),
             Architecture::EfficientnetLite(cfg) => {
                 Network::EfficientnetLite(cfg.init(self.channels, outputs, device))
+            }
+            Architecture::MobilenetV2(cfg) => {
+                Network::MobilenetV2(cfg.init(self.channels, outputs, device))
             }
         })
     }

@@ -2,7 +2,8 @@ use burn::prelude::*;
 use kernels::Kernels;
 
 use crate::{
-    CifarResNet, EfficientNetLite, InputShape, Rectifier, ResNet, SplitModel, TutorialCnn, Vgg,
+    CifarResNet, EfficientNetLite, InputShape, MobileNetV2, Rectifier, ResNet, SplitModel,
+    TutorialCnn, Vgg,
 };
 
 /// Any architecture of [`crate::Architecture`], as one module type that `train` and `explain`
@@ -14,6 +15,7 @@ pub enum Network<B: Backend> {
     Vgg(Vgg<B>),
     Resnet(ResNet<B>),
     EfficientnetLite(EfficientNetLite<B>),
+    MobilenetV2(MobileNetV2<B>),
 }
 
 macro_rules! dispatch {
@@ -24,6 +26,7 @@ macro_rules! dispatch {
             Network::Vgg($m) => $e,
             Network::Resnet($m) => $e,
             Network::EfficientnetLite($m) => $e,
+            Network::MobilenetV2($m) => $e,
         }
     };
 }

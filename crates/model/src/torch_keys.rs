@@ -12,6 +12,7 @@ impl Architecture {
         let pairs: &[(&str, &str)] = match self {
             Architecture::TutorialCnn(_) | Architecture::CifarResnet(_) => &[],
             Architecture::Vgg(config) => return vgg_patterns(config),
+            Architecture::MobilenetV2(config) => return crate::mobilenet::torch_patterns(config),
             Architecture::Resnet(_) => &[
                 (r"\.downsample\.0\.", ".downsample.conv."),
                 (r"\.downsample\.1\.", ".downsample.bn."),

@@ -184,6 +184,7 @@ impl<B: Backend> Network<B> {
             Network::EfficientnetLite(m) => {
                 Network::EfficientnetLite(m.with_new_classifier(outputs, device))
             }
+            Network::MobilenetV2(m) => Network::MobilenetV2(m.with_new_classifier(outputs, device)),
         }
     }
 
@@ -196,6 +197,7 @@ impl<B: Backend> Network<B> {
             Network::Vgg(m) => Network::Vgg(m.trained_from(first)),
             Network::Resnet(m) => Network::Resnet(m.trained_from(first)),
             Network::EfficientnetLite(m) => Network::EfficientnetLite(m.trained_from(first)),
+            Network::MobilenetV2(m) => Network::MobilenetV2(m.trained_from(first)),
         }
     }
 
@@ -213,6 +215,7 @@ impl<B: Backend> Network<B> {
             Network::Vgg(m) => param_ids(&m.head),
             Network::Resnet(m) => param_ids(&m.fc),
             Network::EfficientnetLite(m) => param_ids(&m.fc),
+            Network::MobilenetV2(m) => param_ids(&m.classifier),
         }
     }
 }

@@ -15,8 +15,9 @@ pub fn preprocessing(architecture: &Architecture) -> ([usize; 2], Normalization)
                 std: [128.0 / 255.0; 3],
             },
         ),
-        Architecture::Vgg(_) | Architecture::Resnet(_) | Architecture::TutorialCnn(_) => {
-            ([224, 224], Normalization::IMAGENET)
-        }
+        Architecture::Vgg(_)
+        | Architecture::Resnet(_)
+        | Architecture::TutorialCnn(_)
+        | Architecture::MobilenetV2(_) => ([224, 224], Normalization::IMAGENET),
     }
 }
