@@ -204,7 +204,7 @@ def target_layer(model):
         return model.features[-2]  # the ReLU before the last max-pool: the tutorial's features[:36]
     if isinstance(model, EfficientNetLite):
         return model.head_act
-    if isinstance(model, torchvision.models.MobileNetV2):
+    if isinstance(model, (torchvision.models.MobileNetV2, torchvision.models.DenseNet)):
         return model.features[-1]
     return model.act3
 
@@ -238,7 +238,17 @@ def torchvision_fixtures():
             (64, 64),
             [4, 1],
         )
-    return {"mobilenet_v2_small": mobilenet_v2}
+    def densenet():
+        torch.manual_seed(3)
+        config = {"growth_rate": 4, "block_config": [2, 3, 2, 2], "num_init_features": 8, "bn_size": 2}
+        fixture(
+            "densenet_small",
+            torchvision.models.DenseNet(**config, num_classes=5),
+            {"name": "densenet", **config},
+            (64, 64),
+            [2, 4],
+        )
+    return {"mobilenet_v2_small": mobilenet_v2, "densenet_small": densenet}
 
 
 def main(names):

@@ -153,6 +153,11 @@ fn mobilenet_v2_maps_match_pytorch_grad_cam() {
 }
 
 #[test]
+fn densenet_maps_match_pytorch_grad_cam() {
+    check("densenet_small");
+}
+
+#[test]
 fn resnet_maps_match_pytorch_grad_cam() {
     check("resnet18_small");
     check("resnet50_small");

@@ -139,7 +139,8 @@ where
     if layer >= layers {
         return Err(CaptureError::NoSuchLayer { layer, layers });
     }
-    let activations = model.valid().features_at(images, layer, &PlainRelu);
+    let inference = model.valid();
+    let activations = inference.features_at(images, layer, &PlainRelu);
     let leaf = Tensor::<B, 4>::from_inner(activations.clone()).require_grad();
     let outputs = model
         .clone()
@@ -151,7 +152,7 @@ where
         .grad(&grads)
         .expect("the rest of the model depends on its input");
     Ok(Capture {
-        activations,
+        activations: inference.hooked_activations(layer, activations),
         gradients,
         outputs: outputs.inner(),
         score,

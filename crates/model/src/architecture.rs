@@ -4,8 +4,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CifarResNetConfig, EfficientNetLiteConfig, Head, MobileNetV2Config, Network, ResNetConfig,
-    TutorialCnnConfig, VggConfig,
+    CifarResNetConfig, DenseNetConfig, EfficientNetLiteConfig, Head, MobileNetV2Config, Network,
+    ResNetConfig, TutorialCnnConfig, VggConfig,
 };
 
 /// An architecture and its widths, as written in a config's `[model]` table:
@@ -20,12 +20,13 @@ pub enum Architecture {
     Resnet(ResNetConfig),
     EfficientnetLite(EfficientNetLiteConfig),
     MobilenetV2(MobileNetV2Config),
+    Densenet(DenseNetConfig),
 }
 
 /// The names `--arch` accepts, as torchvision and the CIFAR ResNet papers spell them.
 pub const PRETRAINED_NAMES: &str = "vgg11, vgg13, vgg16, vgg19 (and _bn), resnet18, resnet34, \
 resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, resnet110, \
-efficientnet_lite0, mobilenet_v2";
+efficientnet_lite0, mobilenet_v2, densenet121, densenet161, densenet169, densenet201";
 
 impl Architecture {
     /// The published architecture called `name` (`vgg19_bn`, `resnet50`, `resnet20`, ...).
@@ -63,7 +64,10 @@ impl Architecture {
         match name {
             "efficientnet_lite0" => Some(Architecture::EfficientnetLite(Default::default())),
             "mobilenet_v2" => Some(Architecture::MobilenetV2(Default::default())),
-            _ => None,
+            _ => name
+                .strip_prefix("densenet")
+                .and_then(|depth| DenseNetConfig::published(depth.parse().ok()?))
+                .map(Architecture::Densenet),
         }
     }
 }
@@ -161,6 +165,14 @@ impl ModelSpec {
                     return Err("efficientnet_lite channel_divisor must be positive".into());
                 }
             }
+            Architecture::Densenet(cfg) => {
+                if cfg.growth_rate == 0 || cfg.num_init_features == 0 || cfg.bn_size == 0 {
+                    return Err(
+                        "densenet growth_rate, num_init_features and bn_size must be positive"
+                            .into(),
+                    );
+                }
+            }
             Architecture::MobilenetV2(cfg) => {
                 if !(cfg.width_mult > 0.0 && cfg.width_mult <= 8.0) {
                     return Err(format!(
@@ -191,6 +203,9 @@ impl ModelSpec {
             }
             Architecture::MobilenetV2(cfg) => {
                 Network::MobilenetV2(cfg.init(self.channels, outputs, device))
+            }
+            Architecture::Densenet(cfg) => {
+                Network::Densenet(cfg.init(self.channels, outputs, device))
             }
         })
     }

@@ -6,6 +6,7 @@
 
 mod architecture;
 mod cifar_resnet;
+mod densenet;
 mod efficientnet_lite;
 mod error;
 mod head;
@@ -21,6 +22,7 @@ mod vgg;
 
 pub use architecture::{Architecture, ModelSpec, PRETRAINED_NAMES};
 pub use cifar_resnet::{BasicBlock, CifarResNet, CifarResNetConfig};
+pub use densenet::{DenseLayer, DenseNet, DenseNetConfig, Transition};
 pub use efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, MbConv};
 pub use error::ShapeError;
 pub use head::{Head, class_probabilities, class_scores, classification_loss};

@@ -2,12 +2,14 @@ use burn::prelude::*;
 use kernels::Kernels;
 
 use crate::{
-    CifarResNet, EfficientNetLite, InputShape, MobileNetV2, Rectifier, ResNet, SplitModel,
-    TutorialCnn, Vgg,
+    CifarResNet, DenseNet, EfficientNetLite, InputShape, MobileNetV2, Rectifier, ResNet,
+    SplitModel, TutorialCnn, Vgg,
 };
 
 /// Any architecture of [`crate::Architecture`], as one module type that `train` and `explain`
 /// can hold, save and load.
+// A process holds one or two networks, so the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Network<B: Backend> {
     TutorialCnn(TutorialCnn<B>),
@@ -16,6 +18,7 @@ pub enum Network<B: Backend> {
     Resnet(ResNet<B>),
     EfficientnetLite(EfficientNetLite<B>),
     MobilenetV2(MobileNetV2<B>),
+    Densenet(DenseNet<B>),
 }
 
 macro_rules! dispatch {
@@ -27,6 +30,7 @@ macro_rules! dispatch {
             Network::Resnet($m) => $e,
             Network::EfficientnetLite($m) => $e,
             Network::MobilenetV2($m) => $e,
+            Network::Densenet($m) => $e,
         }
     };
 }
@@ -50,6 +54,10 @@ impl<B: Kernels> SplitModel<B> for Network<B> {
 
     fn embedding(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {
         dispatch!(self, m => m.embedding(activations))
+    }
+
+    fn hooked_activations(&self, index: usize, output: Tensor<B, 4>) -> Tensor<B, 4> {
+        dispatch!(self, m => m.hooked_activations(index, output))
     }
 
     fn head_from_embedding<R: Rectifier<B>>(

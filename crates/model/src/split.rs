@@ -111,6 +111,15 @@ pub trait SplitModel<B: Backend> {
         self.head_from_embedding(self.embedding(activations), relu)
     }
 
+    /// A as a PyTorch forward hook on layer `index` records it, from the layer's `output`: the
+    /// output itself, unless the reference network changes that tensor in place afterwards
+    /// (torchvision's DenseNet applies `F.relu(inplace=True)` to `features.norm5`'s output, so
+    /// pytorch-grad-cam's activations there are rectified while its gradients are the
+    /// output's). CAMs are made of these activations.
+    fn hooked_activations(&self, _index: usize, output: Tensor<B, 4>) -> Tensor<B, 4> {
+        output
+    }
+
     /// Index of the last layer, where `features` ends.
     fn last_layer(&self) -> usize {
         self.layer_names().len() - 1

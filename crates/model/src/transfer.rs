@@ -185,6 +185,7 @@ impl<B: Backend> Network<B> {
                 Network::EfficientnetLite(m.with_new_classifier(outputs, device))
             }
             Network::MobilenetV2(m) => Network::MobilenetV2(m.with_new_classifier(outputs, device)),
+            Network::Densenet(m) => Network::Densenet(m.with_new_classifier(outputs, device)),
         }
     }
 
@@ -198,6 +199,7 @@ impl<B: Backend> Network<B> {
             Network::Resnet(m) => Network::Resnet(m.trained_from(first)),
             Network::EfficientnetLite(m) => Network::EfficientnetLite(m.trained_from(first)),
             Network::MobilenetV2(m) => Network::MobilenetV2(m.trained_from(first)),
+            Network::Densenet(m) => Network::Densenet(m.trained_from(first)),
         }
     }
 
@@ -216,6 +218,7 @@ impl<B: Backend> Network<B> {
             Network::Resnet(m) => param_ids(&m.fc),
             Network::EfficientnetLite(m) => param_ids(&m.fc),
             Network::MobilenetV2(m) => param_ids(&m.classifier),
+            Network::Densenet(m) => param_ids(&m.classifier),
         }
     }
 }

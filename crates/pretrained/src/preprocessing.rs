@@ -18,6 +18,7 @@ pub fn preprocessing(architecture: &Architecture) -> ([usize; 2], Normalization)
         Architecture::Vgg(_)
         | Architecture::Resnet(_)
         | Architecture::TutorialCnn(_)
-        | Architecture::MobilenetV2(_) => ([224, 224], Normalization::IMAGENET),
+        | Architecture::MobilenetV2(_)
+        | Architecture::Densenet(_) => ([224, 224], Normalization::IMAGENET),
     }
 }
