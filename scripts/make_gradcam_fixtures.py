@@ -204,7 +204,7 @@ def target_layer(model):
         return model.features[-2]  # the ReLU before the last max-pool: the tutorial's features[:36]
     if isinstance(model, EfficientNetLite):
         return model.head_act
-    if isinstance(model, (torchvision.models.MobileNetV2, torchvision.models.DenseNet)):
+    if isinstance(model, (torchvision.models.MobileNetV2, torchvision.models.MobileNetV3, torchvision.models.DenseNet)):
         return model.features[-1]
     return model.act3
 
@@ -238,6 +238,10 @@ def torchvision_fixtures():
             (64, 64),
             [4, 1],
         )
+    def mobilenet_v3():
+        torch.manual_seed(4)
+        model = torchvision.models.mobilenet_v3_large(width_mult=0.1, num_classes=5)
+        fixture("mobilenet_v3_small", model, {"name": "mobilenet_v3_large", "width_mult": 0.1}, (64, 64), [3, 0])
     def densenet():
         torch.manual_seed(3)
         config = {"growth_rate": 4, "block_config": [2, 3, 2, 2], "num_init_features": 8, "bn_size": 2}
@@ -248,7 +252,7 @@ def torchvision_fixtures():
             (64, 64),
             [2, 4],
         )
-    return {"mobilenet_v2_small": mobilenet_v2, "densenet_small": densenet}
+    return {"mobilenet_v2_small": mobilenet_v2, "mobilenet_v3_small": mobilenet_v3, "densenet_small": densenet}
 
 
 def main(names):

@@ -390,3 +390,8 @@ fn road_imputation_matches_pytorch_grad_cam() {
     assert!(worst <= 1e-4, "ROAD imputation differs by {worst}");
     assert_ne!(ours, image, "something was imputed");
 }
+
+#[test]
+fn mobilenet_v3_maps_match_pytorch_grad_cam() {
+    check("mobilenet_v3_small");
+}

@@ -4,8 +4,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CifarResNetConfig, DenseNetConfig, EfficientNetLiteConfig, Head, MobileNetV2Config, Network,
-    ResNetConfig, TutorialCnnConfig, VggConfig,
+    CifarResNetConfig, DenseNetConfig, EfficientNetLiteConfig, Head, MobileNetV2Config,
+    MobileNetV3Config, Network, ResNetConfig, TutorialCnnConfig, VggConfig,
 };
 
 /// An architecture and its widths, as written in a config's `[model]` table:
@@ -20,13 +20,14 @@ pub enum Architecture {
     Resnet(ResNetConfig),
     EfficientnetLite(EfficientNetLiteConfig),
     MobilenetV2(MobileNetV2Config),
+    MobilenetV3Large(MobileNetV3Config),
     Densenet(DenseNetConfig),
 }
 
 /// The names `--arch` accepts, as torchvision and the CIFAR ResNet papers spell them.
 pub const PRETRAINED_NAMES: &str = "vgg11, vgg13, vgg16, vgg19 (and _bn), resnet18, resnet34, \
 resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, resnet110, \
-efficientnet_lite0, mobilenet_v2, densenet121, densenet161, densenet169, densenet201";
+efficientnet_lite0, mobilenet_v2, mobilenet_v3_large, densenet121, densenet161, densenet169, densenet201";
 
 impl Architecture {
     /// The published architecture called `name` (`vgg19_bn`, `resnet50`, `resnet20`, ...).
@@ -64,6 +65,7 @@ impl Architecture {
         match name {
             "efficientnet_lite0" => Some(Architecture::EfficientnetLite(Default::default())),
             "mobilenet_v2" => Some(Architecture::MobilenetV2(Default::default())),
+            "mobilenet_v3_large" => Some(Architecture::MobilenetV3Large(Default::default())),
             _ => name
                 .strip_prefix("densenet")
                 .and_then(|depth| DenseNetConfig::published(depth.parse().ok()?))
@@ -181,6 +183,14 @@ impl ModelSpec {
                     ));
                 }
             }
+            Architecture::MobilenetV3Large(cfg) => {
+                if !(cfg.width_mult > 0.0 && cfg.width_mult <= 8.0) {
+                    return Err(format!(
+                        "mobilenet_v3_large width_mult must be in (0, 8], got {}",
+                        cfg.width_mult
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -203,6 +213,9 @@ impl ModelSpec {
             }
             Architecture::MobilenetV2(cfg) => {
                 Network::MobilenetV2(cfg.init(self.channels, outputs, device))
+            }
+            Architecture::MobilenetV3Large(cfg) => {
+                Network::MobilenetV3Large(cfg.init(self.channels, outputs, device))
             }
             Architecture::Densenet(cfg) => {
                 Network::Densenet(cfg.init(self.channels, outputs, device))

@@ -50,7 +50,7 @@ impl Default for MobileNetV2Config {
 
 /// torchvision's `_make_divisible`: the nearest multiple of 8, at least 8, never more than 10%
 /// below `value`.
-fn make_divisible(value: f64) -> usize {
+pub(crate) fn make_divisible(value: f64) -> usize {
     let divisor = 8.0;
     let rounded = ((value + divisor / 2.0) / divisor).floor() * divisor;
     let rounded = rounded.max(divisor);
@@ -124,7 +124,7 @@ pub struct ConvBn<B: Backend> {
 }
 
 impl<B: Backend> ConvBn<B> {
-    fn new(
+    pub(crate) fn new(
         input: usize,
         output: usize,
         kernel: usize,
@@ -145,12 +145,24 @@ impl<B: Backend> ConvBn<B> {
     }
 }
 
+impl<B: Backend> ConvBn<B> {
+    /// The same with BatchNorm's epsilon and momentum changed (MobileNetV3: 1e-3, 0.01).
+    pub(crate) fn with_batch_norm(self, epsilon: f64, momentum: f64) -> Self {
+        let bn = BatchNorm {
+            epsilon,
+            momentum,
+            ..self.bn
+        };
+        Self { bn, ..self }
+    }
+}
+
 impl<B: Kernels> ConvBn<B> {
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub(crate) fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         conv_batch_norm(&self.conv, &self.bn, x)
     }
 
-    fn forward_relu6(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub(crate) fn forward_relu6(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         self.forward(x).clamp(0.0, 6.0)
     }
 }

@@ -2,8 +2,8 @@ use burn::prelude::*;
 use kernels::Kernels;
 
 use crate::{
-    CifarResNet, DenseNet, EfficientNetLite, InputShape, MobileNetV2, Rectifier, ResNet,
-    SplitModel, TutorialCnn, Vgg,
+    CifarResNet, DenseNet, EfficientNetLite, InputShape, MobileNetV2, MobileNetV3, Rectifier,
+    ResNet, SplitModel, TutorialCnn, Vgg,
 };
 
 /// Any architecture of [`crate::Architecture`], as one module type that `train` and `explain`
@@ -18,6 +18,7 @@ pub enum Network<B: Backend> {
     Resnet(ResNet<B>),
     EfficientnetLite(EfficientNetLite<B>),
     MobilenetV2(MobileNetV2<B>),
+    MobilenetV3Large(MobileNetV3<B>),
     Densenet(DenseNet<B>),
 }
 
@@ -30,6 +31,7 @@ macro_rules! dispatch {
             Network::Resnet($m) => $e,
             Network::EfficientnetLite($m) => $e,
             Network::MobilenetV2($m) => $e,
+            Network::MobilenetV3Large($m) => $e,
             Network::Densenet($m) => $e,
         }
     };

@@ -13,6 +13,9 @@ impl Architecture {
             Architecture::TutorialCnn(_) | Architecture::CifarResnet(_) => &[],
             Architecture::Vgg(config) => return vgg_patterns(config),
             Architecture::MobilenetV2(config) => return crate::mobilenet::torch_patterns(config),
+            Architecture::MobilenetV3Large(config) => {
+                return crate::mobilenet_v3::torch_patterns(config);
+            }
             Architecture::Densenet(config) => return crate::densenet::torch_patterns(config),
             Architecture::Resnet(_) => &[
                 (r"\.downsample\.0\.", ".downsample.conv."),

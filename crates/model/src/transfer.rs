@@ -185,6 +185,9 @@ impl<B: Backend> Network<B> {
                 Network::EfficientnetLite(m.with_new_classifier(outputs, device))
             }
             Network::MobilenetV2(m) => Network::MobilenetV2(m.with_new_classifier(outputs, device)),
+            Network::MobilenetV3Large(m) => {
+                Network::MobilenetV3Large(m.with_new_classifier(outputs, device))
+            }
             Network::Densenet(m) => Network::Densenet(m.with_new_classifier(outputs, device)),
         }
     }
@@ -199,6 +202,7 @@ impl<B: Backend> Network<B> {
             Network::Resnet(m) => Network::Resnet(m.trained_from(first)),
             Network::EfficientnetLite(m) => Network::EfficientnetLite(m.trained_from(first)),
             Network::MobilenetV2(m) => Network::MobilenetV2(m.trained_from(first)),
+            Network::MobilenetV3Large(m) => Network::MobilenetV3Large(m.trained_from(first)),
             Network::Densenet(m) => Network::Densenet(m.trained_from(first)),
         }
     }
@@ -218,6 +222,7 @@ impl<B: Backend> Network<B> {
             Network::Resnet(m) => param_ids(&m.fc),
             Network::EfficientnetLite(m) => param_ids(&m.fc),
             Network::MobilenetV2(m) => param_ids(&m.classifier),
+            Network::MobilenetV3Large(m) => param_ids(&m.classifier),
             Network::Densenet(m) => param_ids(&m.classifier),
         }
     }

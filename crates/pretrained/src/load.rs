@@ -344,7 +344,9 @@ fn classifier_key(architecture: &Architecture) -> &'static str {
         Architecture::Vgg(_) => "head.2.weight",
         Architecture::TutorialCnn(_) => "fc3.weight",
         Architecture::Resnet(_) | Architecture::EfficientnetLite(_) => "fc.weight",
-        Architecture::MobilenetV2(_) | Architecture::Densenet(_) => "classifier.weight",
+        Architecture::MobilenetV2(_)
+        | Architecture::MobilenetV3Large(_)
+        | Architecture::Densenet(_) => "classifier.weight",
     }
 }
 

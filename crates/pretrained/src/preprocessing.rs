@@ -19,6 +19,7 @@ pub fn preprocessing(architecture: &Architecture) -> ([usize; 2], Normalization)
         | Architecture::Resnet(_)
         | Architecture::TutorialCnn(_)
         | Architecture::MobilenetV2(_)
+        | Architecture::MobilenetV3Large(_)
         | Architecture::Densenet(_) => ([224, 224], Normalization::IMAGENET),
     }
 }
