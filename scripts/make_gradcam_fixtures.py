@@ -204,7 +204,8 @@ def target_layer(model):
         return model.features[-2]  # the ReLU before the last max-pool: the tutorial's features[:36]
     if isinstance(model, EfficientNetLite):
         return model.head_act
-    if isinstance(model, (torchvision.models.MobileNetV2, torchvision.models.MobileNetV3, torchvision.models.DenseNet)):
+    if isinstance(model, (torchvision.models.MobileNetV2, torchvision.models.MobileNetV3, torchvision.models.DenseNet,
+                          torchvision.models.ConvNeXt)):
         return model.features[-1]
     return model.act3
 
@@ -242,6 +243,23 @@ def torchvision_fixtures():
         torch.manual_seed(4)
         model = torchvision.models.mobilenet_v3_large(width_mult=0.1, num_classes=5)
         fixture("mobilenet_v3_small", model, {"name": "mobilenet_v3_large", "width_mult": 0.1}, (64, 64), [3, 0])
+    def convnext():
+        torch.manual_seed(5)
+        from torchvision.models.convnext import CNBlockConfig
+        setting = [CNBlockConfig(8, 16, 1), CNBlockConfig(16, 24, 2), CNBlockConfig(24, 32, 1), CNBlockConfig(32, None, 2)]
+        model = torchvision.models.ConvNeXt(setting, num_classes=5)
+        # torchvision starts every layer scale at 1e-6 and every LayerNorm at the identity, which
+        # would leave the blocks out of the map: parity needs them to count.
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("layer_scale"):
+                    p.copy_(torch.rand_like(p) * 0.5 + 0.25)
+            for m in model.modules():
+                if isinstance(m, torch.nn.LayerNorm):
+                    m.weight.copy_(1 + 0.2 * torch.randn_like(m.weight))
+                    m.bias.copy_(0.1 * torch.randn_like(m.bias))
+        fixture("convnext_small", model, {"name": "convnext", "dims": [8, 16, 24, 32], "depths": [1, 2, 1, 2]},
+                (64, 64), [1, 3])
     def densenet():
         torch.manual_seed(3)
         config = {"growth_rate": 4, "block_config": [2, 3, 2, 2], "num_init_features": 8, "bn_size": 2}
@@ -252,7 +270,7 @@ def torchvision_fixtures():
             (64, 64),
             [2, 4],
         )
-    return {"mobilenet_v2_small": mobilenet_v2, "mobilenet_v3_small": mobilenet_v3, "densenet_small": densenet}
+    return {"mobilenet_v2_small": mobilenet_v2, "mobilenet_v3_small": mobilenet_v3, "densenet_small": densenet, "convnext_small": convnext}
 
 
 def main(names):

@@ -395,3 +395,8 @@ fn road_imputation_matches_pytorch_grad_cam() {
 fn mobilenet_v3_maps_match_pytorch_grad_cam() {
     check("mobilenet_v3_small");
 }
+
+#[test]
+fn convnext_maps_match_pytorch_grad_cam() {
+    check("convnext_small");
+}

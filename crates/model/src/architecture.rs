@@ -4,8 +4,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CifarResNetConfig, DenseNetConfig, EfficientNetLiteConfig, Head, MobileNetV2Config,
-    MobileNetV3Config, Network, ResNetConfig, TutorialCnnConfig, VggConfig,
+    CifarResNetConfig, ConvNextConfig, DenseNetConfig, EfficientNetLiteConfig, Head,
+    MobileNetV2Config, MobileNetV3Config, Network, ResNetConfig, TutorialCnnConfig, VggConfig,
 };
 
 /// An architecture and its widths, as written in a config's `[model]` table:
@@ -22,12 +22,14 @@ pub enum Architecture {
     MobilenetV2(MobileNetV2Config),
     MobilenetV3Large(MobileNetV3Config),
     Densenet(DenseNetConfig),
+    Convnext(ConvNextConfig),
 }
 
 /// The names `--arch` accepts, as torchvision and the CIFAR ResNet papers spell them.
 pub const PRETRAINED_NAMES: &str = "vgg11, vgg13, vgg16, vgg19 (and _bn), resnet18, resnet34, \
 resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, resnet110, \
-efficientnet_lite0, mobilenet_v2, mobilenet_v3_large, densenet121, densenet161, densenet169, densenet201";
+efficientnet_lite0, mobilenet_v2, mobilenet_v3_large, densenet121, densenet161, densenet169, densenet201, convnext_tiny, convnext_small, \
+convnext_base, convnext_large";
 
 impl Architecture {
     /// The published architecture called `name` (`vgg19_bn`, `resnet50`, `resnet20`, ...).
@@ -66,6 +68,9 @@ impl Architecture {
             "efficientnet_lite0" => Some(Architecture::EfficientnetLite(Default::default())),
             "mobilenet_v2" => Some(Architecture::MobilenetV2(Default::default())),
             "mobilenet_v3_large" => Some(Architecture::MobilenetV3Large(Default::default())),
+            _ if name.starts_with("convnext_") => {
+                ConvNextConfig::published(&name["convnext_".len()..]).map(Architecture::Convnext)
+            }
             _ => name
                 .strip_prefix("densenet")
                 .and_then(|depth| DenseNetConfig::published(depth.parse().ok()?))
@@ -183,6 +188,11 @@ impl ModelSpec {
                     ));
                 }
             }
+            Architecture::Convnext(cfg) => {
+                if cfg.dims.contains(&0) || cfg.depths.contains(&0) {
+                    return Err("convnext dims and depths must be positive".into());
+                }
+            }
             Architecture::MobilenetV3Large(cfg) => {
                 if !(cfg.width_mult > 0.0 && cfg.width_mult <= 8.0) {
                     return Err(format!(
@@ -219,6 +229,9 @@ impl ModelSpec {
             }
             Architecture::Densenet(cfg) => {
                 Network::Densenet(cfg.init(self.channels, outputs, device))
+            }
+            Architecture::Convnext(cfg) => {
+                Network::Convnext(cfg.init(self.channels, outputs, device))
             }
         })
     }

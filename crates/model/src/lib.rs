@@ -6,6 +6,7 @@
 
 mod architecture;
 mod cifar_resnet;
+mod convnext;
 mod densenet;
 mod efficientnet_lite;
 mod error;
@@ -23,6 +24,7 @@ mod vgg;
 
 pub use architecture::{Architecture, ModelSpec, PRETRAINED_NAMES};
 pub use cifar_resnet::{BasicBlock, CifarResNet, CifarResNetConfig};
+pub use convnext::{ConvNext, ConvNextBlock, ConvNextConfig};
 pub use densenet::{DenseLayer, DenseNet, DenseNetConfig, Transition};
 pub use efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig, MbConv};
 pub use error::ShapeError;

@@ -2,8 +2,8 @@ use burn::prelude::*;
 use kernels::Kernels;
 
 use crate::{
-    CifarResNet, DenseNet, EfficientNetLite, InputShape, MobileNetV2, MobileNetV3, Rectifier,
-    ResNet, SplitModel, TutorialCnn, Vgg,
+    CifarResNet, ConvNext, DenseNet, EfficientNetLite, InputShape, MobileNetV2, MobileNetV3,
+    Rectifier, ResNet, SplitModel, TutorialCnn, Vgg,
 };
 
 /// Any architecture of [`crate::Architecture`], as one module type that `train` and `explain`
@@ -20,6 +20,7 @@ pub enum Network<B: Backend> {
     MobilenetV2(MobileNetV2<B>),
     MobilenetV3Large(MobileNetV3<B>),
     Densenet(DenseNet<B>),
+    Convnext(ConvNext<B>),
 }
 
 macro_rules! dispatch {
@@ -33,6 +34,7 @@ macro_rules! dispatch {
             Network::MobilenetV2($m) => $e,
             Network::MobilenetV3Large($m) => $e,
             Network::Densenet($m) => $e,
+            Network::Convnext($m) => $e,
         }
     };
 }

@@ -16,6 +16,7 @@ impl Architecture {
             Architecture::MobilenetV3Large(config) => {
                 return crate::mobilenet_v3::torch_patterns(config);
             }
+            Architecture::Convnext(config) => return crate::convnext::torch_patterns(config),
             Architecture::Densenet(config) => return crate::densenet::torch_patterns(config),
             Architecture::Resnet(_) => &[
                 (r"\.downsample\.0\.", ".downsample.conv."),

@@ -189,6 +189,7 @@ impl<B: Backend> Network<B> {
                 Network::MobilenetV3Large(m.with_new_classifier(outputs, device))
             }
             Network::Densenet(m) => Network::Densenet(m.with_new_classifier(outputs, device)),
+            Network::Convnext(m) => Network::Convnext(m.with_new_classifier(outputs, device)),
         }
     }
 
@@ -204,6 +205,7 @@ impl<B: Backend> Network<B> {
             Network::MobilenetV2(m) => Network::MobilenetV2(m.trained_from(first)),
             Network::MobilenetV3Large(m) => Network::MobilenetV3Large(m.trained_from(first)),
             Network::Densenet(m) => Network::Densenet(m.trained_from(first)),
+            Network::Convnext(m) => Network::Convnext(m.trained_from(first)),
         }
     }
 
@@ -224,6 +226,7 @@ impl<B: Backend> Network<B> {
             Network::MobilenetV2(m) => param_ids(&m.classifier),
             Network::MobilenetV3Large(m) => param_ids(&m.classifier),
             Network::Densenet(m) => param_ids(&m.classifier),
+            Network::Convnext(m) => param_ids(&m.classifier),
         }
     }
 }

@@ -346,7 +346,8 @@ fn classifier_key(architecture: &Architecture) -> &'static str {
         Architecture::Resnet(_) | Architecture::EfficientnetLite(_) => "fc.weight",
         Architecture::MobilenetV2(_)
         | Architecture::MobilenetV3Large(_)
-        | Architecture::Densenet(_) => "classifier.weight",
+        | Architecture::Densenet(_)
+        | Architecture::Convnext(_) => "classifier.weight",
     }
 }
 

@@ -20,6 +20,7 @@ pub fn preprocessing(architecture: &Architecture) -> ([usize; 2], Normalization)
         | Architecture::TutorialCnn(_)
         | Architecture::MobilenetV2(_)
         | Architecture::MobilenetV3Large(_)
-        | Architecture::Densenet(_) => ([224, 224], Normalization::IMAGENET),
+        | Architecture::Densenet(_)
+        | Architecture::Convnext(_) => ([224, 224], Normalization::IMAGENET),
     }
 }
