@@ -96,14 +96,14 @@ def layer_cams(model, images, targets, layers):
     return out
 
 
-def fixture(name, model, architecture, size, targets, all_methods=False, layers=None):
+def fixture(name, model, architecture, size, targets, all_methods=False, layers=None, reshape=None):
     settle_batch_norm(model, size)
     # Two decimals keep the fixture small; the input is exact either way.
     images = torch.round(torch.randn(len(targets), 3, *size) * 100) / 100
     with torch.no_grad():
         logits = model(images)
     layer = target_layer(model)
-    with GradCAM(model=model, target_layers=[layer]) as cam:
+    with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
     methods, smoothed, augmented, road, guided_maps = {}, {}, {}, {}, None
     layer_maps = layer_cams(model, images, targets, layers(model)) if layers else {}
@@ -204,6 +204,8 @@ def target_layer(model):
         return model.features[-2]  # the ReLU before the last max-pool: the tutorial's features[:36]
     if isinstance(model, EfficientNetLite):
         return model.head_act
+    if isinstance(model, torchvision.models.VisionTransformer):
+        return model.encoder.layers[-1].ln_1
     if isinstance(model, (torchvision.models.MobileNetV2, torchvision.models.MobileNetV3, torchvision.models.DenseNet,
                           torchvision.models.ConvNeXt)):
         return model.features[-1]
@@ -221,6 +223,28 @@ def same_keys_as_torchvision():
         a = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
         b = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
         assert a == b, type(theirs)
+
+
+def vit_reshape(side):
+    """pytorch-grad-cam's reshape transform for ViT: the class token dropped, the patch tokens
+    laid out as their grid, channels first."""
+    def reshape(tensor):
+        grid = tensor[:, 1:, :].reshape(tensor.size(0), side, side, tensor.size(2))
+        return grid.permute(0, 3, 1, 2)
+    return reshape
+
+
+def perturb_identity_inits(model):
+    """torchvision starts transformers' heads and class tokens at zero and LayerNorms at the
+    identity, which would leave them out of the maps: parity needs them to count."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith("heads") or name == "class_token":
+                p.copy_(torch.randn_like(p) * 0.5)
+        for m in model.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.copy_(1 + 0.2 * torch.randn_like(m.weight))
+                m.bias.copy_(0.1 * torch.randn_like(m.bias))
 
 
 def torchvision_fixtures():
@@ -260,6 +284,12 @@ def torchvision_fixtures():
                     m.bias.copy_(0.1 * torch.randn_like(m.bias))
         fixture("convnext_small", model, {"name": "convnext", "dims": [8, 16, 24, 32], "depths": [1, 2, 1, 2]},
                 (64, 64), [1, 3])
+    def vit():
+        torch.manual_seed(6)
+        config = {"image_size": 32, "patch_size": 8, "num_layers": 2, "num_heads": 2, "hidden_dim": 16, "mlp_dim": 24}
+        model = torchvision.models.VisionTransformer(**config, num_classes=5)
+        perturb_identity_inits(model)
+        fixture("vit_small", model, {"name": "vit", **config}, (32, 32), [2, 4], reshape=vit_reshape(4))
     def densenet():
         torch.manual_seed(3)
         config = {"growth_rate": 4, "block_config": [2, 3, 2, 2], "num_init_features": 8, "bn_size": 2}
@@ -270,7 +300,7 @@ def torchvision_fixtures():
             (64, 64),
             [2, 4],
         )
-    return {"mobilenet_v2_small": mobilenet_v2, "mobilenet_v3_small": mobilenet_v3, "densenet_small": densenet, "convnext_small": convnext}
+    return {"mobilenet_v2_small": mobilenet_v2, "mobilenet_v3_small": mobilenet_v3, "densenet_small": densenet, "convnext_small": convnext, "vit_small": vit}
 
 
 def main(names):

@@ -400,3 +400,8 @@ fn mobilenet_v3_maps_match_pytorch_grad_cam() {
 fn convnext_maps_match_pytorch_grad_cam() {
     check("convnext_small");
 }
+
+#[test]
+fn vit_maps_match_pytorch_grad_cam() {
+    check("vit_small");
+}

@@ -55,10 +55,13 @@ pub enum CaptureError {
 /// What a CAM method needs, on the inference backend.
 #[derive(Debug, Clone)]
 pub struct Capture<B: Backend> {
-    /// A, `[batch, channels, h, w]`.
+    /// A, `[batch, channels, h, w]`, as the CAM reads it (`SplitModel::cam_view`).
     pub activations: Tensor<B, 4>,
     /// dS/dA for each image's own target score, same shape as A.
     pub gradients: Tensor<B, 4>,
+    /// The layer's output as the rest of the model takes it (A itself, but for a transformer
+    /// the token sequence), which Ablation-CAM changes and runs on.
+    pub layer_output: Tensor<B, 4>,
     /// The model's outputs `[batch, outputs]`: logits, or one column for a binary head.
     pub outputs: Tensor<B, 2>,
     /// What the gradients are of.
@@ -151,9 +154,11 @@ where
     let gradients = leaf
         .grad(&grads)
         .expect("the rest of the model depends on its input");
+    let hooked = inference.hooked_activations(layer, activations.clone());
     Ok(Capture {
-        activations: inference.hooked_activations(layer, activations),
-        gradients,
+        activations: inference.cam_view(layer, hooked),
+        gradients: inference.cam_view(layer, gradients),
+        layer_output: activations,
         outputs: outputs.inner(),
         score,
         targets,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     CifarResNetConfig, ConvNextConfig, DenseNetConfig, EfficientNetLiteConfig, Head,
     MobileNetV2Config, MobileNetV3Config, Network, ResNetConfig, TutorialCnnConfig, VggConfig,
+    VitConfig,
 };
 
 /// An architecture and its widths, as written in a config's `[model]` table:
@@ -23,13 +24,14 @@ pub enum Architecture {
     MobilenetV3Large(MobileNetV3Config),
     Densenet(DenseNetConfig),
     Convnext(ConvNextConfig),
+    Vit(VitConfig),
 }
 
 /// The names `--arch` accepts, as torchvision and the CIFAR ResNet papers spell them.
 pub const PRETRAINED_NAMES: &str = "vgg11, vgg13, vgg16, vgg19 (and _bn), resnet18, resnet34, \
 resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, resnet110, \
 efficientnet_lite0, mobilenet_v2, mobilenet_v3_large, densenet121, densenet161, densenet169, densenet201, convnext_tiny, convnext_small, \
-convnext_base, convnext_large";
+convnext_base, convnext_large, vit_b_16, vit_b_32, vit_l_16, vit_l_32";
 
 impl Architecture {
     /// The published architecture called `name` (`vgg19_bn`, `resnet50`, `resnet20`, ...).
@@ -68,6 +70,9 @@ impl Architecture {
             "efficientnet_lite0" => Some(Architecture::EfficientnetLite(Default::default())),
             "mobilenet_v2" => Some(Architecture::MobilenetV2(Default::default())),
             "mobilenet_v3_large" => Some(Architecture::MobilenetV3Large(Default::default())),
+            _ if name.starts_with("vit_") => {
+                VitConfig::published(&name["vit_".len()..]).map(Architecture::Vit)
+            }
             _ if name.starts_with("convnext_") => {
                 ConvNextConfig::published(&name["convnext_".len()..]).map(Architecture::Convnext)
             }
@@ -188,6 +193,15 @@ impl ModelSpec {
                     ));
                 }
             }
+            Architecture::Vit(cfg) => {
+                cfg.validate()?;
+                if self.image_size != [cfg.image_size, cfg.image_size] {
+                    return Err(format!(
+                        "vit takes {0}×{0} images (its position embeddings fix the size), got {1:?}",
+                        cfg.image_size, self.image_size
+                    ));
+                }
+            }
             Architecture::Convnext(cfg) => {
                 if cfg.dims.contains(&0) || cfg.depths.contains(&0) {
                     return Err("convnext dims and depths must be positive".into());
@@ -233,6 +247,7 @@ impl ModelSpec {
             Architecture::Convnext(cfg) => {
                 Network::Convnext(cfg.init(self.channels, outputs, device))
             }
+            Architecture::Vit(cfg) => Network::Vit(cfg.init(self.channels, outputs, device)),
         })
     }
 }

@@ -21,6 +21,7 @@ mod torch_keys;
 mod transfer;
 mod tutorial_cnn;
 mod vgg;
+mod vit;
 
 pub use architecture::{Architecture, ModelSpec, PRETRAINED_NAMES};
 pub use cifar_resnet::{BasicBlock, CifarResNet, CifarResNetConfig};
@@ -39,3 +40,4 @@ pub use split::{InputShape, PlainRelu, Rectifier, SplitModel, find_layer, global
 pub use transfer::Trainable;
 pub use tutorial_cnn::{TutorialCnn, TutorialCnnConfig};
 pub use vgg::{Vgg, VggConfig, VggConv};
+pub use vit::{EncoderBlock, VisionTransformer, VitConfig};

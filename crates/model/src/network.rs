@@ -3,7 +3,7 @@ use kernels::Kernels;
 
 use crate::{
     CifarResNet, ConvNext, DenseNet, EfficientNetLite, InputShape, MobileNetV2, MobileNetV3,
-    Rectifier, ResNet, SplitModel, TutorialCnn, Vgg,
+    Rectifier, ResNet, SplitModel, TutorialCnn, Vgg, VisionTransformer,
 };
 
 /// Any architecture of [`crate::Architecture`], as one module type that `train` and `explain`
@@ -21,6 +21,7 @@ pub enum Network<B: Backend> {
     MobilenetV3Large(MobileNetV3<B>),
     Densenet(DenseNet<B>),
     Convnext(ConvNext<B>),
+    Vit(VisionTransformer<B>),
 }
 
 macro_rules! dispatch {
@@ -35,6 +36,7 @@ macro_rules! dispatch {
             Network::MobilenetV3Large($m) => $e,
             Network::Densenet($m) => $e,
             Network::Convnext($m) => $e,
+            Network::Vit($m) => $e,
         }
     };
 }
@@ -62,6 +64,10 @@ impl<B: Kernels> SplitModel<B> for Network<B> {
 
     fn hooked_activations(&self, index: usize, output: Tensor<B, 4>) -> Tensor<B, 4> {
         dispatch!(self, m => m.hooked_activations(index, output))
+    }
+
+    fn cam_view(&self, index: usize, output: Tensor<B, 4>) -> Tensor<B, 4> {
+        dispatch!(self, m => m.cam_view(index, output))
     }
 
     fn head_from_embedding<R: Rectifier<B>>(

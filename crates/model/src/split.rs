@@ -120,6 +120,14 @@ pub trait SplitModel<B: Backend> {
         output
     }
 
+    /// Layer `index`'s output as a CAM reads it, `[batch, channels, h, w]`: the output itself
+    /// for a convolutional layer; for a transformer, the patch tokens laid out as their grid
+    /// (pytorch-grad-cam's `reshape_transform`). Only a selection and a reshape, so the view
+    /// of the output's gradient is the gradient of the view.
+    fn cam_view(&self, _index: usize, output: Tensor<B, 4>) -> Tensor<B, 4> {
+        output
+    }
+
     /// Index of the last layer, where `features` ends.
     fn last_layer(&self) -> usize {
         self.layer_names().len() - 1

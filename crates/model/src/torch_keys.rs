@@ -17,6 +17,7 @@ impl Architecture {
                 return crate::mobilenet_v3::torch_patterns(config);
             }
             Architecture::Convnext(config) => return crate::convnext::torch_patterns(config),
+            Architecture::Vit(_) => return crate::vit::torch_patterns(),
             Architecture::Densenet(config) => return crate::densenet::torch_patterns(config),
             Architecture::Resnet(_) => &[
                 (r"\.downsample\.0\.", ".downsample.conv."),

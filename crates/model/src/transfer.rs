@@ -190,6 +190,7 @@ impl<B: Backend> Network<B> {
             }
             Network::Densenet(m) => Network::Densenet(m.with_new_classifier(outputs, device)),
             Network::Convnext(m) => Network::Convnext(m.with_new_classifier(outputs, device)),
+            Network::Vit(m) => Network::Vit(m.with_new_classifier(outputs, device)),
         }
     }
 
@@ -206,6 +207,7 @@ impl<B: Backend> Network<B> {
             Network::MobilenetV3Large(m) => Network::MobilenetV3Large(m.trained_from(first)),
             Network::Densenet(m) => Network::Densenet(m.trained_from(first)),
             Network::Convnext(m) => Network::Convnext(m.trained_from(first)),
+            Network::Vit(m) => Network::Vit(m.trained_from(first)),
         }
     }
 
@@ -227,6 +229,7 @@ impl<B: Backend> Network<B> {
             Network::MobilenetV3Large(m) => param_ids(&m.classifier),
             Network::Densenet(m) => param_ids(&m.classifier),
             Network::Convnext(m) => param_ids(&m.classifier),
+            Network::Vit(m) => param_ids(&m.head),
         }
     }
 }

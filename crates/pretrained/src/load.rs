@@ -348,6 +348,7 @@ fn classifier_key(architecture: &Architecture) -> &'static str {
         | Architecture::MobilenetV3Large(_)
         | Architecture::Densenet(_)
         | Architecture::Convnext(_) => "classifier.weight",
+        Architecture::Vit(_) => "head.weight",
     }
 }
 

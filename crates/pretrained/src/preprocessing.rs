@@ -21,6 +21,7 @@ pub fn preprocessing(architecture: &Architecture) -> ([usize; 2], Normalization)
         | Architecture::MobilenetV2(_)
         | Architecture::MobilenetV3Large(_)
         | Architecture::Densenet(_)
-        | Architecture::Convnext(_) => ([224, 224], Normalization::IMAGENET),
+        | Architecture::Convnext(_)
+        | Architecture::Vit(_) => ([224, 224], Normalization::IMAGENET),
     }
 }

@@ -63,14 +63,16 @@ pub fn score_cam<B: Backend, M: SplitModel<B>>(
 /// Ablation-CAM (Desai & Ramaswamy 2020): w_k = (S − S_k) / S, where S_k is the target score
 /// with channel k of A removed (set to 0, or far below the minimum when A can be negative,
 /// as pytorch-grad-cam does, per image). Only the layers after A's (the capture's layer) run
-/// again: `chunk` ablations per pass.
+/// again: `chunk` ablations per pass. On a transformer the channel is removed from the
+/// layer's output, class token included, as pytorch-grad-cam's `AblationLayerVit` does.
 pub fn ablation_cam<B: Backend, M: SplitModel<B>>(
     model: &M,
     activations: Tensor<B, 4>,
     capture: &Capture<B>,
     chunk: usize,
 ) -> Tensor<B, 4> {
-    let [batch, channels, h, w] = activations.dims();
+    let channels = activations.dims()[1];
+    let [batch, outputs, h, w] = capture.layer_output.dims();
     let device = activations.device();
     let originals = capture
         .scores()
@@ -82,9 +84,10 @@ pub fn ablation_cam<B: Backend, M: SplitModel<B>>(
     let mut rows = Vec::with_capacity(batch);
     for (i, &target) in capture.targets.iter().enumerate() {
         let original = originals[i * classes + target];
-        let a = activations
+        let a = capture
+            .layer_output
             .clone()
-            .slice([i..i + 1, 0..channels, 0..h, 0..w]);
+            .slice([i..i + 1, 0..outputs, 0..h, 0..w]);
         // pytorch-grad-cam lowers each further row of a batch by another 1e7 when the minimum is
         // not 0; any value that far below the map has the same effect on a ReLU network.
         let min = a.clone().min().into_scalar().elem::<f32>();
@@ -94,12 +97,12 @@ pub fn ablation_cam<B: Backend, M: SplitModel<B>>(
             let end = (start + chunk.max(1)).min(channels);
             let n = end - start;
             // Row j removes channel start + j.
-            let mut mask = vec![0f32; n * channels];
+            let mut mask = vec![0f32; n * outputs];
             for j in 0..n {
-                mask[j * channels + start + j] = 1.0;
+                mask[j * outputs + start + j] = 1.0;
             }
             let mask =
-                Tensor::<B, 4>::from_data(TensorData::new(mask, [n, channels, 1, 1]), &device);
+                Tensor::<B, 4>::from_data(TensorData::new(mask, [n, outputs, 1, 1]), &device);
             let keep = mask.clone().neg() + 1.0;
             let ablated = a.clone() * keep + mask * removed;
             let outputs = model.logits_from(ablated, layer, &PlainRelu);
