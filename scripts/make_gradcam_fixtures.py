@@ -206,6 +206,8 @@ def target_layer(model):
         return model.head_act
     if isinstance(model, torchvision.models.VisionTransformer):
         return model.encoder.layers[-1].ln_1
+    if isinstance(model, torchvision.models.SwinTransformer):
+        return model.features[-1][-1].norm1
     if isinstance(model, (torchvision.models.MobileNetV2, torchvision.models.MobileNetV3, torchvision.models.DenseNet,
                           torchvision.models.ConvNeXt)):
         return model.features[-1]
@@ -290,6 +292,21 @@ def torchvision_fixtures():
         model = torchvision.models.VisionTransformer(**config, num_classes=5)
         perturb_identity_inits(model)
         fixture("vit_small", model, {"name": "vit", **config}, (32, 32), [2, 4], reshape=vit_reshape(4))
+    def swin():
+        torch.manual_seed(7)
+        config = {"patch_size": 4, "embed_dim": 4, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 2, 4],
+                  "window_size": 4, "mlp_ratio": 2.0}
+        model = torchvision.models.SwinTransformer(
+            patch_size=[4, 4], embed_dim=4, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4], window_size=[4, 4],
+            mlp_ratio=2.0, num_classes=5)
+        perturb_identity_inits(model)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("relative_position_bias_table"):
+                    p.copy_(torch.randn_like(p))
+        # 72×56: the last stages pad to whole windows and drop their shift, as torchvision does.
+        fixture("swin_small", model, {"name": "swin", **config}, (72, 56), [0, 3],
+                reshape=lambda t: t.permute(0, 3, 1, 2))
     def densenet():
         torch.manual_seed(3)
         config = {"growth_rate": 4, "block_config": [2, 3, 2, 2], "num_init_features": 8, "bn_size": 2}
@@ -300,7 +317,7 @@ def torchvision_fixtures():
             (64, 64),
             [2, 4],
         )
-    return {"mobilenet_v2_small": mobilenet_v2, "mobilenet_v3_small": mobilenet_v3, "densenet_small": densenet, "convnext_small": convnext, "vit_small": vit}
+    return {"mobilenet_v2_small": mobilenet_v2, "mobilenet_v3_small": mobilenet_v3, "densenet_small": densenet, "convnext_small": convnext, "vit_small": vit, "swin_small": swin}
 
 
 def main(names):

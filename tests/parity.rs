@@ -405,3 +405,8 @@ fn convnext_maps_match_pytorch_grad_cam() {
 fn vit_maps_match_pytorch_grad_cam() {
     check("vit_small");
 }
+
+#[test]
+fn swin_maps_match_pytorch_grad_cam() {
+    check("swin_small");
+}

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     CifarResNetConfig, ConvNextConfig, DenseNetConfig, EfficientNetLiteConfig, Head,
-    MobileNetV2Config, MobileNetV3Config, Network, ResNetConfig, TutorialCnnConfig, VggConfig,
-    VitConfig,
+    MobileNetV2Config, MobileNetV3Config, Network, ResNetConfig, SwinConfig, TutorialCnnConfig,
+    VggConfig, VitConfig,
 };
 
 /// An architecture and its widths, as written in a config's `[model]` table:
@@ -25,13 +25,14 @@ pub enum Architecture {
     Densenet(DenseNetConfig),
     Convnext(ConvNextConfig),
     Vit(VitConfig),
+    Swin(SwinConfig),
 }
 
 /// The names `--arch` accepts, as torchvision and the CIFAR ResNet papers spell them.
 pub const PRETRAINED_NAMES: &str = "vgg11, vgg13, vgg16, vgg19 (and _bn), resnet18, resnet34, \
 resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, resnet110, \
 efficientnet_lite0, mobilenet_v2, mobilenet_v3_large, densenet121, densenet161, densenet169, densenet201, convnext_tiny, convnext_small, \
-convnext_base, convnext_large, vit_b_16, vit_b_32, vit_l_16, vit_l_32";
+convnext_base, convnext_large, vit_b_16, vit_b_32, vit_l_16, vit_l_32, swin_t, swin_s, swin_b";
 
 impl Architecture {
     /// The published architecture called `name` (`vgg19_bn`, `resnet50`, `resnet20`, ...).
@@ -70,6 +71,9 @@ impl Architecture {
             "efficientnet_lite0" => Some(Architecture::EfficientnetLite(Default::default())),
             "mobilenet_v2" => Some(Architecture::MobilenetV2(Default::default())),
             "mobilenet_v3_large" => Some(Architecture::MobilenetV3Large(Default::default())),
+            _ if name.starts_with("swin_") => {
+                SwinConfig::published(&name["swin_".len()..]).map(Architecture::Swin)
+            }
             _ if name.starts_with("vit_") => {
                 VitConfig::published(&name["vit_".len()..]).map(Architecture::Vit)
             }
@@ -193,6 +197,7 @@ impl ModelSpec {
                     ));
                 }
             }
+            Architecture::Swin(cfg) => cfg.validate()?,
             Architecture::Vit(cfg) => {
                 cfg.validate()?;
                 if self.image_size != [cfg.image_size, cfg.image_size] {
@@ -248,6 +253,7 @@ impl ModelSpec {
                 Network::Convnext(cfg.init(self.channels, outputs, device))
             }
             Architecture::Vit(cfg) => Network::Vit(cfg.init(self.channels, outputs, device)),
+            Architecture::Swin(cfg) => Network::Swin(cfg.init(self.channels, outputs, device)),
         })
     }
 }

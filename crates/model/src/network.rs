@@ -3,7 +3,7 @@ use kernels::Kernels;
 
 use crate::{
     CifarResNet, ConvNext, DenseNet, EfficientNetLite, InputShape, MobileNetV2, MobileNetV3,
-    Rectifier, ResNet, SplitModel, TutorialCnn, Vgg, VisionTransformer,
+    Rectifier, ResNet, SplitModel, SwinTransformer, TutorialCnn, Vgg, VisionTransformer,
 };
 
 /// Any architecture of [`crate::Architecture`], as one module type that `train` and `explain`
@@ -22,6 +22,7 @@ pub enum Network<B: Backend> {
     Densenet(DenseNet<B>),
     Convnext(ConvNext<B>),
     Vit(VisionTransformer<B>),
+    Swin(SwinTransformer<B>),
 }
 
 macro_rules! dispatch {
@@ -37,6 +38,7 @@ macro_rules! dispatch {
             Network::Densenet($m) => $e,
             Network::Convnext($m) => $e,
             Network::Vit($m) => $e,
+            Network::Swin($m) => $e,
         }
     };
 }

@@ -18,6 +18,7 @@ impl Architecture {
             }
             Architecture::Convnext(config) => return crate::convnext::torch_patterns(config),
             Architecture::Vit(_) => return crate::vit::torch_patterns(),
+            Architecture::Swin(config) => return crate::swin::torch_patterns(config),
             Architecture::Densenet(config) => return crate::densenet::torch_patterns(config),
             Architecture::Resnet(_) => &[
                 (r"\.downsample\.0\.", ".downsample.conv."),

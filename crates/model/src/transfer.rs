@@ -191,6 +191,7 @@ impl<B: Backend> Network<B> {
             Network::Densenet(m) => Network::Densenet(m.with_new_classifier(outputs, device)),
             Network::Convnext(m) => Network::Convnext(m.with_new_classifier(outputs, device)),
             Network::Vit(m) => Network::Vit(m.with_new_classifier(outputs, device)),
+            Network::Swin(m) => Network::Swin(m.with_new_classifier(outputs, device)),
         }
     }
 
@@ -208,6 +209,7 @@ impl<B: Backend> Network<B> {
             Network::Densenet(m) => Network::Densenet(m.trained_from(first)),
             Network::Convnext(m) => Network::Convnext(m.trained_from(first)),
             Network::Vit(m) => Network::Vit(m.trained_from(first)),
+            Network::Swin(m) => Network::Swin(m.trained_from(first)),
         }
     }
 
@@ -230,6 +232,7 @@ impl<B: Backend> Network<B> {
             Network::Densenet(m) => param_ids(&m.classifier),
             Network::Convnext(m) => param_ids(&m.classifier),
             Network::Vit(m) => param_ids(&m.head),
+            Network::Swin(m) => param_ids(&m.head),
         }
     }
 }

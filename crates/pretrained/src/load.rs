@@ -3,7 +3,8 @@
 //! Reading goes through burn-store's readers, whose pickle interpreter rebuilds tensors and
 //! plain containers only: a global it does not know is an error, never an import. Keys are
 //! normalised in this order: training wrappers (`state_dict.`, `model.`) and DataParallel's
-//! `module.` are dropped, BatchNorm's `num_batches_tracked` counters are ignored, then the
+//! `module.` are dropped, BatchNorm's `num_batches_tracked` counters and Swin's
+//! `relative_position_index` (derived from the window size) are ignored, then the
 //! architecture's own renames apply (`Architecture::torch_key_patterns`).
 
 use std::cell::RefCell;
@@ -26,6 +27,9 @@ use crate::ImportError;
 use crate::adapter::TorchToBurn;
 use crate::layout::{Layout, TorchFile, read_torch_file};
 use crate::records;
+
+/// Integer buffers PyTorch saves that the architectures rebuild themselves.
+const DERIVED_BUFFERS: [&str; 2] = ["num_batches_tracked", "relative_position_index"];
 
 /// Top-level keys under which training scripts commonly save the state dict.
 const WRAPPERS: [&str; 4] = ["state_dict", "model_state_dict", "model", "net"];
@@ -161,7 +165,7 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<TensorSnapshot>, ImportError> 
     // the key remapper needs.
     let snapshots: Vec<TensorSnapshot> = named
         .into_iter()
-        .filter(|(key, _)| !key.ends_with("num_batches_tracked"))
+        .filter(|(key, _)| !DERIVED_BUFFERS.iter().any(|b| key.ends_with(b)))
         .map(|(key, mut snapshot)| {
             snapshot.path_stack = Some(key.split('.').map(str::to_string).collect());
             snapshot
@@ -348,7 +352,7 @@ fn classifier_key(architecture: &Architecture) -> &'static str {
         | Architecture::MobilenetV3Large(_)
         | Architecture::Densenet(_)
         | Architecture::Convnext(_) => "classifier.weight",
-        Architecture::Vit(_) => "head.weight",
+        Architecture::Vit(_) | Architecture::Swin(_) => "head.weight",
     }
 }
 

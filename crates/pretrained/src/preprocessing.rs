@@ -22,6 +22,7 @@ pub fn preprocessing(architecture: &Architecture) -> ([usize; 2], Normalization)
         | Architecture::MobilenetV3Large(_)
         | Architecture::Densenet(_)
         | Architecture::Convnext(_)
-        | Architecture::Vit(_) => ([224, 224], Normalization::IMAGENET),
+        | Architecture::Vit(_)
+        | Architecture::Swin(_) => ([224, 224], Normalization::IMAGENET),
     }
 }
