@@ -228,9 +228,11 @@ impl<B: Backend> Network<B> {
             Network::Resnet(m) => param_ids(&m.fc),
             Network::EfficientnetLite(m) => param_ids(&m.fc),
             Network::MobilenetV2(m) => param_ids(&m.classifier),
-            Network::MobilenetV3Large(m) => param_ids(&m.classifier),
+            Network::MobilenetV3Large(m) => {
+                [param_ids(&m.hidden), param_ids(&m.classifier)].concat()
+            }
             Network::Densenet(m) => param_ids(&m.classifier),
-            Network::Convnext(m) => param_ids(&m.classifier),
+            Network::Convnext(m) => [param_ids(&m.norm), param_ids(&m.classifier)].concat(),
             Network::Vit(m) => param_ids(&m.head),
             Network::Swin(m) => param_ids(&m.head),
         }

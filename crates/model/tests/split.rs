@@ -1,11 +1,15 @@
 //! Every architecture is `classifier ∘ features`, at its last layer as at any other, and rejects
 //! inputs it cannot take by name.
 
+use burn::backend::Autodiff;
 use burn::backend::Flex;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use model::{
-    Architecture, CifarResNetConfig, EfficientNetLiteConfig, ModelSpec, PlainRelu, ResNetConfig,
-    ShapeError, SplitModel, TutorialCnnConfig, VggConfig,
+    Architecture, CifarResNetConfig, ConvNextConfig, DenseNetConfig, EfficientNetLiteConfig,
+    MobileNetV2Config, MobileNetV3Config, ModelSpec, PlainRelu, ResNetConfig, ShapeError,
+    SplitModel, SwinConfig, TutorialCnnConfig, VggConfig, VitConfig,
 };
 
 fn tiny_specs() -> Vec<ModelSpec> {
@@ -138,6 +142,37 @@ fn every_architecture() -> Vec<ModelSpec> {
         Architecture::EfficientnetLite(EfficientNetLiteConfig {
             channel_divisor: 16,
         }),
+        Architecture::MobilenetV2(MobileNetV2Config {
+            width_mult: 0.1,
+            last_channels: Some(16),
+        }),
+        Architecture::MobilenetV3Large(MobileNetV3Config { width_mult: 0.1 }),
+        Architecture::Densenet(DenseNetConfig {
+            growth_rate: 4,
+            block_config: [1, 2, 1, 1],
+            num_init_features: 8,
+            bn_size: 2,
+        }),
+        Architecture::Convnext(ConvNextConfig {
+            dims: [4, 8, 8, 12],
+            depths: [1, 1, 2, 1],
+        }),
+        Architecture::Vit(VitConfig {
+            image_size: 32,
+            patch_size: 8,
+            num_layers: 2,
+            num_heads: 2,
+            hidden_dim: 8,
+            mlp_dim: 12,
+        }),
+        Architecture::Swin(SwinConfig {
+            patch_size: 4,
+            embed_dim: 4,
+            depths: [2, 1, 1, 2],
+            num_heads: [1, 2, 2, 4],
+            window_size: 2,
+            mlp_ratio: 2.0,
+        }),
     ];
     let mut specs: Vec<ModelSpec> = small
         .into_iter()
@@ -170,5 +205,56 @@ fn a_split_at_any_layer_computes_the_same_logits() {
             let logits = model.logits_from(a, layer, &PlainRelu).into_data();
             logits.assert_approx_eq::<f32>(&direct, Default::default());
         }
+    }
+}
+
+/// How many trainable parameter tensors a module has (BatchNorm's running statistics are not).
+fn parameter_count<B: Backend, M: Module<B>>(module: &M) -> usize {
+    struct Count(usize);
+    impl<B: Backend> ModuleVisitor<B> for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0 += usize::from(param.is_require_grad());
+        }
+    }
+    let mut count = Count(0);
+    module.visit(&mut count);
+    count.0
+}
+
+#[test]
+fn a_classifier_only_finetune_reads_features_nothing_trains_in() {
+    // The probe caches `embedding(features(x))` once per image: with only the classifier
+    // trained, no parameter upstream of the head may get a gradient, transformers' last block
+    // included; with everything trained, they all must.
+    let device = Default::default();
+    for spec in every_architecture() {
+        let network = spec.init::<Autodiff<Flex>>(&device).unwrap();
+        let layers = network.layer_names().len();
+        let [h, w] = spec.image_size;
+        let x = Tensor::random([2, 3, h, w], burn::tensor::Distribution::Default, &device);
+        let probe = network
+            .clone()
+            .with_new_classifier(7, &device)
+            .trained_from(layers);
+        let embedding = probe.embedding(probe.features(x.clone()));
+        let logits = probe.head_from_embedding(embedding.clone(), &PlainRelu);
+        assert_eq!(logits.dims(), [2, 7]);
+        let upstream = GradientsParams::from_grads(embedding.sum().backward(), &probe);
+        assert_eq!(upstream.len(), 0, "{:?}", spec.architecture);
+        let head = GradientsParams::from_grads(logits.sum().backward(), &probe);
+        assert_eq!(
+            head.len(),
+            probe.classifier_params().len(),
+            "{:?}",
+            spec.architecture
+        );
+        let all = network.trained_from(0);
+        let trained = GradientsParams::from_grads(all.forward(x).sum().backward(), &all);
+        assert_eq!(
+            trained.len(),
+            parameter_count(&all),
+            "{:?}",
+            spec.architecture
+        );
     }
 }
