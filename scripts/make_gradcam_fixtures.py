@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pytorch_grad_cam import (AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
-                              GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM)
+from pytorch_grad_cam import (FEM, AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
+                              GradCAMPlusPlus, HiResCAM, LayerCAM, RandomCAM, ScoreCAM, XGradCAM)
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLU, GuidedBackpropReLUModel
 from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst
 from pytorch_grad_cam.metrics.road import NoisyLinearImputer
@@ -51,7 +51,24 @@ METHODS = {
     "gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "hirescam": HiResCAM,
     "layercam": LayerCAM, "gradcam-elementwise": GradCAMElementWise, "eigencam": EigenCAM,
     "eigengradcam": EigenGradCAM, "scorecam": ScoreCAM, "ablationcam": AblationCAM,
+    "fem": FEM, "randomcam": RandomCAM,
 }
+
+
+@contextlib.contextmanager
+def recorded_uniform_draws(draws):
+    """RandomCAM's weights come from np.random.uniform: each draw is kept, for the fixture."""
+    real = np.random.uniform
+
+    def recording(*args, **kwargs):
+        out = real(*args, **kwargs)
+        draws.append(out)
+        return out
+    np.random.uniform = recording
+    try:
+        yield
+    finally:
+        np.random.uniform = real
 
 
 # Methods whose aug_smooth=True maps (flips × input factors 0.9, 1, 1.1; needs ttach) are checked.
@@ -105,7 +122,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
     layer = target_layer(model)
     with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
-    methods, smoothed, augmented, road, guided_maps = {}, {}, {}, {}, None
+    methods, smoothed, augmented, road, guided_maps, draws = {}, {}, {}, {}, None, []
     layer_maps = layer_cams(model, images, targets, layers(model)) if layers else {}
     if all_methods:
         # ROAD's imputation without noise, MoRF at the 50th percentile of the first Grad-CAM map.
@@ -121,7 +138,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
             for eigen_smooth, out_maps in ((False, methods), (True, smoothed)):
                 if eigen_smooth and method not in EIGEN_SMOOTHED:
                     continue
-                with cls(model=model, target_layers=[layer]) as explainer:
+                with cls(model=model, target_layers=[layer]) as explainer, recorded_uniform_draws(draws):
                     out = explainer(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets],
                                     eigen_smooth=eigen_smooth)
                 out_maps[method] = [round(v, 6) for v in short(out)]
@@ -147,6 +164,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
         "road": road or None,
         "guided": guided_maps,
         "layers": layer_maps,
+        "random_weights": [float(v) for d in draws for v in d.flatten()],
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 

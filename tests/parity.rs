@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use burn::module::AutodiffModule;
 use burn::prelude::*;
+use cam::methods::{channel_sum, random_cam};
 use cam::postprocess::{Normalization, relu_normalize, upsample};
 use cam::{
     Method, Score, Target, capture, capture_at, capture_scored, fuse_layers, grad_cam,
@@ -210,8 +211,19 @@ fn check_methods(name: &str) {
         .map(|(name, maps)| (name, maps, false));
     for (method_name, theirs, eigen_smooth) in plain.chain(smoothed) {
         let method: Method = method_name.parse().unwrap();
-        // Chunks of 3 channels: the batching must not change the numbers.
-        let raw = method.smoothed_map(&inference, images.clone(), &captured, 3, eigen_smooth);
+        // Chunks of 3 channels: the batching must not change the numbers. RandomCAM gets the
+        // reference's own draws.
+        let raw = match method {
+            Method::RandomCam => {
+                let [_, channels, _, _] = captured.activations.dims();
+                let weights = Tensor::from_data(
+                    TensorData::new(fixture.random_weights.clone(), [batch, channels]),
+                    &Default::default(),
+                );
+                channel_sum(random_cam(captured.activations.clone(), weights))
+            }
+            _ => method.smoothed_map(&inference, images.clone(), &captured, 3, eigen_smooth),
+        };
         let raw = raw.into_data().to_vec::<f32>().unwrap();
         let ours = postprocess(&raw, [mh, mw], [h, w]);
         let projected = eigen_smooth || matches!(method, Method::EigenCam | Method::EigenGradCam);

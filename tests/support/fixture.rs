@@ -45,6 +45,9 @@ pub struct Fixture {
     /// channels of w_k A_k at feature resolution, before its ReLU, `[n, h', w']`.
     #[serde(default)]
     pub tutorial_raw: Vec<f32>,
+    /// RandomCAM's channel weights as pytorch-grad-cam drew them, `[n, channels]`.
+    #[serde(default)]
+    pub random_weights: Vec<f32>,
 }
 
 #[derive(Deserialize)]

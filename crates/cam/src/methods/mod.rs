@@ -6,6 +6,8 @@ mod eigen;
 mod grad_cam;
 mod gradient;
 mod perturbation;
+mod random;
+mod statistics;
 
 pub use eigen::{eigen_cam, eigen_grad_cam, first_component_map};
 pub use grad_cam::{grad_cam, grad_cam_contributions, grad_cam_weights};
@@ -14,6 +16,8 @@ pub use gradient::{
     xgrad_cam,
 };
 pub use perturbation::{ablation_cam, score_cam};
+pub use random::{RANDOM_CAM_SEED, random_cam, random_weights};
+pub use statistics::{FEM_SIGMAS, fem};
 
 use std::fmt;
 use std::str::FromStr;
@@ -36,10 +40,12 @@ pub enum Method {
     EigenGradCam,
     ScoreCam,
     AblationCam,
+    Fem,
+    RandomCam,
 }
 
 impl Method {
-    pub const ALL: [Method; 10] = [
+    pub const ALL: [Method; 12] = [
         Method::GradCam,
         Method::GradCamPlusPlus,
         Method::XGradCam,
@@ -50,6 +56,8 @@ impl Method {
         Method::EigenGradCam,
         Method::ScoreCam,
         Method::AblationCam,
+        Method::Fem,
+        Method::RandomCam,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +72,8 @@ impl Method {
             Method::EigenGradCam => "eigengradcam",
             Method::ScoreCam => "scorecam",
             Method::AblationCam => "ablationcam",
+            Method::Fem => "fem",
+            Method::RandomCam => "randomcam",
         }
     }
 
@@ -80,6 +90,8 @@ impl Method {
             Method::EigenGradCam => "EigenGrad-CAM",
             Method::ScoreCam => "Score-CAM",
             Method::AblationCam => "Ablation-CAM",
+            Method::Fem => "FEM",
+            Method::RandomCam => "RandomCAM",
         }
     }
 
@@ -137,6 +149,12 @@ impl Method {
             Method::EigenCam => a,
             Method::ScoreCam => score_cam(model, images, a, capture, chunk),
             Method::AblationCam => ablation_cam(model, a, capture, chunk),
+            Method::Fem => fem(a, FEM_SIGMAS),
+            Method::RandomCam => {
+                let [batch, channels, _, _] = a.dims();
+                let weights = random_weights(batch, channels, RANDOM_CAM_SEED, &a.device());
+                random_cam(a, weights)
+            }
         }
     }
 }
