@@ -8,14 +8,14 @@ import time
 
 import torch
 import torchvision
-from pytorch_grad_cam import (FEM, AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
+from pytorch_grad_cam import (FEM, KPCA_CAM, AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
                               GradCAMPlusPlus, HiResCAM, LayerCAM, RandomCAM, ScoreCAM, XGradCAM)
 
 METHODS = {
     "gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "hirescam": HiResCAM,
     "layercam": LayerCAM, "gradcam-elementwise": GradCAMElementWise, "eigencam": EigenCAM,
     "eigengradcam": EigenGradCAM, "scorecam": ScoreCAM, "ablationcam": AblationCAM,
-    "fem": FEM, "randomcam": RandomCAM,
+    "fem": FEM, "randomcam": RandomCAM, "kpcacam": KPCA_CAM,
 }
 
 arch, batch, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pytorch_grad_cam import (FEM, AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
+from pytorch_grad_cam import (FEM, KPCA_CAM, AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
                               GradCAMPlusPlus, HiResCAM, LayerCAM, RandomCAM, ScoreCAM, XGradCAM)
+from pytorch_grad_cam import kpca_cam
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLU, GuidedBackpropReLUModel
 from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst
 from pytorch_grad_cam.metrics.road import NoisyLinearImputer
@@ -51,8 +52,22 @@ METHODS = {
     "gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "hirescam": HiResCAM,
     "layercam": LayerCAM, "gradcam-elementwise": GradCAMElementWise, "eigencam": EigenCAM,
     "eigengradcam": EigenGradCAM, "scorecam": ScoreCAM, "ablationcam": AblationCAM,
-    "fem": FEM, "randomcam": RandomCAM,
+    "fem": FEM, "randomcam": RandomCAM, "kpcacam": KPCA_CAM,
 }
+
+
+def kpca_in_float64(model, layer, images, targets):
+    """KPCA-CAM with the kernel PCA in float64: pytorch-grad-cam hands scikit-learn float32
+    activations, whose kernel and eigendecomposition then stay in float32 and move the maps by
+    up to ~2e-4; the workspace computes in float64, which this reference checks to 1e-5."""
+    original = kpca_cam.get_2d_projection_kernel
+    kpca_cam.get_2d_projection_kernel = lambda a, kernel, gamma: original(a.astype(np.float64), kernel, gamma)
+    try:
+        with KPCA_CAM(model=model, target_layers=[layer]) as explainer:
+            out = explainer(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
+    finally:
+        kpca_cam.get_2d_projection_kernel = original
+    return [round(v, 6) for v in short(out)]
 
 
 @contextlib.contextmanager
@@ -122,7 +137,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
     layer = target_layer(model)
     with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
-    methods, smoothed, augmented, road, guided_maps, draws = {}, {}, {}, {}, None, []
+    methods, smoothed, augmented, road, guided_maps, draws, float64 = {}, {}, {}, {}, None, [], {}
     layer_maps = layer_cams(model, images, targets, layers(model)) if layers else {}
     if all_methods:
         # ROAD's imputation without noise, MoRF at the 50th percentile of the first Grad-CAM map.
@@ -142,6 +157,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
                     out = explainer(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets],
                                     eigen_smooth=eigen_smooth)
                 out_maps[method] = [round(v, 6) for v in short(out)]
+        float64["kpcacam"] = kpca_in_float64(model, layer, images, targets)
         # Last: GuidedBackpropReLUModel puts back new ReLU modules, which the hooks above would miss.
         guided_maps = guided(model, images, targets, maps)
     state = {
@@ -165,6 +181,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
         "guided": guided_maps,
         "layers": layer_maps,
         "random_weights": [float(v) for d in draws for v in d.flatten()],
+        "float64": float64,
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 

@@ -11,8 +11,8 @@ use burn::prelude::*;
 use cam::methods::{channel_sum, random_cam};
 use cam::postprocess::{Normalization, relu_normalize, upsample};
 use cam::{
-    Method, Score, Target, capture, capture_at, capture_scored, fuse_layers, grad_cam,
-    guided_backprop, guided_cam,
+    Method, Score, Target, capture, capture_at, capture_scored, capture_without_gradients,
+    fuse_layers, grad_cam, guided_backprop, guided_cam,
 };
 use model::Network;
 use model::{SplitModel, find_layer};
@@ -211,6 +211,19 @@ fn check_methods(name: &str) {
         .map(|(name, maps)| (name, maps, false));
     for (method_name, theirs, eigen_smooth) in plain.chain(smoothed) {
         let method: Method = method_name.parse().unwrap();
+        // pytorch-grad-cam's KPCA-CAM runs scikit-learn in float32 (maps off by up to ~2e-4
+        // from its own float64 result); ours computes in float64 and is held to that.
+        let (theirs, limit) = match fixture.float64.get(method_name.as_str()) {
+            Some(float64) if !eigen_smooth => {
+                let float32 = max_difference(theirs, float64);
+                assert!(
+                    float32 <= 5e-4,
+                    "{name} {method_name}: float32 reference off by {float32}"
+                );
+                (float64, 1e-5)
+            }
+            _ => (theirs, 1e-4),
+        };
         // Chunks of 3 channels: the batching must not change the numbers. RandomCAM gets the
         // reference's own draws.
         let raw = match method {
@@ -224,9 +237,31 @@ fn check_methods(name: &str) {
             }
             _ => method.smoothed_map(&inference, images.clone(), &captured, 3, eigen_smooth),
         };
+        if !method.uses_gradients() && method != Method::RandomCam {
+            // Without the backward pass, the same map.
+            let forward = capture_without_gradients(
+                &inference,
+                images.clone(),
+                &targets,
+                captured.layer,
+                Score::Logit,
+            )
+            .unwrap();
+            let again = method.smoothed_map(&inference, images.clone(), &forward, 3, eigen_smooth);
+            let again = again.into_data().to_vec::<f32>().unwrap();
+            let same = raw.clone().into_data().to_vec::<f32>().unwrap();
+            assert!(
+                max_difference(&again, &same) <= 1e-6,
+                "{name} {method_name}: the forward-only capture changes the map"
+            );
+        }
         let raw = raw.into_data().to_vec::<f32>().unwrap();
         let ours = postprocess(&raw, [mh, mw], [h, w]);
-        let projected = eigen_smooth || matches!(method, Method::EigenCam | Method::EigenGradCam);
+        let projected = eigen_smooth
+            || matches!(
+                method,
+                Method::EigenCam | Method::EigenGradCam | Method::KpcaCam
+            );
         let worst = if projected {
             // A principal component's sign is a convention (LAPACK's differs from ours).
             let flipped: Vec<f32> = raw.iter().map(|v| -v).collect();
@@ -244,7 +279,7 @@ fn check_methods(name: &str) {
         let label = if eigen_smooth { " (eigen smooth)" } else { "" };
         eprintln!("{name} {method_name}{label}: max |ours − pytorch-grad-cam| = {worst:.2e}");
         assert!(
-            worst <= 1e-4,
+            worst <= limit,
             "{name} {method_name}{label}: max abs difference {worst}"
         );
     }

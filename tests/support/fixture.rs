@@ -48,6 +48,10 @@ pub struct Fixture {
     /// RandomCAM's channel weights as pytorch-grad-cam drew them, `[n, channels]`.
     #[serde(default)]
     pub random_weights: Vec<f32>,
+    /// Maps of methods whose reference computes in float32 where the workspace uses float64,
+    /// recomputed by the reference in float64 (KPCA-CAM).
+    #[serde(default)]
+    pub float64: BTreeMap<String, Vec<f32>>,
 }
 
 #[derive(Deserialize)]

@@ -131,17 +131,7 @@ where
     M: AutodiffModule<B> + SplitModel<B>,
     M::InnerModule: SplitModel<B::InnerBackend>,
 {
-    let batch = images.dims()[0];
-    if targets.len() != batch {
-        return Err(CaptureError::TargetCount {
-            targets: targets.len(),
-            images: batch,
-        });
-    }
-    let layers = model.last_layer() + 1;
-    if layer >= layers {
-        return Err(CaptureError::NoSuchLayer { layer, layers });
-    }
+    check_request(model, images.dims()[0], targets, layer)?;
     let inference = model.valid();
     let activations = inference.features_at(images, layer, &PlainRelu);
     let leaf = Tensor::<B, 4>::from_inner(activations.clone()).require_grad();
@@ -164,6 +154,52 @@ where
         targets,
         layer,
     })
+}
+
+/// A capture for the methods that read only A and the scores (`Method::uses_gradients` is
+/// false for all of them): one forward pass on the inference model, no backward; the gradients
+/// are zeros.
+pub fn capture_without_gradients<B: Backend, M: SplitModel<B>>(
+    model: &M,
+    images: Tensor<B, 4>,
+    targets: &[Target],
+    layer: usize,
+    score: Score,
+) -> Result<Capture<B>, CaptureError> {
+    check_request(model, images.dims()[0], targets, layer)?;
+    let activations = model.features_at(images, layer, &PlainRelu);
+    let outputs = model.logits_from(activations.clone(), layer, &PlainRelu);
+    let targets = resolve_targets(class_scores(outputs.clone()), targets)?;
+    let view = model.cam_view(layer, model.hooked_activations(layer, activations.clone()));
+    Ok(Capture {
+        gradients: view.zeros_like(),
+        activations: view,
+        layer_output: activations,
+        outputs,
+        score,
+        targets,
+        layer,
+    })
+}
+
+/// One target per image, and a layer the model has.
+fn check_request<B: Backend, M: SplitModel<B>>(
+    model: &M,
+    batch: usize,
+    targets: &[Target],
+    layer: usize,
+) -> Result<(), CaptureError> {
+    if targets.len() != batch {
+        return Err(CaptureError::TargetCount {
+            targets: targets.len(),
+            images: batch,
+        });
+    }
+    let layers = model.last_layer() + 1;
+    if layer >= layers {
+        return Err(CaptureError::NoSuchLayer { layer, layers });
+    }
+    Ok(())
 }
 
 /// The class each `target` names for its row of class scores `[batch, classes]`.

@@ -13,7 +13,10 @@ pub mod methods;
 pub mod postprocess;
 pub mod smoothing;
 
-pub use capture::{Capture, CaptureError, Score, Target, capture, capture_at, capture_scored};
+pub use capture::{
+    Capture, CaptureError, Score, Target, capture, capture_at, capture_scored,
+    capture_without_gradients,
+};
 pub use fusion::fuse_layers;
 pub use guided::{GuidedBackend, guided_backprop, guided_cam};
 pub use methods::{Method, grad_cam, grad_cam_weights};

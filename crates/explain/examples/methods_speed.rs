@@ -9,9 +9,9 @@ use std::time::Instant;
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
-use cam::{Method, Target, capture};
+use cam::{Method, Score, Target, capture, capture_without_gradients};
 use kernels::Precision;
-use model::{Architecture, Kernels, ModelSpec};
+use model::{Architecture, Kernels, ModelSpec, SplitModel};
 use train::OnBackend;
 use train::device::run_benchmark;
 
@@ -60,7 +60,18 @@ impl OnBackend for Bench {
         let inference = model.valid();
         for method in Method::ALL {
             let run = || {
-                let captured = capture(&model, images.clone(), &targets).unwrap();
+                let layer = inference.last_layer();
+                let captured = match method.uses_gradients() {
+                    true => capture(&model, images.clone(), &targets).unwrap(),
+                    false => capture_without_gradients(
+                        &inference,
+                        images.clone(),
+                        &targets,
+                        layer,
+                        Score::Logit,
+                    )
+                    .unwrap(),
+                };
                 let maps = method.map(&inference, images.clone(), &captured, I::PERTURBATION_BATCH);
                 // Reading the maps back waits for the device.
                 maps.into_data().to_vec::<f32>().unwrap().len()

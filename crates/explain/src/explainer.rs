@@ -5,7 +5,8 @@ use anyhow::Result;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use cam::{
-    Capture, GuidedBackend, Method, Score, Target, capture_scored, fuse_layers, guided_backprop,
+    Capture, GuidedBackend, Method, Score, Target, capture_scored, capture_without_gradients,
+    fuse_layers, guided_backprop,
 };
 use data::{Batcher, Sample};
 use model::{AutodiffKernels, Network, SplitModel};
@@ -142,18 +143,18 @@ fn capture_layers<B: GuidedBackend + AutodiffKernels>(
     layers: &[usize],
 ) -> Result<Vec<Capture<B::InnerBackend>>> {
     let (batch, score) = (images.dims()[0], request.score);
-    let targets = vec![request.target; batch];
-    let first = capture_scored(model, images.clone(), &targets, layers[0], score)?;
+    // Eigen-CAM, FEM, KPCA-CAM, Score-CAM, Ablation-CAM and RandomCAM alone skip the backward.
+    let backward = request.methods.iter().any(|m| m.uses_gradients());
+    let inference = model.valid();
+    let capture_at = |targets: &[Target], layer: usize| match backward {
+        true => capture_scored(model, images.clone(), targets, layer, score),
+        false => capture_without_gradients(&inference, images.clone(), targets, layer, score),
+    };
+    let first = capture_at(&vec![request.target; batch], layers[0])?;
     let resolved: Vec<Target> = first.targets.iter().map(|&t| Target::Class(t)).collect();
     let mut captures = vec![first];
     for &layer in &layers[1..] {
-        captures.push(capture_scored(
-            model,
-            images.clone(),
-            &resolved,
-            layer,
-            score,
-        )?);
+        captures.push(capture_at(&resolved, layer)?);
     }
     Ok(captures)
 }

@@ -5,6 +5,7 @@
 mod eigen;
 mod grad_cam;
 mod gradient;
+mod kernel_pca;
 mod perturbation;
 mod random;
 mod statistics;
@@ -15,6 +16,7 @@ pub use gradient::{
     channel_sum, grad_cam_element_wise, grad_cam_plus_plus, hires_cam, layer_cam, weighted,
     xgrad_cam,
 };
+pub use kernel_pca::kernel_pca_map;
 pub use perturbation::{ablation_cam, score_cam};
 pub use random::{RANDOM_CAM_SEED, random_cam, random_weights};
 pub use statistics::{FEM_SIGMAS, fem};
@@ -42,10 +44,11 @@ pub enum Method {
     AblationCam,
     Fem,
     RandomCam,
+    KpcaCam,
 }
 
 impl Method {
-    pub const ALL: [Method; 12] = [
+    pub const ALL: [Method; 13] = [
         Method::GradCam,
         Method::GradCamPlusPlus,
         Method::XGradCam,
@@ -58,6 +61,7 @@ impl Method {
         Method::AblationCam,
         Method::Fem,
         Method::RandomCam,
+        Method::KpcaCam,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,7 +78,22 @@ impl Method {
             Method::AblationCam => "ablationcam",
             Method::Fem => "fem",
             Method::RandomCam => "randomcam",
+            Method::KpcaCam => "kpcacam",
         }
+    }
+
+    /// Whether the map reads dS/dA. The others need only A and the scores, so a capture
+    /// without the backward pass serves them (`capture_without_gradients`).
+    pub fn uses_gradients(self) -> bool {
+        !matches!(
+            self,
+            Method::EigenCam
+                | Method::ScoreCam
+                | Method::AblationCam
+                | Method::Fem
+                | Method::RandomCam
+                | Method::KpcaCam
+        )
     }
 
     /// The method's name as its paper writes it, for titles.
@@ -92,12 +111,13 @@ impl Method {
             Method::AblationCam => "Ablation-CAM",
             Method::Fem => "FEM",
             Method::RandomCam => "RandomCAM",
+            Method::KpcaCam => "KPCA-CAM",
         }
     }
 
     /// The raw map `[batch, h, w]` of `capture`, taken on `images` with the inference `model`:
     /// the channels' contributions summed, or for Eigen-CAM and EigenGrad-CAM their first
-    /// principal component. Score-CAM runs the model on `chunk` masked images at a time,
+    /// principal component, for KPCA-CAM the first kernel principal component of A. Score-CAM runs the model on `chunk` masked images at a time,
     /// Ablation-CAM the classifier on `chunk` ablated maps.
     pub fn map<B: Backend, M: SplitModel<B>>(
         self,
@@ -109,6 +129,7 @@ impl Method {
         let contributions = self.contributions(model, images, capture, chunk);
         match self {
             Method::EigenCam | Method::EigenGradCam => first_component_map(contributions),
+            Method::KpcaCam => kernel_pca_map(contributions),
             _ => channel_sum(contributions),
         }
     }
@@ -123,7 +144,8 @@ impl Method {
         chunk: usize,
         eigen_smooth: bool,
     ) -> Tensor<B, 3> {
-        if eigen_smooth {
+        // KPCA-CAM is already a projection, and pytorch-grad-cam's ignores eigen_smooth.
+        if eigen_smooth && self != Method::KpcaCam {
             first_component_map(self.contributions(model, images, capture, chunk))
         } else {
             self.map(model, images, capture, chunk)
@@ -146,7 +168,7 @@ impl Method {
             Method::HiResCam | Method::EigenGradCam => hires_cam(a, g),
             Method::LayerCam => layer_cam(a, g),
             Method::GradCamElementWise => grad_cam_element_wise(a, g),
-            Method::EigenCam => a,
+            Method::EigenCam | Method::KpcaCam => a,
             Method::ScoreCam => score_cam(model, images, a, capture, chunk),
             Method::AblationCam => ablation_cam(model, a, capture, chunk),
             Method::Fem => fem(a, FEM_SIGMAS),
