@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pytorch_grad_cam import (FEM, KPCA_CAM, AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
+from pytorch_grad_cam import (FEM, KPCA_CAM, FinerCAM, AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
                               GradCAMPlusPlus, HiResCAM, LayerCAM, RandomCAM, ScoreCAM, XGradCAM)
 from pytorch_grad_cam import kpca_cam
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLU, GuidedBackpropReLUModel
@@ -137,7 +137,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
     layer = target_layer(model)
     with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
-    methods, smoothed, augmented, road, guided_maps, draws, float64 = {}, {}, {}, {}, None, [], {}
+    methods, smoothed, augmented, road, guided_maps, draws, float64, finer = {}, {}, {}, {}, None, [], {}, []
     layer_maps = layer_cams(model, images, targets, layers(model)) if layers else {}
     if all_methods:
         # ROAD's imputation without noise, MoRF at the 50th percentile of the first Grad-CAM map.
@@ -158,6 +158,9 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
                                     eigen_smooth=eigen_smooth)
                 out_maps[method] = [round(v, 6) for v in short(out)]
         float64["kpcacam"] = kpca_in_float64(model, layer, images, targets)
+        # Finer-CAM builds its comparison targets only when given none: each image's top class.
+        with FinerCAM(model=model, target_layers=[layer]) as explainer:
+            finer = [round(v, 6) for v in short(explainer(input_tensor=images, targets=None))]
         # Last: GuidedBackpropReLUModel puts back new ReLU modules, which the hooks above would miss.
         guided_maps = guided(model, images, targets, maps)
     state = {
@@ -182,6 +185,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
         "layers": layer_maps,
         "random_weights": [float(v) for d in draws for v in d.flatten()],
         "float64": float64,
+        "finer": finer,
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 

@@ -329,7 +329,26 @@ fn augmentation_smoothing_matches_pytorch_grad_cam() {
 fn every_method_matches_pytorch_grad_cam() {
     for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
         check_methods(name);
+        check_finer(name);
     }
+}
+
+/// Finer-CAM: Grad-CAM of each image's top class against its three nearest classes.
+fn check_finer(name: &str) {
+    let (fixture, model) = load(name);
+    let [h, w] = fixture.image_size;
+    let images = fixture_images(&fixture);
+    let top = vec![Target::Predicted; fixture.targets.len()];
+    let layer = model.last_layer();
+    let captured = Method::FinerCam
+        .capture(&model, images.clone(), &top, layer, Score::Logit)
+        .unwrap();
+    let [_, _, mh, mw] = captured.activations.dims();
+    let raw = Method::FinerCam.map(&model.valid(), images, &captured, 3);
+    let ours = postprocess(&raw.into_data().to_vec::<f32>().unwrap(), [mh, mw], [h, w]);
+    let worst = max_difference(&ours, &fixture.finer);
+    eprintln!("{name} finercam: max |ours − pytorch-grad-cam| = {worst:.2e}");
+    assert!(worst <= 1e-4, "{name} finercam: max abs difference {worst}");
 }
 
 fn fixture_images(fixture: &Fixture) -> Tensor<Inner, 4> {

@@ -52,6 +52,9 @@ pub struct Fixture {
     /// recomputed by the reference in float64 (KPCA-CAM).
     #[serde(default)]
     pub float64: BTreeMap<String, Vec<f32>>,
+    /// pytorch-grad-cam's Finer-CAM maps, each image's top class against its three nearest.
+    #[serde(default)]
+    pub finer: Vec<f32>,
 }
 
 #[derive(Deserialize)]

@@ -131,6 +131,99 @@ where
     M: AutodiffModule<B> + SplitModel<B>,
     M::InnerModule: SplitModel<B::InnerBackend>,
 {
+    let objective =
+        |outputs: Tensor<B, 2>, targets: &[usize]| target_score_sum(score.of(outputs), targets);
+    capture_objective(model, images, targets, layer, score, objective)
+}
+
+/// Finer-CAM's capture (Zhang et al. 2025): the gradients are of the target's score against
+/// the classes whose logits are nearest to it, pytorch-grad-cam's `FinerWeightedTarget`:
+/// Σ_j p_j (z_c − α z_j) / Σ_j p_j over the `comparisons` nearest classes j (softmax p_j,
+/// differentiated too). Grad-CAM of this capture is Finer-CAM.
+pub fn capture_finer<B, M>(
+    model: &M,
+    images: Tensor<B::InnerBackend, 4>,
+    targets: &[Target],
+    layer: usize,
+    alpha: f64,
+) -> Result<Capture<B::InnerBackend>, CaptureError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + SplitModel<B>,
+    M::InnerModule: SplitModel<B::InnerBackend>,
+{
+    let objective = |outputs: Tensor<B, 2>, targets: &[usize]| {
+        let logits = class_scores(outputs);
+        let values = logits.clone().inner().into_data().to_vec::<f32>();
+        let values = values.expect("f32 logits");
+        let classes = logits.dims()[1];
+        let nearest: Vec<Vec<usize>> = targets
+            .iter()
+            .zip(values.chunks(classes))
+            .map(|(&target, row)| nearest_classes(row, target, FINER_COMPARISONS))
+            .collect();
+        finer_score_sum(logits, targets, &nearest, alpha)
+    };
+    capture_objective(model, images, targets, layer, Score::Logit, objective)
+}
+
+/// pytorch-grad-cam's Finer-CAM compares with the 1st to 3rd nearest classes,
+pub const FINER_COMPARISONS: usize = 3;
+/// with this α (its default).
+pub const FINER_ALPHA: f64 = 1.0;
+
+/// The `count` classes whose scores are nearest `row[target]` (ascending distance, the lower
+/// index first on ties), `target` itself left out.
+fn nearest_classes(row: &[f32], target: usize, count: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..row.len()).filter(|&c| c != target).collect();
+    let distance = |c: usize| (row[c] - row[target]).abs();
+    order.sort_by(|&a, &b| distance(a).total_cmp(&distance(b)));
+    order.truncate(count);
+    order
+}
+
+/// Σ over images of Σ_j p_j (z_c − α z_j) / (Σ_j p_j + 1e-9).
+fn finer_score_sum<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: &[usize],
+    nearest: &[Vec<usize>],
+    alpha: f64,
+) -> Tensor<B, 1> {
+    let [batch, classes] = logits.dims();
+    let device = logits.device();
+    let mut chosen = vec![0f32; batch * classes];
+    let mut compared = vec![0f32; batch * classes];
+    for (i, (&target, others)) in targets.iter().zip(nearest).enumerate() {
+        chosen[i * classes + target] = 1.0;
+        for &j in others {
+            compared[i * classes + j] = 1.0;
+        }
+    }
+    let mask =
+        |values| Tensor::<B, 2>::from_data(TensorData::new(values, [batch, classes]), &device);
+    let (chosen, compared) = (mask(chosen), mask(compared));
+    let target = (logits.clone() * chosen).sum_dim(1);
+    let weights = burn::tensor::activation::softmax(logits.clone(), 1) * compared;
+    let total = weights.clone().sum_dim(1);
+    let numerator = target * total.clone() - (weights * logits).sum_dim(1) * alpha;
+    (numerator / (total + 1e-9)).sum()
+}
+
+/// The capture with `objective(outputs, targets)` backpropagated.
+fn capture_objective<B, M, F>(
+    model: &M,
+    images: Tensor<B::InnerBackend, 4>,
+    targets: &[Target],
+    layer: usize,
+    score: Score,
+    objective: F,
+) -> Result<Capture<B::InnerBackend>, CaptureError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + SplitModel<B>,
+    M::InnerModule: SplitModel<B::InnerBackend>,
+    F: FnOnce(Tensor<B, 2>, &[usize]) -> Tensor<B, 1>,
+{
     check_request(model, images.dims()[0], targets, layer)?;
     let inference = model.valid();
     let activations = inference.features_at(images, layer, &PlainRelu);
@@ -140,7 +233,7 @@ where
         .no_grad()
         .logits_from(leaf.clone(), layer, &PlainRelu);
     let targets = resolve_targets(class_scores(outputs.clone().inner()), targets)?;
-    let grads = target_score_sum(score.of(outputs.clone()), &targets).backward();
+    let grads = objective(outputs.clone(), &targets).backward();
     let gradients = leaf
         .grad(&grads)
         .expect("the rest of the model depends on its input");

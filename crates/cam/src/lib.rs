@@ -14,8 +14,8 @@ pub mod postprocess;
 pub mod smoothing;
 
 pub use capture::{
-    Capture, CaptureError, Score, Target, capture, capture_at, capture_scored,
-    capture_without_gradients,
+    Capture, CaptureError, FINER_ALPHA, FINER_COMPARISONS, Score, Target, capture, capture_at,
+    capture_finer, capture_scored, capture_without_gradients,
 };
 pub use fusion::fuse_layers;
 pub use guided::{GuidedBackend, guided_backprop, guided_cam};

@@ -78,8 +78,8 @@ pub struct Args {
     pub target: Option<TargetPreset>,
     /// CAM method(s), comma-separated, or `all`: gradcam, gradcam++, xgradcam, hirescam,
     /// layercam, gradcam-elementwise, eigencam, eigengradcam, scorecam, ablationcam, fem,
-    /// randomcam (a seeded baseline). With several, each writes its own folder
-    /// <out>/<method>/.
+    /// randomcam (a seeded baseline), kpcacam, finercam (the target against its three nearest
+    /// classes). With several, each writes its own folder <out>/<method>/.
     #[arg(long, default_value = "gradcam", value_delimiter = ',', value_parser = parse_method)]
     pub method: Vec<Vec<Method>>,
     /// pytorch-grad-cam's eigen_smooth: the first principal component of the channels'

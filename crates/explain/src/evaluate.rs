@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use cam::postprocess::{Normalization, peak, relu_normalize, upsample};
-use cam::{Capture, Method, Target, capture_at};
+use cam::{Capture, Method, Score, Target, capture_at};
 use data::{Batcher, Sample};
 use faithfulness::baselines::{centre_gaussian, random_map};
 use faithfulness::sanity::{randomise_top, spearman};
@@ -138,6 +138,20 @@ pub fn evaluate<B: AutodiffKernels>(
             .iter()
             .map(|m| Ok((m.valid(), capture_at(m, images.clone(), &fixed, layer)?)))
             .collect::<Result<Vec<_>>>()?;
+        // Finer-CAM differentiates its own score: its captures, for the same classes.
+        let finer = match methods.contains(&Method::FinerCam) {
+            true => {
+                let finer = |m: &Network<B>| {
+                    Method::FinerCam.capture(m, images.clone(), &fixed, layer, Score::Logit)
+                };
+                let randomised = randomised
+                    .iter()
+                    .map(|m| Ok((m.valid(), finer(m)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                Some((finer(model)?, randomised))
+            }
+            false => None,
+        };
         let context = BatchInputs {
             images: &images,
             eigen_smooth,
@@ -145,8 +159,12 @@ pub fn evaluate<B: AutodiffKernels>(
             first_seed: seen,
         };
         for (explainer, total) in explainers.iter().zip(&mut totals) {
+            let (captured, random_captures) = match (explainer, &finer) {
+                (Explainer::Method(Method::FinerCam), Some((own, randomised))) => (own, randomised),
+                _ => (&captured, &random_captures),
+            };
             let started = Instant::now();
-            let maps = context.maps(*explainer, &inference, &captured);
+            let maps = context.maps(*explainer, &inference, captured);
             total.seconds += started.elapsed().as_secs_f64();
             if let Explainer::Method(_) = explainer {
                 total.seconds += capture_seconds;

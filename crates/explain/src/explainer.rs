@@ -75,6 +75,16 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
     let [_, _, height, width] = images.dims();
     let captures = capture_layers(model, images.clone(), request, request.layers)?;
     let captured = &captures[0];
+    // Finer-CAM differentiates its own score: captures of its own, for the same classes.
+    let finer = match request.methods.contains(&Method::FinerCam) {
+        true => Some(finer_captures(
+            model,
+            images.clone(),
+            captured,
+            request.layers,
+        )?),
+        false => None,
+    };
     let [_, classes] = captured.probabilities().dims();
     let probabilities = to_vec(captured.probabilities());
     let inference = model.valid();
@@ -84,7 +94,17 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
         .methods
         .iter()
         .map(|&method| {
+            let captures = match (method, &finer) {
+                (Method::FinerCam, Some(finer)) => finer,
+                _ => &captures,
+            };
             let map = if smoothing.augmentation {
+                if method == Method::FinerCam {
+                    anyhow::bail!(
+                        "--aug-smooth cannot smooth finercam yet (its captures of the flipped and \
+                         rescaled images would need Finer-CAM's own score): drop one of them"
+                    );
+                }
                 cam::smoothing::aug_smooth(
                     model,
                     images.clone(),
@@ -133,6 +153,22 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
             .collect()
     });
     Ok(BatchExplanation { maps, guided })
+}
+
+/// Finer-CAM's capture at each of `layers`, for the classes `captured` resolved.
+fn finer_captures<B: GuidedBackend + AutodiffKernels>(
+    model: &Network<B>,
+    images: Tensor<B::InnerBackend, 4>,
+    captured: &Capture<B::InnerBackend>,
+    layers: &[usize],
+) -> Result<Vec<Capture<B::InnerBackend>>> {
+    let classes: Vec<Target> = captured.targets.iter().map(|&t| Target::Class(t)).collect();
+    layers
+        .iter()
+        .map(|&layer| {
+            Ok(Method::FinerCam.capture(model, images.clone(), &classes, layer, Score::Logit)?)
+        })
+        .collect()
 }
 
 /// A capture at each of `layers` (at least one); the first resolves the targets for the rest.

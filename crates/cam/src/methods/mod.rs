@@ -27,7 +27,10 @@ use std::str::FromStr;
 use burn::prelude::*;
 use model::SplitModel;
 
-use crate::Capture;
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::{Capture, CaptureError, FINER_ALPHA, Score, Target, capture_finer, capture_scored};
 
 /// A CAM method, by the name the command line uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,10 +48,11 @@ pub enum Method {
     Fem,
     RandomCam,
     KpcaCam,
+    FinerCam,
 }
 
 impl Method {
-    pub const ALL: [Method; 13] = [
+    pub const ALL: [Method; 14] = [
         Method::GradCam,
         Method::GradCamPlusPlus,
         Method::XGradCam,
@@ -62,6 +66,7 @@ impl Method {
         Method::Fem,
         Method::RandomCam,
         Method::KpcaCam,
+        Method::FinerCam,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +84,7 @@ impl Method {
             Method::Fem => "fem",
             Method::RandomCam => "randomcam",
             Method::KpcaCam => "kpcacam",
+            Method::FinerCam => "finercam",
         }
     }
 
@@ -94,6 +100,27 @@ impl Method {
                 | Method::RandomCam
                 | Method::KpcaCam
         )
+    }
+
+    /// The capture this method's map is made of: Finer-CAM's gradients are of its own
+    /// comparison score; every other method takes `capture_scored`'s.
+    pub fn capture<B, M>(
+        self,
+        model: &M,
+        images: Tensor<B::InnerBackend, 4>,
+        targets: &[Target],
+        layer: usize,
+        score: Score,
+    ) -> Result<Capture<B::InnerBackend>, CaptureError>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B> + SplitModel<B>,
+        M::InnerModule: SplitModel<B::InnerBackend>,
+    {
+        match self {
+            Method::FinerCam => capture_finer(model, images, targets, layer, FINER_ALPHA),
+            _ => capture_scored(model, images, targets, layer, score),
+        }
     }
 
     /// The method's name as its paper writes it, for titles.
@@ -112,6 +139,7 @@ impl Method {
             Method::Fem => "FEM",
             Method::RandomCam => "RandomCAM",
             Method::KpcaCam => "KPCA-CAM",
+            Method::FinerCam => "Finer-CAM",
         }
     }
 
@@ -162,7 +190,8 @@ impl Method {
     ) -> Tensor<B, 4> {
         let (a, g) = (capture.activations.clone(), capture.gradients.clone());
         match self {
-            Method::GradCam => grad_cam_contributions(a, g),
+            // Finer-CAM is Grad-CAM of `capture_finer`'s capture (see `Method::capture`).
+            Method::GradCam | Method::FinerCam => grad_cam_contributions(a, g),
             Method::GradCamPlusPlus => grad_cam_plus_plus(a, g),
             Method::XGradCam => xgrad_cam(a, g),
             Method::HiResCam | Method::EigenGradCam => hires_cam(a, g),
