@@ -26,6 +26,7 @@ from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget, ClassifierOutputTarget
 
 import torchvision
+from torchcam.methods import CAM as TorchcamCAM
 
 from torch_models import CifarResNet, EfficientNetLite, ResNet, TutorialCnn, Vgg
 
@@ -54,6 +55,16 @@ METHODS = {
     "eigengradcam": EigenGradCAM, "scorecam": ScoreCAM, "ablationcam": AblationCAM,
     "fem": FEM, "randomcam": RandomCAM, "kpcacam": KPCA_CAM,
 }
+
+
+def torchcam_cam(model, layer, fc, images, targets):
+    """torch-cam's CAM (the classifier's weights over the pooled layer), at the layer's
+    resolution, min-max normalised without a ReLU, as torch-cam returns it."""
+    with TorchcamCAM(model, target_layer=layer, fc_layer=fc, input_shape=tuple(images.shape[1:])) as extractor:
+        with torch.no_grad():
+            scores = model(images)
+        maps = extractor(class_idx=list(targets), scores=scores)[0]
+    return [round(v, 6) for v in short(maps)]
 
 
 def kpca_in_float64(model, layer, images, targets):
@@ -128,7 +139,7 @@ def layer_cams(model, images, targets, layers):
     return out
 
 
-def fixture(name, model, architecture, size, targets, all_methods=False, layers=None, reshape=None):
+def fixture(name, model, architecture, size, targets, all_methods=False, layers=None, reshape=None, fc=None):
     settle_batch_norm(model, size)
     # Two decimals keep the fixture small; the input is exact either way.
     images = torch.round(torch.randn(len(targets), 3, *size) * 100) / 100
@@ -139,6 +150,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
     methods, smoothed, augmented, road, guided_maps, draws, float64, finer = {}, {}, {}, {}, None, [], {}, []
     layer_maps = layer_cams(model, images, targets, layers(model)) if layers else {}
+    class_activation = torchcam_cam(model, layer, fc, images, targets) if fc else []
     if all_methods:
         # ROAD's imputation without noise, MoRF at the 50th percentile of the first Grad-CAM map.
         imputer = RemoveMostRelevantFirst(50, NoisyLinearImputer(noise=0))
@@ -186,6 +198,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
         "random_weights": [float(v) for d in draws for v in d.flatten()],
         "float64": float64,
         "finer": finer,
+        "torchcam_cam": class_activation,
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 
@@ -303,6 +316,7 @@ def torchvision_fixtures():
             {"name": "mobilenet_v2", "width_mult": 0.1, "last_channels": 48},
             (64, 64),
             [4, 1],
+            fc="classifier.1",
         )
     def mobilenet_v3():
         torch.manual_seed(4)
@@ -355,6 +369,7 @@ def torchvision_fixtures():
             {"name": "densenet", **config},
             (64, 64),
             [2, 4],
+            fc="classifier",
         )
     return {"mobilenet_v2_small": mobilenet_v2, "mobilenet_v3_small": mobilenet_v3, "densenet_small": densenet, "convnext_small": convnext, "vit_small": vit, "swin_small": swin}
 
@@ -374,6 +389,7 @@ def main(names):
         (12, 12),
         [4, 1, 0],
         all_methods=True,
+        fc="linear",
         layers=lambda m: {"layer2": [m.layer2], "layer1,layer3": [m.layer1, m.layer3]},
     )
     fixture(
@@ -390,6 +406,7 @@ def main(names):
         {"name": "efficientnet_lite", "channel_divisor": 16},
         (64, 64),
         [5, 0],
+        fc="_fc",
     )
     for depth in (18, 50):
         fixture(
@@ -398,6 +415,7 @@ def main(names):
             {"name": "resnet", "depth": depth, "width": 2},
             (64, 64),
             [3, 1],
+            fc="fc",
         )
     for name, depth, bn in (("vgg19_small", 19, False), ("vgg11_bn_small", 11, True)):
         fixture(

@@ -333,6 +333,54 @@ fn every_method_matches_pytorch_grad_cam() {
     }
 }
 
+/// Plain CAM against torch-cam's, where the fixture's network has a pooling + Linear head.
+fn check_class_activation(name: &str) {
+    let (fixture, model) = load(name);
+    let images = fixture_images(&fixture);
+    let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
+    let inference = model.valid();
+    let layer = model.last_layer();
+    Method::Cam.applies_to(&inference, layer).unwrap();
+    let captured =
+        capture_without_gradients(&inference, images.clone(), &targets, layer, Score::Logit)
+            .unwrap();
+    let raw = Method::Cam.map(&inference, images, &captured, 3);
+    let [_, mh, mw] = raw.dims();
+    let raw = raw.into_data().to_vec::<f32>().unwrap();
+    // torch-cam's normalisation: (m − min) / (max − min + 1e-8), no ReLU.
+    let ours: Vec<f32> = raw
+        .chunks(mh * mw)
+        .flat_map(|map| {
+            let min = map.iter().copied().fold(f32::INFINITY, f32::min);
+            let max = map.iter().copied().fold(f32::NEG_INFINITY, f32::max) - min;
+            map.iter()
+                .map(move |v| (v - min) / (max + 1e-8))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let worst = max_difference(&ours, &fixture.torchcam_cam);
+    eprintln!("{name} cam: max |ours − torch-cam| = {worst:.2e}");
+    assert!(worst <= 1e-5, "{name} cam: max abs difference {worst}");
+}
+
+#[test]
+fn class_activation_maps_match_torch_cam() {
+    for name in [
+        "cifar_resnet8_w4",
+        "resnet18_small",
+        "resnet50_small",
+        "efficientnet_lite_d16",
+        "mobilenet_v2_small",
+        "densenet_small",
+    ] {
+        check_class_activation(name);
+    }
+    // A head with hidden layers has no class weights: refused, by name.
+    let (_, vgg) = load("vgg11_bn_small");
+    let why = Method::Cam.applies_to(&vgg, vgg.last_layer()).unwrap_err();
+    assert!(why.contains("global average pooling"), "{why}");
+}
+
 /// Finer-CAM: Grad-CAM of each image's top class against its three nearest classes.
 fn check_finer(name: &str) {
     let (fixture, model) = load(name);

@@ -55,6 +55,10 @@ pub struct Fixture {
     /// pytorch-grad-cam's Finer-CAM maps, each image's top class against its three nearest.
     #[serde(default)]
     pub finer: Vec<f32>,
+    /// torch-cam's CAM at the layer's resolution, min-max normalised without a ReLU, for the
+    /// networks it applies to.
+    #[serde(default)]
+    pub torchcam_cam: Vec<f32>,
 }
 
 #[derive(Deserialize)]

@@ -58,7 +58,12 @@ impl OnBackend for Bench {
         );
         let targets = vec![Target::Predicted; self.batch];
         let inference = model.valid();
+        let last = inference.last_layer();
         for method in Method::ALL {
+            if let Err(why) = method.applies_to(&inference, last) {
+                eprintln!("burn {method}: skipped, {why}");
+                continue;
+            }
             let run = || {
                 let layer = inference.last_layer();
                 let captured = match method.uses_gradients() {

@@ -81,9 +81,35 @@ fn run(args: Args) -> Result<()> {
     })?
 }
 
+/// The methods that can explain `model` at `layers`. One the user named that cannot is an
+/// error saying why; under `--method all` it is left out with a note.
+fn applicable<B: Backend, M: SplitModel<B>>(
+    methods: Vec<Method>,
+    model: &M,
+    layers: &[usize],
+    all: bool,
+) -> Result<Vec<Method>> {
+    let mut kept = Vec::with_capacity(methods.len());
+    for method in methods {
+        match layers.iter().try_for_each(|&l| method.applies_to(model, l)) {
+            Ok(()) => kept.push(method),
+            Err(why) if all => eprintln!("note: --method all leaves {method} out: {why}"),
+            Err(why) => bail!("--method {method}: {why}"),
+        }
+    }
+    Ok(kept)
+}
+
 struct Job<'a> {
     args: &'a Args,
     source: ModelSource,
+}
+
+impl Job<'_> {
+    /// Whether `--method` included `all` (which expands to every method at parsing).
+    fn all_methods(&self) -> bool {
+        self.args.method.iter().any(|group| group.len() > 1)
+    }
 }
 
 impl OnBackend for Job<'_> {
@@ -99,6 +125,7 @@ impl OnBackend for Job<'_> {
         let (items, layout) = self.items(&subject)?;
         let mut methods: Vec<Method> = self.args.method.iter().flatten().copied().collect();
         methods.dedup();
+        let methods = applicable(methods, &subject.model, &layers, self.all_methods())?;
         let out = self
             .args
             .out

@@ -294,6 +294,10 @@ impl<B: Kernels> SplitModel<B> for DenseNet<B> {
         global_average_pool(burn::tensor::activation::relu(activations))
     }
 
+    fn class_weights(&self) -> Option<Tensor<B, 2>> {
+        Some(self.classifier.weight.val().transpose())
+    }
+
     fn head_from_embedding<R: Rectifier<B>>(&self, pooled: Tensor<B, 2>, _: &R) -> Tensor<B, 2> {
         kernels::linear(&self.classifier, pooled)
     }

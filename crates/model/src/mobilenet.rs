@@ -267,6 +267,10 @@ impl<B: Kernels> SplitModel<B> for MobileNetV2<B> {
 
     /// torchvision's `classifier.0` is a dropout, the identity at inference (and not applied
     /// in training here).
+    fn class_weights(&self) -> Option<Tensor<B, 2>> {
+        Some(self.classifier.weight.val().transpose())
+    }
+
     fn head_from_embedding<R: Rectifier<B>>(&self, pooled: Tensor<B, 2>, _: &R) -> Tensor<B, 2> {
         kernels::linear(&self.classifier, pooled)
     }

@@ -72,6 +72,10 @@ impl<B: Kernels> SplitModel<B> for Network<B> {
         dispatch!(self, m => m.cam_view(index, output))
     }
 
+    fn class_weights(&self) -> Option<Tensor<B, 2>> {
+        dispatch!(self, m => m.class_weights())
+    }
+
     fn head_from_embedding<R: Rectifier<B>>(
         &self,
         embedding: Tensor<B, 2>,

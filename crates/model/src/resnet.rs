@@ -254,6 +254,10 @@ impl<B: Kernels> SplitModel<B> for ResNet<B> {
         global_average_pool(activations)
     }
 
+    fn class_weights(&self) -> Option<Tensor<B, 2>> {
+        Some(self.fc.weight.val().transpose())
+    }
+
     fn head_from_embedding<R: Rectifier<B>>(&self, pooled: Tensor<B, 2>, _: &R) -> Tensor<B, 2> {
         kernels::linear(&self.fc, pooled)
     }

@@ -128,6 +128,13 @@ pub trait SplitModel<B: Backend> {
         output
     }
 
+    /// The classifier's weights `[outputs, channels]` when the head is global average pooling
+    /// then one Linear layer on the last layer's channels — the networks plain CAM (Zhou et
+    /// al. 2016) explains; `None` for any other head.
+    fn class_weights(&self) -> Option<Tensor<B, 2>> {
+        None
+    }
+
     /// Index of the last layer, where `features` ends.
     fn last_layer(&self) -> usize {
         self.layer_names().len() - 1

@@ -2,6 +2,7 @@
 //! or, for the gradient-free ones, of A and the model's scores — returning the raw map
 //! `[batch, h, w]` before ReLU and normalisation, which `postprocess` shares.
 
+mod class_activation;
 mod eigen;
 mod grad_cam;
 mod gradient;
@@ -10,6 +11,7 @@ mod perturbation;
 mod random;
 mod statistics;
 
+pub use class_activation::{cam_applies, class_activation};
 pub use eigen::{eigen_cam, eigen_grad_cam, first_component_map};
 pub use grad_cam::{grad_cam, grad_cam_contributions, grad_cam_weights};
 pub use gradient::{
@@ -49,10 +51,11 @@ pub enum Method {
     RandomCam,
     KpcaCam,
     FinerCam,
+    Cam,
 }
 
 impl Method {
-    pub const ALL: [Method; 14] = [
+    pub const ALL: [Method; 15] = [
         Method::GradCam,
         Method::GradCamPlusPlus,
         Method::XGradCam,
@@ -67,6 +70,7 @@ impl Method {
         Method::RandomCam,
         Method::KpcaCam,
         Method::FinerCam,
+        Method::Cam,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,6 +89,7 @@ impl Method {
             Method::RandomCam => "randomcam",
             Method::KpcaCam => "kpcacam",
             Method::FinerCam => "finercam",
+            Method::Cam => "cam",
         }
     }
 
@@ -99,7 +104,21 @@ impl Method {
                 | Method::Fem
                 | Method::RandomCam
                 | Method::KpcaCam
+                | Method::Cam
         )
+    }
+
+    /// Why the method cannot explain `model` at `layer`, if it cannot (only CAM has a
+    /// condition: a pooling + Linear head, at the last layer).
+    pub fn applies_to<B: Backend, M: SplitModel<B>>(
+        self,
+        model: &M,
+        layer: usize,
+    ) -> Result<(), String> {
+        match self {
+            Method::Cam => cam_applies(model, layer),
+            _ => Ok(()),
+        }
     }
 
     /// The capture this method's map is made of: Finer-CAM's gradients are of its own
@@ -140,6 +159,7 @@ impl Method {
             Method::RandomCam => "RandomCAM",
             Method::KpcaCam => "KPCA-CAM",
             Method::FinerCam => "Finer-CAM",
+            Method::Cam => "CAM",
         }
     }
 
@@ -198,6 +218,7 @@ impl Method {
             Method::LayerCam => layer_cam(a, g),
             Method::GradCamElementWise => grad_cam_element_wise(a, g),
             Method::EigenCam | Method::KpcaCam => a,
+            Method::Cam => class_activation(model, a, &capture.targets),
             Method::ScoreCam => score_cam(model, images, a, capture, chunk),
             Method::AblationCam => ablation_cam(model, a, capture, chunk),
             Method::Fem => fem(a, FEM_SIGMAS),
