@@ -9,7 +9,7 @@ use burn::prelude::*;
 use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 
-use crate::transfer::{fresh_linear, trainable};
+use crate::transfer::{blocks_trained_from, fresh_linear, trainable};
 use crate::{InputShape, Rectifier, SplitModel, conv_batch_norm, global_average_pool};
 
 /// One row of the block table: `repeats` blocks, the first with `stride`.
@@ -198,11 +198,10 @@ impl<B: Backend> EfficientNetLite<B> {
     /// Layer 0 is the stem, layers 1 to 16 the blocks, 17 the head convolution.
     pub(crate) fn trained_from(self, first: usize) -> Self {
         let head = self.blocks.len() + 1 >= first;
-        let blocks = self.blocks.into_iter().enumerate();
         Self {
             stem: trainable(self.stem, first == 0),
             stem_bn: trainable(self.stem_bn, first == 0),
-            blocks: blocks.map(|(i, b)| trainable(b, i + 1 >= first)).collect(),
+            blocks: blocks_trained_from(self.blocks, first),
             head: trainable(self.head, head),
             head_bn: trainable(self.head_bn, head),
             fc: trainable(self.fc, true),

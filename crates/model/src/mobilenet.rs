@@ -11,7 +11,7 @@ use burn::prelude::*;
 use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 
-use crate::transfer::{fresh_linear, trainable};
+use crate::transfer::{blocks_trained_from, fresh_linear, trainable};
 use crate::{InputShape, Rectifier, SplitModel, conv_batch_norm, global_average_pool};
 
 /// torchvision's inverted residual setting: expansion, output channels, repeats, first stride.
@@ -223,10 +223,9 @@ impl<B: Backend> MobileNetV2<B> {
     /// Layer 0 is the stem, layers 1 to 17 the blocks, 18 the last convolution.
     pub(crate) fn trained_from(self, first: usize) -> Self {
         let head = self.blocks.len() + 1 >= first;
-        let blocks = self.blocks.into_iter().enumerate();
         Self {
             stem: trainable(self.stem, first == 0),
-            blocks: blocks.map(|(i, b)| trainable(b, i + 1 >= first)).collect(),
+            blocks: blocks_trained_from(self.blocks, first),
             head: trainable(self.head, head),
             classifier: trainable(self.classifier, true),
             channels: self.channels,

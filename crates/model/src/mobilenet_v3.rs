@@ -13,7 +13,7 @@ use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 
 use crate::mobilenet::{ConvBn, make_divisible};
-use crate::transfer::{fresh_linear, trainable};
+use crate::transfer::{blocks_trained_from, fresh_linear, trainable};
 use crate::{InputShape, Rectifier, SplitModel, global_average_pool};
 
 /// torchvision's large setting: input, kernel, expanded and output channels, squeeze-and-
@@ -236,10 +236,9 @@ impl<B: Backend> MobileNetV3<B> {
     /// Layer 0 is the stem, layers 1 to 15 the blocks, 16 the last convolution.
     pub(crate) fn trained_from(self, first: usize) -> Self {
         let head = self.blocks.len() + 1 >= first;
-        let blocks = self.blocks.into_iter().enumerate();
         Self {
             stem: trainable(self.stem, first == 0),
-            blocks: blocks.map(|(i, b)| trainable(b, i + 1 >= first)).collect(),
+            blocks: blocks_trained_from(self.blocks, first),
             head: trainable(self.head, head),
             hidden: trainable(self.hidden, true),
             classifier: trainable(self.classifier, true),

@@ -119,6 +119,16 @@ pub(crate) fn trainable<B: Backend, M: Module<B>>(module: M, train: bool) -> M {
     })
 }
 
+/// Blocks that are layers 1, 2, … of their network (its stem being layer 0), each trained
+/// when its layer is `first` or after.
+pub(crate) fn blocks_trained_from<B: Backend, M: Module<B>>(
+    blocks: Vec<M>,
+    first: usize,
+) -> Vec<M> {
+    let blocks = blocks.into_iter().enumerate();
+    blocks.map(|(i, b)| trainable(b, i + 1 >= first)).collect()
+}
+
 /// Freezes the parameters of every BatchNorm layer.
 #[derive(Default)]
 struct FreezeBatchNorm {
