@@ -8,7 +8,7 @@ import time
 
 import torch
 import torchvision
-from torchcam.methods import CAM as TorchcamCAM
+from torchcam.methods import CAM as TorchcamCAM, ISCAM as TorchcamISCAM
 from pytorch_grad_cam import (FEM, KPCA_CAM, FinerCAM, AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
                               GradCAMPlusPlus, HiResCAM, LayerCAM, RandomCAM, ScoreCAM, XGradCAM)
 
@@ -17,16 +17,17 @@ METHODS = {
     "layercam": LayerCAM, "gradcam-elementwise": GradCAMElementWise, "eigencam": EigenCAM,
     "eigengradcam": EigenGradCAM, "scorecam": ScoreCAM, "ablationcam": AblationCAM,
     "fem": FEM, "randomcam": RandomCAM, "kpcacam": KPCA_CAM, "finercam": FinerCAM,
-    "cam": lambda model, target_layers: TorchCam(model, target_layers[0]),
+    "cam": lambda model, target_layers: TorchCam(TorchcamCAM, model, target_layers[0]),
+    "iscam": lambda model, target_layers: TorchCam(TorchcamISCAM, model, target_layers[0]),
 }
 
 
 class TorchCam:
-    """torch-cam's CAM behind pytorch-grad-cam's calling convention: each image's top class,
+    """A torch-cam method behind pytorch-grad-cam's calling convention: each image's top class,
     maps at the layer's resolution (as the workspace's raw maps are timed)."""
-    def __init__(self, model, layer):
+    def __init__(self, method, model, layer):
         self.model = model
-        self.extractor = TorchcamCAM(model, target_layer=layer)
+        self.extractor = method(model, target_layer=layer)
 
     def __enter__(self):
         return self

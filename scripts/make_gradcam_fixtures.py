@@ -26,7 +26,7 @@ from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget, ClassifierOutputTarget
 
 import torchvision
-from torchcam.methods import CAM as TorchcamCAM
+from torchcam.methods import CAM as TorchcamCAM, ISCAM as TorchcamISCAM
 
 from torch_models import CifarResNet, EfficientNetLite, ResNet, TutorialCnn, Vgg
 
@@ -61,6 +61,16 @@ def torchcam_cam(model, layer, fc, images, targets):
     """torch-cam's CAM (the classifier's weights over the pooled layer), at the layer's
     resolution, min-max normalised without a ReLU, as torch-cam returns it."""
     with TorchcamCAM(model, target_layer=layer, fc_layer=fc, input_shape=tuple(images.shape[1:])) as extractor:
+        with torch.no_grad():
+            scores = model(images)
+        maps = extractor(class_idx=list(targets), scores=scores)[0]
+    return [round(v, 6) for v in short(maps)]
+
+
+def torchcam_maps(method, model, layer, images, targets):
+    """A torch-cam method's maps at the layer's resolution, as it returns them (ReLU, then
+    min-max normalised)."""
+    with method(model, target_layer=layer, input_shape=tuple(images.shape[1:])) as extractor:
         with torch.no_grad():
             scores = model(images)
         maps = extractor(class_idx=list(targets), scores=scores)[0]
@@ -149,6 +159,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
     with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
     methods, smoothed, augmented, road, guided_maps, draws, float64, finer = {}, {}, {}, {}, None, [], {}, []
+    torchcam = {}
     layer_maps = layer_cams(model, images, targets, layers(model)) if layers else {}
     class_activation = torchcam_cam(model, layer, fc, images, targets) if fc else []
     if all_methods:
@@ -173,6 +184,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
         # Finer-CAM builds its comparison targets only when given none: each image's top class.
         with FinerCAM(model=model, target_layers=[layer]) as explainer:
             finer = [round(v, 6) for v in short(explainer(input_tensor=images, targets=None))]
+        torchcam["iscam"] = torchcam_maps(TorchcamISCAM, model, layer, images, targets)
         # Last: GuidedBackpropReLUModel puts back new ReLU modules, which the hooks above would miss.
         guided_maps = guided(model, images, targets, maps)
     state = {
@@ -199,6 +211,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
         "float64": float64,
         "finer": finer,
         "torchcam_cam": class_activation,
+        "torchcam": torchcam,
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 

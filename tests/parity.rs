@@ -381,6 +381,48 @@ fn class_activation_maps_match_torch_cam() {
     assert!(why.contains("global average pooling"), "{why}");
 }
 
+/// torch-cam's methods: its maps are rectified, then min-max normalised (ε 1e-8), at the
+/// layer's resolution.
+fn check_torchcam(name: &str) {
+    let (fixture, model) = load(name);
+    let images = fixture_images(&fixture);
+    let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
+    let inference = model.valid();
+    let layer = model.last_layer();
+    let captured =
+        capture_without_gradients(&inference, images.clone(), &targets, layer, Score::Logit)
+            .unwrap();
+    assert!(!fixture.torchcam.is_empty(), "{name} has no torch-cam maps");
+    for (method_name, theirs) in &fixture.torchcam {
+        let method: Method = method_name.parse().unwrap();
+        let raw = method.map(&inference, images.clone(), &captured, 3);
+        let [_, mh, mw] = raw.dims();
+        let raw = raw.into_data().to_vec::<f32>().unwrap();
+        let ours: Vec<f32> = raw
+            .chunks(mh * mw)
+            .flat_map(|map| {
+                let map: Vec<f32> = map.iter().map(|v| v.max(0.0)).collect();
+                let min = map.iter().copied().fold(f32::INFINITY, f32::min);
+                let max = map.iter().copied().fold(f32::NEG_INFINITY, f32::max) - min;
+                map.into_iter().map(move |v| (v - min) / (max + 1e-8))
+            })
+            .collect();
+        let worst = max_difference(&ours, theirs);
+        eprintln!("{name} {method_name}: max |ours − torch-cam| = {worst:.2e}");
+        assert!(
+            worst <= 1e-4,
+            "{name} {method_name}: max abs difference {worst}"
+        );
+    }
+}
+
+#[test]
+fn torch_cam_methods_match_torch_cam() {
+    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+        check_torchcam(name);
+    }
+}
+
 /// Finer-CAM: Grad-CAM of each image's top class against its three nearest classes.
 fn check_finer(name: &str) {
     let (fixture, model) = load(name);

@@ -59,6 +59,10 @@ pub struct Fixture {
     /// networks it applies to.
     #[serde(default)]
     pub torchcam_cam: Vec<f32>,
+    /// torch-cam's maps of other methods (`--method` names), rectified and min-max normalised
+    /// at the layer's resolution, for the fixtures with every method.
+    #[serde(default)]
+    pub torchcam: BTreeMap<String, Vec<f32>>,
 }
 
 #[derive(Deserialize)]

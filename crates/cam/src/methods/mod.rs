@@ -6,6 +6,7 @@ mod class_activation;
 mod eigen;
 mod grad_cam;
 mod gradient;
+mod integrated;
 mod kernel_pca;
 mod perturbation;
 mod random;
@@ -18,6 +19,7 @@ pub use gradient::{
     channel_sum, grad_cam_element_wise, grad_cam_plus_plus, hires_cam, layer_cam, weighted,
     xgrad_cam,
 };
+pub use integrated::{IS_CAM_SAMPLES, integrated_score_cam};
 pub use kernel_pca::kernel_pca_map;
 pub use perturbation::{ablation_cam, score_cam};
 pub use random::{RANDOM_CAM_SEED, random_cam, random_weights};
@@ -52,10 +54,11 @@ pub enum Method {
     KpcaCam,
     FinerCam,
     Cam,
+    IsCam,
 }
 
 impl Method {
-    pub const ALL: [Method; 15] = [
+    pub const ALL: [Method; 16] = [
         Method::GradCam,
         Method::GradCamPlusPlus,
         Method::XGradCam,
@@ -71,6 +74,7 @@ impl Method {
         Method::KpcaCam,
         Method::FinerCam,
         Method::Cam,
+        Method::IsCam,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +94,7 @@ impl Method {
             Method::KpcaCam => "kpcacam",
             Method::FinerCam => "finercam",
             Method::Cam => "cam",
+            Method::IsCam => "iscam",
         }
     }
 
@@ -105,6 +110,7 @@ impl Method {
                 | Method::RandomCam
                 | Method::KpcaCam
                 | Method::Cam
+                | Method::IsCam
         )
     }
 
@@ -160,6 +166,7 @@ impl Method {
             Method::KpcaCam => "KPCA-CAM",
             Method::FinerCam => "Finer-CAM",
             Method::Cam => "CAM",
+            Method::IsCam => "IS-CAM",
         }
     }
 
@@ -219,6 +226,7 @@ impl Method {
             Method::GradCamElementWise => grad_cam_element_wise(a, g),
             Method::EigenCam | Method::KpcaCam => a,
             Method::Cam => class_activation(model, a, &capture.targets),
+            Method::IsCam => integrated_score_cam(model, images, a, capture, IS_CAM_SAMPLES, chunk),
             Method::ScoreCam => score_cam(model, images, a, capture, chunk),
             Method::AblationCam => ablation_cam(model, a, capture, chunk),
             Method::Fem => fem(a, FEM_SIGMAS),
