@@ -51,7 +51,7 @@ for name, cls in METHODS.items():
     with cls(model=model, target_layers=[layer]) as cam:
         cam(input_tensor=images, targets=None)  # warm-up
         times = []
-        for _ in range(1 if name == "scorecam" else repeats):
+        for _ in range(1 if name in ("scorecam", "iscam") else repeats):
             start = time.perf_counter()
             cam(input_tensor=images, targets=None)  # returns NumPy maps: synchronises the GPU
             times.append(1000 * (time.perf_counter() - start) / batch)
