@@ -8,7 +8,7 @@ import time
 
 import torch
 import torchvision
-from torchcam.methods import CAM as TorchcamCAM, ISCAM as TorchcamISCAM
+from torchcam.methods import CAM as TorchcamCAM, ISCAM as TorchcamISCAM, SSCAM as TorchcamSSCAM
 from pytorch_grad_cam import (FEM, KPCA_CAM, FinerCAM, AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
                               GradCAMPlusPlus, HiResCAM, LayerCAM, RandomCAM, ScoreCAM, XGradCAM)
 
@@ -19,6 +19,7 @@ METHODS = {
     "fem": FEM, "randomcam": RandomCAM, "kpcacam": KPCA_CAM, "finercam": FinerCAM,
     "cam": lambda model, target_layers: TorchCam(TorchcamCAM, model, target_layers[0]),
     "iscam": lambda model, target_layers: TorchCam(TorchcamISCAM, model, target_layers[0]),
+    "sscam": lambda model, target_layers: TorchCam(TorchcamSSCAM, model, target_layers[0]),
 }
 
 
@@ -51,7 +52,7 @@ for name, cls in METHODS.items():
     with cls(model=model, target_layers=[layer]) as cam:
         cam(input_tensor=images, targets=None)  # warm-up
         times = []
-        for _ in range(1 if name in ("scorecam", "iscam") else repeats):
+        for _ in range(1 if name in ("scorecam", "iscam", "sscam") else repeats):
             start = time.perf_counter()
             cam(input_tensor=images, targets=None)  # returns NumPy maps: synchronises the GPU
             times.append(1000 * (time.perf_counter() - start) / batch)

@@ -26,7 +26,7 @@ from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget, ClassifierOutputTarget
 
 import torchvision
-from torchcam.methods import CAM as TorchcamCAM, ISCAM as TorchcamISCAM
+from torchcam.methods import CAM as TorchcamCAM, ISCAM as TorchcamISCAM, SSCAM as TorchcamSSCAM
 
 from torch_models import CifarResNet, EfficientNetLite, ResNet, TutorialCnn, Vgg
 
@@ -75,6 +75,25 @@ def torchcam_maps(method, model, layer, images, targets):
             scores = model(images)
         maps = extractor(class_idx=list(targets), scores=scores)[0]
     return [round(v, 6) for v in short(maps)]
+
+
+def torchcam_sscam(model, layer, images, targets, samples=3):
+    """torch-cam's SS-CAM with `samples` noise draws, and the draws, kept for the fixture."""
+    draws = []
+    # Its draws must not move the random stream the later fixtures are built from.
+    with torch.random.fork_rng(), TorchcamSSCAM(model, target_layer=layer, num_samples=samples,
+                       input_shape=tuple(images.shape[1:])) as extractor:
+        sample = extractor._distrib.sample
+
+        def recording(shape):
+            noise = sample(shape)
+            draws.append(noise)
+            return noise
+        extractor._distrib.sample = recording
+        with torch.no_grad():
+            scores = model(images)
+        maps = extractor(class_idx=list(targets), scores=scores)[0]
+    return [round(v, 6) for v in short(maps)], [float(v) for d in draws for v in d.flatten()]
 
 
 def kpca_in_float64(model, layer, images, targets):
@@ -159,7 +178,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
     with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
     methods, smoothed, augmented, road, guided_maps, draws, float64, finer = {}, {}, {}, {}, None, [], {}, []
-    torchcam = {}
+    torchcam, sscam_noise = {}, []
     layer_maps = layer_cams(model, images, targets, layers(model)) if layers else {}
     class_activation = torchcam_cam(model, layer, fc, images, targets) if fc else []
     if all_methods:
@@ -185,6 +204,8 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
         with FinerCAM(model=model, target_layers=[layer]) as explainer:
             finer = [round(v, 6) for v in short(explainer(input_tensor=images, targets=None))]
         torchcam["iscam"] = torchcam_maps(TorchcamISCAM, model, layer, images, targets)
+        if name != "vgg11_bn_small":  # its noise would make the fixture large
+            torchcam["sscam"], sscam_noise = torchcam_sscam(model, layer, images, targets)
         # Last: GuidedBackpropReLUModel puts back new ReLU modules, which the hooks above would miss.
         guided_maps = guided(model, images, targets, maps)
     state = {
@@ -212,6 +233,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
         "finer": finer,
         "torchcam_cam": class_activation,
         "torchcam": torchcam,
+        "sscam_noise": sscam_noise,
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 

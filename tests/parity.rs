@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use burn::module::AutodiffModule;
 use burn::prelude::*;
-use cam::methods::{channel_sum, random_cam};
+use cam::methods::{channel_sum, random_cam, smoothed_score_cam};
 use cam::postprocess::{Normalization, relu_normalize, upsample};
 use cam::{
     Method, Score, Target, capture, capture_at, capture_scored, capture_without_gradients,
@@ -395,7 +395,25 @@ fn check_torchcam(name: &str) {
     assert!(!fixture.torchcam.is_empty(), "{name} has no torch-cam maps");
     for (method_name, theirs) in &fixture.torchcam {
         let method: Method = method_name.parse().unwrap();
-        let raw = method.map(&inference, images.clone(), &captured, 3);
+        let raw = match method {
+            // SS-CAM gets torch-cam's own noise.
+            Method::SsCam => {
+                let [n, channels, _, _] = captured.activations.dims();
+                let [h, w] = fixture.image_size;
+                let per_draw = n * channels * h * w;
+                let draws = fixture.sscam_noise.len() / per_draw;
+                let noise = |s: usize| {
+                    let values = fixture.sscam_noise[s * per_draw..(s + 1) * per_draw].to_vec();
+                    let data = TensorData::new(values, [n, channels, h, w]);
+                    Tensor::from_data(data, &Default::default())
+                };
+                let a = captured.activations.clone();
+                let map =
+                    smoothed_score_cam(&inference, images.clone(), a, &captured, draws, noise, 3);
+                channel_sum(map)
+            }
+            _ => method.map(&inference, images.clone(), &captured, 3),
+        };
         let [_, mh, mw] = raw.dims();
         let raw = raw.into_data().to_vec::<f32>().unwrap();
         let ours: Vec<f32> = raw
@@ -420,6 +438,25 @@ fn check_torchcam(name: &str) {
 fn torch_cam_methods_match_torch_cam() {
     for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
         check_torchcam(name);
+    }
+}
+
+#[test]
+fn seeded_methods_repeat() {
+    let (fixture, model) = load("tutorial_cnn_tiny");
+    let images = fixture_images(&fixture);
+    let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
+    let inference = model.valid();
+    let layer = model.last_layer();
+    let captured =
+        capture_without_gradients(&inference, images.clone(), &targets, layer, Score::Logit)
+            .unwrap();
+    for method in [Method::SsCam, Method::RandomCam] {
+        let map = || {
+            let raw = method.map(&inference, images.clone(), &captured, 3);
+            raw.into_data().to_vec::<f32>().unwrap()
+        };
+        assert_eq!(map(), map(), "{method}");
     }
 }
 

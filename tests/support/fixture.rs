@@ -63,6 +63,9 @@ pub struct Fixture {
     /// at the layer's resolution, for the fixtures with every method.
     #[serde(default)]
     pub torchcam: BTreeMap<String, Vec<f32>>,
+    /// The Gaussian noise torch-cam's SS-CAM drew, `[draws, n, channels, height, width]`.
+    #[serde(default)]
+    pub sscam_noise: Vec<f32>,
 }
 
 #[derive(Deserialize)]

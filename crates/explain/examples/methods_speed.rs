@@ -82,7 +82,7 @@ impl OnBackend for Bench {
                 maps.into_data().to_vec::<f32>().unwrap().len()
             };
             run(); // warm-up: lazy parameters, and on a GPU the kernels' compilation
-            let slow = matches!(method, Method::ScoreCam | Method::IsCam);
+            let slow = matches!(method, Method::ScoreCam | Method::IsCam | Method::SsCam);
             let mut times: Vec<f64> = (0..if slow { 1 } else { self.repeats })
                 .map(|_| {
                     let start = Instant::now();

@@ -79,8 +79,8 @@ pub struct Args {
     /// CAM method(s), comma-separated, or `all`: gradcam, gradcam++, xgradcam, hirescam,
     /// layercam, gradcam-elementwise, eigencam, eigengradcam, scorecam, ablationcam, fem,
     /// randomcam (a seeded baseline), kpcacam, finercam (the target against its three nearest
-    /// classes), cam (pooling + Linear heads only), iscam. With several, each writes its own
-    /// folder <out>/<method>/.
+    /// classes), cam (pooling + Linear heads only), iscam, sscam (seeded). With several, each
+    /// writes its own folder <out>/<method>/.
     #[arg(long, default_value = "gradcam", value_delimiter = ',', value_parser = parse_method)]
     pub method: Vec<Vec<Method>>,
     /// pytorch-grad-cam's eigen_smooth: the first principal component of the channels'

@@ -19,7 +19,10 @@ pub use gradient::{
     channel_sum, grad_cam_element_wise, grad_cam_plus_plus, hires_cam, layer_cam, weighted,
     xgrad_cam,
 };
-pub use integrated::{IS_CAM_SAMPLES, integrated_score_cam};
+pub use integrated::{
+    IS_CAM_SAMPLES, SS_CAM_SAMPLES, SS_CAM_SEED, SS_CAM_STD, integrated_score_cam, seeded_noise,
+    smoothed_score_cam,
+};
 pub use kernel_pca::kernel_pca_map;
 pub use perturbation::{ablation_cam, score_cam};
 pub use random::{RANDOM_CAM_SEED, random_cam, random_weights};
@@ -55,10 +58,11 @@ pub enum Method {
     FinerCam,
     Cam,
     IsCam,
+    SsCam,
 }
 
 impl Method {
-    pub const ALL: [Method; 16] = [
+    pub const ALL: [Method; 17] = [
         Method::GradCam,
         Method::GradCamPlusPlus,
         Method::XGradCam,
@@ -75,6 +79,7 @@ impl Method {
         Method::FinerCam,
         Method::Cam,
         Method::IsCam,
+        Method::SsCam,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +100,7 @@ impl Method {
             Method::FinerCam => "finercam",
             Method::Cam => "cam",
             Method::IsCam => "iscam",
+            Method::SsCam => "sscam",
         }
     }
 
@@ -111,6 +117,7 @@ impl Method {
                 | Method::KpcaCam
                 | Method::Cam
                 | Method::IsCam
+                | Method::SsCam
         )
     }
 
@@ -167,6 +174,7 @@ impl Method {
             Method::FinerCam => "Finer-CAM",
             Method::Cam => "CAM",
             Method::IsCam => "IS-CAM",
+            Method::SsCam => "SS-CAM",
         }
     }
 
@@ -227,6 +235,13 @@ impl Method {
             Method::EigenCam | Method::KpcaCam => a,
             Method::Cam => class_activation(model, a, &capture.targets),
             Method::IsCam => integrated_score_cam(model, images, a, capture, IS_CAM_SAMPLES, chunk),
+            Method::SsCam => {
+                let [batch, channels, _, _] = a.dims();
+                let [_, _, height, width] = images.dims();
+                let shape = [batch, channels, height, width];
+                let noise = seeded_noise::<B>(shape, SS_CAM_STD, SS_CAM_SEED, a.device());
+                smoothed_score_cam(model, images, a, capture, SS_CAM_SAMPLES, noise, chunk)
+            }
             Method::ScoreCam => score_cam(model, images, a, capture, chunk),
             Method::AblationCam => ablation_cam(model, a, capture, chunk),
             Method::Fem => fem(a, FEM_SIGMAS),
