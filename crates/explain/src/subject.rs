@@ -28,8 +28,15 @@ pub enum ModelSource {
 }
 
 pub enum Origin {
-    Run { run: RunDir, config: TrainConfig },
-    Pretrained { architecture: String, file: PathBuf },
+    // Boxed: a config holds every architecture's settings, the other variant two names.
+    Run {
+        run: RunDir,
+        config: Box<TrainConfig>,
+    },
+    Pretrained {
+        architecture: String,
+        file: PathBuf,
+    },
 }
 
 pub struct Subject<B: Backend> {
@@ -63,7 +70,10 @@ impl ModelSource {
                     class_names: run.class_names()?,
                     image_size: config.data.image_size,
                     normalization: config.normalization(),
-                    origin: Origin::Run { run, config },
+                    origin: Origin::Run {
+                        run,
+                        config: Box::new(config),
+                    },
                 })
             }
             ModelSource::Pretrained {

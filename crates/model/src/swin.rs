@@ -77,7 +77,7 @@ impl SwinConfig {
         }
         for (stage, &heads) in self.num_heads.iter().enumerate() {
             let dim = self.embed_dim << stage;
-            if heads == 0 || dim % heads != 0 {
+            if heads == 0 || !dim.is_multiple_of(heads) {
                 return Err(format!(
                     "swin stage {stage} has {dim} channels, not a multiple of its {heads} heads"
                 ));
@@ -182,9 +182,7 @@ fn relative_position_index(window: usize) -> Vec<i64> {
 /// that is not shifted is one region.
 fn shift_mask(height: usize, width: usize, window: usize, shift: [usize; 2]) -> Vec<f32> {
     let region = |x: usize, size: usize, shift: usize| {
-        if shift == 0 {
-            0
-        } else if x < size - window {
+        if shift == 0 || x < size - window {
             0
         } else if x < size - shift {
             1

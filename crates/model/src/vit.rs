@@ -94,13 +94,13 @@ impl VitConfig {
         if positive.contains(&0) {
             return Err("vit sizes must be positive".into());
         }
-        if self.image_size % self.patch_size != 0 || self.image_size < self.patch_size {
+        if !self.image_size.is_multiple_of(self.patch_size) || self.image_size < self.patch_size {
             return Err(format!(
                 "vit image_size {} must be a multiple of patch_size {}",
                 self.image_size, self.patch_size
             ));
         }
-        if self.hidden_dim % self.num_heads != 0 {
+        if !self.hidden_dim.is_multiple_of(self.num_heads) {
             return Err(format!(
                 "vit hidden_dim {} must be a multiple of num_heads {}",
                 self.hidden_dim, self.num_heads
