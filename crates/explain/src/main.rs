@@ -239,6 +239,11 @@ fn resolve_layers<B: Backend, M: SplitModel<B>>(
                 names.join(", ")
             );
         };
+        if names[layer] != *query {
+            // A stage's name stands for its last layer (`layer3` → `layer3.5`, a transformer
+            // block's → its first norm): say which one it was.
+            eprintln!("note: --layer {query} is {}", names[layer]);
+        }
         if !layers.contains(&layer) {
             layers.push(layer);
         }

@@ -497,6 +497,8 @@ fn pretrained_files_go_through_the_same_path() {
     ];
     let out = explain(&fused, dir.path());
     assert_success(&out);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("--layer layer2 is layer2.2"), "{said}");
     let folder = dir.path().join("fused/000_red");
     for figure in ["guided_backprop.jpg", "guided_cam.jpg"] {
         assert_eq!(
