@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 use image::{Rgb, RgbImage};
 
 /// How map values in [0, 1] become colours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Colormap {
     /// OpenCV's `COLORMAP_JET`, the tutorial's and pytorch-grad-cam's: dark blue → blue → cyan
     /// → yellow → red → dark red.

@@ -2,7 +2,8 @@
 //! `height × width` slices of f32, one image at a time.
 
 /// How a map is scaled to [0, 1] after the ReLU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Normalization {
     /// `(x − min) / (max(x − min) + 1e-7)`, as pytorch-grad-cam.
     #[default]

@@ -6,8 +6,6 @@ use std::fs::File;
 use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::{DataError, ImageSet, Progress, Sample};
 
 pub const RECORD_BYTES: usize = 1 + PIXELS * 3;
@@ -196,14 +194,7 @@ fn download(url: &str, path: &Path, progress: &dyn Progress) -> Result<(), DataE
 }
 
 fn verify_sha256(path: &Path, expected: &str) -> Result<(), DataError> {
-    let mut file = File::open(path).map_err(DataError::io(path))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(DataError::io(path))?;
-    let got: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let got = crate::digest::sha256_file(path).map_err(DataError::io(path))?;
     if got != expected {
         let _ = std::fs::remove_file(path);
         return Err(DataError::Checksum {

@@ -7,6 +7,7 @@
 
 mod batch;
 pub mod cifar;
+pub mod digest;
 mod error;
 pub mod folder;
 mod image_set;

@@ -8,6 +8,7 @@ use cam::postprocess::Normalization;
 use clap::Parser;
 use train::{DeviceChoice, Weights};
 
+use crate::shard::Shard;
 use crate::source::Split;
 
 /// Show where a trained run, or a pretrained PyTorch model, looks (Grad-CAM).
@@ -19,6 +20,7 @@ use crate::source::Split;
 #[derive(Parser, Debug)]
 #[command(
     version,
+    args_conflicts_with_subcommands = true,
     after_help = "Examples:
   explain                                    # latest run under runs/, 8 held-out images
   explain --run runs/cats_dogs-001 --split val --limit all
@@ -26,9 +28,13 @@ use crate::source::Split;
   explain --accuracy                         # held-out accuracy per class
   explain --arch vgg19 --weights vgg19-dcbb9e9d.pth --image elephant.jpeg
   explain --arch resnet50 --weights resnet50.pth --image cat.jpg --layer layer3,layer4 --guided
-  explain --arch resnet20 --weights resnet20.th --data-dir cifar10-jpeg/train --accuracy"
+  explain --arch resnet20 --weights resnet20.th --data-dir cifar10-jpeg/train --accuracy
+  explain --run runs/cifar-001 --limit all --shard 0/4 --out shards/0   # one of four shares
+  explain merge explained shards/0 shards/1 shards/2 shards/3"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Run folder written by `train` [default: the run under runs/ with the newest checkpoint].
     #[arg(long)]
     pub run: Option<PathBuf>,
@@ -154,6 +160,38 @@ pub struct Args {
     /// faster, maps off by up to a few 1e-3). The CPU always computes in f32.
     #[arg(long, default_value = "f32")]
     pub precision: kernels::Precision,
+    /// Explain only share I of N (from 0) of the images, whole batches each, for array jobs
+    /// (`--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`, Kubernetes'
+    /// `$JOB_COMPLETION_INDEX/N`) or processes side by side; `explain merge` puts the shares'
+    /// folders together. Output: --out, or shard-I-of-N under the default folder.
+    #[arg(long, conflicts_with = "accuracy")]
+    pub shard: Option<Shard>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Put the folders of `explain --shard I/N` runs together into OUT: figures, summaries,
+    /// galleries, grid and evaluation table, as one run over all the images would write them.
+    /// Shards of another job (model, weights, options or N) and missing or repeated shards are
+    /// refused by name.
+    Merge {
+        /// Where the merged output goes (not one of the shards' folders).
+        out: PathBuf,
+        /// The shards' output folders, in any order.
+        #[arg(required = true, num_args = 1..)]
+        shards: Vec<PathBuf>,
+    },
+}
+
+impl Args {
+    /// How every map becomes a picture.
+    pub fn style(&self) -> crate::output::Style {
+        crate::output::Style {
+            normalization: self.normalize,
+            colormap: self.colormap,
+            alpha: self.alpha,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

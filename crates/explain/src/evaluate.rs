@@ -14,7 +14,7 @@ use cam::{Capture, Method, Score, Target, capture_at};
 use data::{Batcher, Sample};
 use faithfulness::baselines::{centre_gaussian, random_map};
 use faithfulness::sanity::{randomise_top, spearman};
-use faithfulness::{average_drop_and_increase, deletion_insertion, road};
+use faithfulness::{confidence_changes, deletion_insertion, road};
 use model::{AutodiffKernels, Network, SplitModel, class_probabilities};
 
 use crate::curves;
@@ -40,23 +40,46 @@ impl Explainer {
     }
 }
 
-/// Sums over images, per explainer.
-#[derive(Default, Clone)]
+/// One image's scores under one explainer: a row of evaluation-images.csv. The table's means
+/// are sums of these rows in image order, so that shards merged give the table of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageScores {
+    /// Position among all the evaluated images (shards included).
+    pub position: usize,
+    /// Average Drop's term, in %.
+    drop: f32,
+    increased: bool,
+    deletion: f32,
+    insertion: f32,
+    /// ROAD: change of the target probability, most / least relevant removed first.
+    road_morf: f32,
+    road_lerf: f32,
+    /// Where the data know the target's box: whether the map's peak is inside it, and the share
+    /// of the map's mass inside it.
+    in_box: Option<(bool, f32)>,
+    /// Spearman correlations with the maps of the model whose top layer, or every layer, was
+    /// re-initialised.
+    rho_top: f32,
+    rho_all: f32,
+    /// The image's share of its batch's time.
+    seconds: f64,
+    deletion_curve: Vec<f32>,
+    insertion_curve: Vec<f32>,
+}
+
+/// Sums over one explainer's images, in image order.
+#[derive(Default)]
 struct Totals {
     images: usize,
     drop: f32,
-    increase: f32,
+    increases: usize,
     deletion: f32,
     insertion: f32,
-    /// ROAD: mean change of the target probability, most / least relevant removed first.
     road_morf: f32,
     road_lerf: f32,
-    /// Images with a box for their target, peaks inside it, energy inside it.
     boxed: usize,
     hits: usize,
     energy: f32,
-    /// Spearman correlations with the maps of the model whose top layer, or every layer, was
-    /// re-initialised.
     rho_top: f32,
     rho_all: f32,
     seconds: f64,
@@ -65,8 +88,34 @@ struct Totals {
     insertion_curve: Vec<f32>,
 }
 
+impl Totals {
+    fn of(scores: &[ImageScores]) -> Totals {
+        let mut t = Totals::default();
+        for s in scores {
+            t.images += 1;
+            t.drop += s.drop;
+            t.increases += usize::from(s.increased);
+            t.deletion += s.deletion;
+            t.insertion += s.insertion;
+            t.road_morf += s.road_morf;
+            t.road_lerf += s.road_lerf;
+            if let Some((hit, energy)) = s.in_box {
+                t.boxed += 1;
+                t.hits += usize::from(hit);
+                t.energy += energy;
+            }
+            t.rho_top += s.rho_top;
+            t.rho_all += s.rho_all;
+            t.seconds += s.seconds;
+            add_pointwise(&mut t.deletion_curve, &s.deletion_curve);
+            add_pointwise(&mut t.insertion_curve, &s.insertion_curve);
+        }
+        t
+    }
+}
+
 pub struct Evaluation {
-    rows: Vec<(String, Totals)>,
+    rows: Vec<(String, Vec<ImageScores>)>,
     steps: usize,
     image_size: [usize; 2],
 }
@@ -83,6 +132,9 @@ pub struct Settings {
     pub batch: usize,
     /// Where the maps are taken (`SplitModel::layer_names`).
     pub layer: usize,
+    /// Position of the first image among all the evaluated ones (a shard's first image): the
+    /// random baseline's and ROAD's seeds follow it, so that shards draw as one run does.
+    pub first_position: usize,
 }
 
 /// Scores `methods` and the baselines on `samples`, rewriting the table in `out` after each
@@ -99,6 +151,7 @@ pub fn evaluate<B: AutodiffKernels>(
         eigen_smooth,
         batch,
         layer,
+        first_position,
     }: Settings,
     device: &B::Device,
 ) -> Result<Evaluation> {
@@ -106,12 +159,12 @@ pub fn evaluate<B: AutodiffKernels>(
     let probabilities = |x: Tensor<B::InnerBackend, 4>| class_probabilities(inference.forward(x));
     let mut explainers: Vec<Explainer> = methods.iter().map(|&m| Explainer::Method(m)).collect();
     explainers.extend([Explainer::Random, Explainer::CentreGaussian]);
-    let mut totals = vec![Totals::default(); explainers.len()];
-    let evaluation = |totals: &[Totals]| Evaluation {
+    let mut scores: Vec<Vec<ImageScores>> = vec![Vec::new(); explainers.len()];
+    let evaluation = |scores: &[Vec<ImageScores>]| Evaluation {
         rows: explainers
             .iter()
             .map(|e| e.name())
-            .zip(totals.to_vec())
+            .zip(scores.to_vec())
             .collect(),
         steps,
         image_size: batcher.image_size,
@@ -125,7 +178,7 @@ pub fn evaluate<B: AutodiffKernels>(
     let [h, w] = batcher.image_size;
     // One step per image and explainer: a batch through every method can take minutes.
     let bar = crate::progress::bar("evaluating", samples.len() * explainers.len());
-    let mut seen = 0;
+    let mut position = first_position;
     for chunk in samples.chunks(batch.max(1)) {
         let images = crate::explainer::input_batch(model, chunk, batcher, device)?;
         let started = Instant::now();
@@ -160,9 +213,9 @@ pub fn evaluate<B: AutodiffKernels>(
             images: &images,
             eigen_smooth,
             size: [h, w],
-            first_seed: seen,
+            first_position: position,
         };
-        for (explainer, total) in explainers.iter().zip(&mut totals) {
+        for (explainer, scores) in explainers.iter().zip(&mut scores) {
             let (captured, random_captures, capture_seconds) = match (explainer, &finer) {
                 (Explainer::Method(Method::FinerCam), Some((own, randomised, seconds))) => {
                     (own, randomised, *seconds)
@@ -171,38 +224,40 @@ pub fn evaluate<B: AutodiffKernels>(
             };
             let started = Instant::now();
             let maps = context.maps(*explainer, &inference, captured);
-            total.seconds += started.elapsed().as_secs_f64();
+            let mut seconds = started.elapsed().as_secs_f64();
             if let Explainer::Method(_) = explainer {
-                total.seconds += capture_seconds;
+                seconds += capture_seconds;
             }
-            score(
-                total,
+            // Sanity: the same explainer on the model with its top layer, then every layer,
+            // re-initialised.
+            let sanity: Vec<Vec<f32>> = random_captures
+                .iter()
+                .map(|(randomised, captured)| {
+                    let other = context.maps(*explainer, randomised, captured);
+                    maps.iter()
+                        .zip(&other)
+                        .map(|(a, b)| spearman(a, b))
+                        .collect()
+                })
+                .collect();
+            let batch_scores = context.score(
                 &probabilities,
-                &images,
                 &maps,
                 chunk,
                 &captured.targets,
+                [&sanity[0], &sanity[1]],
                 steps,
+                seconds,
             );
-            for ((randomised, captured), rho) in random_captures
-                .iter()
-                .zip([&mut total.rho_top, &mut total.rho_all])
-            {
-                let other = context.maps(*explainer, randomised, captured);
-                *rho += maps
-                    .iter()
-                    .zip(&other)
-                    .map(|(a, b)| spearman(a, b))
-                    .sum::<f32>();
-            }
+            scores.extend(batch_scores);
             bar.inc(chunk.len() as u64);
         }
-        seen += chunk.len();
+        position += chunk.len();
         // The table so far, after every batch: a long evaluation stopped early keeps its rows.
-        evaluation(&totals).write(out)?;
+        evaluation(&scores).write(out)?;
     }
     bar.finish_and_clear();
-    Ok(evaluation(&totals))
+    Ok(evaluation(&scores))
 }
 
 /// Which way each column of the table is better, in its order.
@@ -222,8 +277,9 @@ struct BatchInputs<'a, B: Backend> {
     images: &'a Tensor<B, 4>,
     eigen_smooth: bool,
     size: [usize; 2],
-    /// Seed of the first image's random baseline map.
-    first_seed: usize,
+    /// Position of the batch's first image: the seed of its random baseline map and of its
+    /// ROAD noise.
+    first_position: usize,
 }
 
 impl<B: Backend> BatchInputs<'_, B> {
@@ -252,61 +308,70 @@ impl<B: Backend> BatchInputs<'_, B> {
                     .collect()
             }
             Explainer::Random => (0..n)
-                .map(|i| random_map(self.size, (self.first_seed + i) as u64))
+                .map(|i| random_map(self.size, (self.first_position + i) as u64))
                 .collect(),
             Explainer::CentreGaussian => vec![centre_gaussian(self.size); n],
         }
     }
 }
 
-fn score<B: Backend>(
-    total: &mut Totals,
-    probabilities: &dyn Fn(Tensor<B, 4>) -> Tensor<B, 2>,
-    images: &Tensor<B, 4>,
-    maps: &[Vec<f32>],
-    samples: &[&Sample],
-    targets: &[usize],
-    steps: usize,
-) {
-    let n = samples.len();
-    let [_, c, h, w] = images.dims();
-    let confidence = average_drop_and_increase(probabilities, images.clone(), maps, targets);
-    total.drop += confidence.average_drop * n as f32;
-    total.increase += confidence.increase * n as f32;
-    for (i, (map, sample)) in maps.iter().zip(samples).enumerate() {
-        let image = images.clone().slice([i..i + 1, 0..c, 0..h, 0..w]);
+impl<B: Backend> BatchInputs<'_, B> {
+    /// Each image's scores for its map, given its sanity correlations (top layer, every
+    /// layer re-initialised); the batch's `seconds` are shared out evenly.
+    #[allow(clippy::too_many_arguments)]
+    fn score(
+        &self,
+        probabilities: &dyn Fn(Tensor<B, 4>) -> Tensor<B, 2>,
+        maps: &[Vec<f32>],
+        samples: &[&Sample],
+        targets: &[usize],
+        [rho_top, rho_all]: [&[f32]; 2],
+        steps: usize,
+        seconds: f64,
+    ) -> Vec<ImageScores> {
+        let images = self.images;
+        let [n, c, h, w] = images.dims();
+        let changes = confidence_changes(probabilities, images.clone(), maps, targets);
         let step = (h * w).div_ceil(steps.max(1));
-        let curves = deletion_insertion(probabilities, image.clone(), map, targets[i], step, CHUNK);
-        total.deletion += curves.deletion_auc();
-        total.insertion += curves.insertion_auc();
-        add_pointwise(&mut total.deletion_curve, &curves.deletion);
-        add_pointwise(&mut total.insertion_curve, &curves.insertion);
-        let road = road(
-            probabilities,
-            image,
-            map,
-            targets[i],
-            (total.images + i) as u64,
-        );
-        total.road_morf += road.morf;
-        total.road_lerf += road.lerf;
-        // Pointing games, where the data know the target's box.
-        if let Some((_, b)) = sample
-            .objects
-            .iter()
-            .find(|(class, _)| *class == targets[i])
-        {
-            total.boxed += 1;
-            let (x, y) = peak(map, w);
-            total.hits += usize::from(b.contains(x, y));
-            let inside: f32 = (b.y0..b.y1)
-                .flat_map(|y| (b.x0..b.x1).map(move |x| map[y * w + x]))
-                .sum();
-            let all: f32 = map.iter().sum();
-            total.energy += if all > 0.0 { inside / all } else { 0.0 };
-        }
+        (0..n)
+            .map(|i| {
+                let (map, target) = (&maps[i], targets[i]);
+                let image = images.clone().slice([i..i + 1, 0..c, 0..h, 0..w]);
+                let curves =
+                    deletion_insertion(probabilities, image.clone(), map, target, step, CHUNK);
+                let position = self.first_position + i;
+                let road = road(probabilities, image, map, target, position as u64);
+                // Pointing games, where the data know the target's box.
+                let in_box = samples[i]
+                    .objects
+                    .iter()
+                    .find(|(class, _)| *class == target)
+                    .map(|(_, b)| {
+                        let (x, y) = peak(map, w);
+                        let inside: f32 = (b.y0..b.y1)
+                            .flat_map(|y| (b.x0..b.x1).map(move |x| map[y * w + x]))
+                            .sum();
+                        let all: f32 = map.iter().sum();
+                        (b.contains(x, y), if all > 0.0 { inside / all } else { 0.0 })
+                    });
+                ImageScores {
+                    position,
+                    drop: changes[i].drop,
+                    increased: changes[i].increased,
+                    deletion: curves.deletion_auc(),
+                    insertion: curves.insertion_auc(),
+                    road_morf: road.morf,
+                    road_lerf: road.lerf,
+                    in_box,
+                    rho_top: rho_top[i],
+                    rho_all: rho_all[i],
+                    seconds: seconds / n as f64,
+                    deletion_curve: curves.deletion,
+                    insertion_curve: curves.insertion,
+                }
+            })
+            .collect()
     }
-    total.images += n;
 }
 
 /// `sum += curve`, point by point; an empty sum takes the curve's length.
@@ -319,12 +384,144 @@ fn add_pointwise(sum: &mut Vec<f32>, curve: &[f32]) {
     }
 }
 
+/// Every image's scores, one row per explainer and image, exactly (floats as Rust prints
+/// them, which reads back to the same bits).
+pub const IMAGES_CSV: &str = "evaluation-images.csv";
+
+const IMAGES_HEADER: &str = "explainer,image,average_drop,increased,deletion_auc,insertion_auc,\
+road_morf,road_lerf,peak_in_box,box_energy,sanity_rho_top,sanity_rho_all,seconds,deletion_curve,\
+insertion_curve";
+
+impl ImageScores {
+    fn csv_row(&self, explainer: &str) -> String {
+        let curve = |c: &[f32]| c.iter().map(f32::to_string).collect::<Vec<_>>().join(";");
+        let (hit, energy) = match self.in_box {
+            Some((hit, energy)) => (u8::from(hit).to_string(), energy.to_string()),
+            None => (String::new(), String::new()),
+        };
+        [
+            explainer.to_string(),
+            self.position.to_string(),
+            self.drop.to_string(),
+            u8::from(self.increased).to_string(),
+            self.deletion.to_string(),
+            self.insertion.to_string(),
+            self.road_morf.to_string(),
+            self.road_lerf.to_string(),
+            hit,
+            energy,
+            self.rho_top.to_string(),
+            self.rho_all.to_string(),
+            self.seconds.to_string(),
+            curve(&self.deletion_curve),
+            curve(&self.insertion_curve),
+        ]
+        .join(",")
+    }
+
+    /// The explainer's name and the scores of a row of [`IMAGES_CSV`].
+    fn parse_row(line: &str) -> Option<(String, ImageScores)> {
+        let cells: Vec<&str> = line.split(',').collect();
+        let [
+            explainer,
+            position,
+            drop,
+            increased,
+            deletion,
+            insertion,
+            morf,
+            lerf,
+            hit,
+            energy,
+            rho_top,
+            rho_all,
+            seconds,
+            deletion_curve,
+            insertion_curve,
+        ] = cells[..]
+        else {
+            return None;
+        };
+        let curve = |c: &str| {
+            c.split(';')
+                .map(|v| v.parse().ok())
+                .collect::<Option<Vec<f32>>>()
+        };
+        let flag = |c: &str| match c {
+            "1" => Some(true),
+            "0" => Some(false),
+            _ => None,
+        };
+        let in_box = match hit {
+            "" => None,
+            hit => Some((flag(hit)?, energy.parse().ok()?)),
+        };
+        let scores = ImageScores {
+            position: position.parse().ok()?,
+            drop: drop.parse().ok()?,
+            increased: flag(increased)?,
+            deletion: deletion.parse().ok()?,
+            insertion: insertion.parse().ok()?,
+            road_morf: morf.parse().ok()?,
+            road_lerf: lerf.parse().ok()?,
+            in_box,
+            rho_top: rho_top.parse().ok()?,
+            rho_all: rho_all.parse().ok()?,
+            seconds: seconds.parse().ok()?,
+            deletion_curve: curve(deletion_curve)?,
+            insertion_curve: curve(insertion_curve)?,
+        };
+        Some((explainer.to_string(), scores))
+    }
+}
+
 impl Evaluation {
+    /// The evaluation of the images of several folders' [`IMAGES_CSV`]s, read in order (the
+    /// shards of one job, first to last): the same table as one run over all of them.
+    pub fn read(folders: &[&Path], steps: usize, image_size: [usize; 2]) -> Result<Evaluation> {
+        let mut rows: Vec<(String, Vec<ImageScores>)> = Vec::new();
+        for folder in folders {
+            let path = folder.join(IMAGES_CSV);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            for (number, line) in text.lines().enumerate().skip(1) {
+                let Some((explainer, scores)) = ImageScores::parse_row(line) else {
+                    anyhow::bail!(
+                        "{}, line {}: not a row of scores",
+                        path.display(),
+                        number + 1
+                    );
+                };
+                match rows.iter_mut().find(|(name, _)| *name == explainer) {
+                    Some((_, list)) => list.push(scores),
+                    None => rows.push((explainer, vec![scores])),
+                }
+            }
+        }
+        Ok(Evaluation {
+            rows,
+            steps,
+            image_size,
+        })
+    }
+
+    fn images_csv(&self) -> String {
+        let mut csv = format!("{IMAGES_HEADER}\n");
+        for (explainer, scores) in &self.rows {
+            for row in scores {
+                csv += &row.csv_row(explainer);
+                csv.push('\n');
+            }
+        }
+        csv
+    }
+
     /// Each explainer's mean deletion and insertion curves.
     fn mean_curves(&self) -> Vec<curves::MeanCurves<'_>> {
         self.rows
             .iter()
-            .map(|(name, t)| {
+            .map(|(name, scores)| {
+                let t = Totals::of(scores);
                 let n = t.images.max(1) as f32;
                 let mean = |sum: &[f32]| sum.iter().map(|v| v / n).collect();
                 curves::MeanCurves {
@@ -351,7 +548,7 @@ impl Evaluation {
              correlation with the maps of the same model with its top weight layer, or all of \
              them, re-initialised (lower: the map depends on the model). Time: per image, the \
              shared forward + backward pass and the method's own work.",
-            self.rows.first().map_or(0, |r| r.1.images),
+            self.rows.first().map_or(0, |r| r.1.len()),
             self.steps,
             (h * w).div_ceil(self.steps.max(1)),
         )
@@ -375,7 +572,8 @@ impl Evaluation {
             ]
             .map(String::from),
         ];
-        for (name, t) in &self.rows {
+        for (name, scores) in &self.rows {
+            let t = Totals::of(scores);
             let n = t.images.max(1) as f32;
             let boxed = |v: f32| {
                 if t.boxed > 0 {
@@ -387,7 +585,7 @@ impl Evaluation {
             rows.push([
                 name.clone(),
                 format!("{:.2}", t.drop / n),
-                format!("{:.1}", t.increase / n),
+                format!("{:.1}", 100.0 * t.increases as f32 / n),
                 format!("{:.4}", t.deletion / n),
                 format!("{:.4}", t.insertion / n),
                 format!("{:+.4}", t.road_morf / n),
@@ -473,6 +671,7 @@ impl Evaluation {
             .map_err(|e| anyhow::anyhow!("drawing {}: {e}", curves::SVG))?;
         for (file, text) in [
             ("evaluation.csv", csv),
+            (IMAGES_CSV, self.images_csv()),
             ("evaluation.md", md),
             (curves::CSV, curves::csv(&mean_curves)),
             (curves::SVG, svg),

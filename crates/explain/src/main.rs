@@ -12,8 +12,11 @@ mod evaluate;
 mod explainer;
 mod gallery;
 mod grid;
+mod merge;
 mod output;
 mod progress;
+mod publish;
+mod shard;
 mod source;
 mod subject;
 
@@ -28,10 +31,11 @@ use model::{AutodiffKernels, Head, Kernels, SplitModel, find_layer};
 use rayon::prelude::*;
 use train::OnBackend;
 
-use args::{Args, TargetPreset, parse_weights};
+use args::{Args, Command, TargetPreset, parse_weights};
 use explainer::{BatchMaps, Request, argmax, explain_batch, top};
 use output::{Guided, Layout, RankedClass, Record, Style};
-use source::{Item, Split};
+use shard::{EvaluationShape, Shard, ShardNote, Share};
+use source::{Item, Split, SplitItems};
 use subject::{ModelSource, Subject};
 
 fn main() {
@@ -43,6 +47,9 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    if let Some(Command::Merge { out, shards }) = &args.command {
+        return merge::merge(out, shards);
+    }
     kernels::set_precision(args.precision);
     args.device.check()?;
     let source = match &args.arch {
@@ -122,19 +129,23 @@ impl OnBackend for Job<'_> {
         let subject = self.source.open::<Autodiff<I>>(&device)?;
         let layers = resolve_layers(&subject.model, &self.args.layer)?;
         let (targets, score) = self.targets(&subject)?;
-        let (items, layout) = self.items(&subject)?;
+        let (selection, layout) = self.items(&subject)?;
         let mut methods: Vec<Method> = self.args.method.iter().flatten().copied().collect();
         methods.dedup();
         let methods = applicable(methods, &subject.model, &layers, self.all_methods())?;
-        let out = self
-            .args
-            .out
-            .clone()
-            .unwrap_or_else(|| subject.default_out());
+        let out = match (&self.args.out, self.args.shard) {
+            (Some(out), _) => out.clone(),
+            (None, Some(shard)) => subject.default_out().join(shard.folder_name()),
+            (None, None) => subject.default_out(),
+        };
         std::fs::create_dir_all(&out)
             .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
+        // Until this run has finished, the folder holds no finished shard.
+        ShardNote::remove(&out)?;
+        let note = self.shard_note(&subject, &selection, &methods, &layers)?;
         if self.args.evaluate {
-            let samples: Vec<&data::Sample> = items.iter().map(|item| &item.sample).collect();
+            let samples: Vec<&data::Sample> =
+                selection.items.iter().map(|item| &item.sample).collect();
             let evaluation = evaluate::evaluate(
                 &out,
                 &subject.model,
@@ -150,10 +161,12 @@ impl OnBackend for Job<'_> {
                         [layer] => layer,
                         _ => bail!("--evaluate takes one --layer, not a fusion of several"),
                     },
+                    first_position: selection.first,
                 },
                 &device,
             )?;
-            return evaluation.report(&out);
+            evaluation.report(&out)?;
+            return note.map_or(Ok(()), |note| note.write(&out));
         }
         let explainer = Explainer {
             args: self.args,
@@ -169,55 +182,25 @@ impl OnBackend for Job<'_> {
         for &method in &explainer.methods {
             output::remove_previous(&explainer.out_for(method))?;
         }
-        let per_method = explainer.explain_all(items, layout, &device)?;
+        let per_method = explainer.explain_all(selection.items, layout, &device)?;
         for (&method, records) in explainer.methods.iter().zip(&per_method) {
-            let out = explainer.out_for(method);
-            output::write_summary(&out, records)?;
-            output::write_manifest(&out, records)?;
-            let title = format!("{method} · {}", subject.title());
-            gallery::write(&out, &title, method.title(), explainer.style(), records)?;
-            explainer.report(method, records);
+            output::write_manifest(&explainer.out_for(method), records)?;
         }
-        if explainer.methods.len() > 1 {
-            let folders: Vec<PathBuf> = explainer
-                .methods
-                .iter()
-                .map(|&m| explainer.out_for(m))
-                .collect();
-            let folders: Vec<&std::path::Path> = folders.iter().map(PathBuf::as_path).collect();
-            let columns: Vec<&[Record]> = per_method.iter().map(Vec::as_slice).collect();
-            grid::write(&explainer.out, &folders, &columns)?;
-            let names: Vec<&str> = explainer.methods.iter().map(|m| m.name()).collect();
-            let overview: Vec<gallery::MethodColumn> = explainer
-                .methods
-                .iter()
-                .zip(&per_method)
-                .map(|(m, records)| gallery::MethodColumn {
-                    title: m.title(),
-                    folder: m.name(),
-                    records,
-                })
-                .collect();
-            gallery::write_overview(
-                &explainer.out,
-                &subject.title(),
-                explainer.style(),
-                &overview,
-            )?;
-            println!(
-                "{}: images down; original, {} across (labelled in {})",
-                explainer.out.join("grid.jpg").display(),
-                names.join(", "),
-                explainer.out.join("index.html").display()
-            );
-        }
+        publish::write(
+            &explainer.out,
+            &subject.title(),
+            explainer.style(),
+            &explainer.methods,
+            &per_method,
+        )?;
         // The run's report.html links the gallery once there is one.
         if let subject::Origin::Run { run, .. } = &subject.origin
             && run.path.join("metrics.csv").is_file()
+            && self.args.shard.is_none()
         {
             train::report::write_page(run)?;
         }
-        Ok(())
+        note.map_or(Ok(()), |note| note.write(&explainer.out))
     }
 }
 
@@ -308,41 +291,91 @@ impl Job<'_> {
         Ok((targets, args.score.into()))
     }
 
-    /// The images to explain, and how their figures are laid out.
-    fn items<B: Kernels>(&self, subject: &Subject<B>) -> Result<(Vec<Item>, Layout)> {
+    /// The images to explain (this shard's share), and how their figures are laid out.
+    fn items<B: Kernels>(&self, subject: &Subject<B>) -> Result<(SplitItems, Layout)> {
+        let shard = self.args.shard.unwrap_or(Shard::WHOLE);
+        let share = Share {
+            shard,
+            batch: self.args.batch_size as usize,
+        };
         if !self.args.image.is_empty() {
-            let items = source::files(&self.args.image, subject.image_size)?;
-            return Ok((items, Layout::PerImage));
+            let selection = source::files(&self.args.image, subject.image_size, share)?;
+            return Ok((selection, Layout::PerImage));
         }
-        let (split, name) = match (&subject.origin, &self.args.data_dir) {
+        let (selection, name) = match (&subject.origin, &self.args.data_dir) {
             (subject::Origin::Pretrained { .. }, Some(root)) => (
                 source::folder(
                     root,
                     self.args.limit,
                     &subject.class_names,
                     subject.image_size,
+                    share,
                 )?,
                 root.display().to_string(),
             ),
             _ => {
                 let which = self.args.split.unwrap_or(Split::Val);
-                let split =
-                    source::split(subject.run()?, which, self.args.limit, &subject.class_names)?;
-                (split, which.name().to_string())
+                let selection = source::split(
+                    subject.run()?,
+                    which,
+                    self.args.limit,
+                    &subject.class_names,
+                    share,
+                )?;
+                (selection, which.name().to_string())
             }
         };
-        println!(
-            "explaining {} of the {} {name} images",
-            split.items.len(),
-            split.total,
-        );
-        if split.unreadable > 0 {
+        let what = format!("the {} {name} images", selection.total);
+        if self.args.shard.is_some() {
+            println!(
+                "shard {shard}: explaining images {}..{} of the {} chosen of {what}",
+                selection.first,
+                selection.first + selection.items.len(),
+                selection.chosen,
+            );
+        } else {
+            println!("explaining {} of {what}", selection.items.len());
+        }
+        if selection.unreadable > 0 {
             println!(
                 "{} image(s) could not be read and were skipped",
-                split.unreadable
+                selection.unreadable
             );
         }
-        Ok((split.items, Layout::PerClass))
+        Ok((selection, Layout::PerClass))
+    }
+
+    /// With `--shard`: the note its folder gets when the shard has finished, naming everything
+    /// the shards of one job must share.
+    fn shard_note<B: Kernels>(
+        &self,
+        subject: &Subject<B>,
+        selection: &SplitItems,
+        methods: &[Method],
+        layers: &[usize],
+    ) -> Result<Option<ShardNote>> {
+        let Some(shard) = self.args.shard else {
+            return Ok(None);
+        };
+        let weights = data::digest::sha256_file(&subject.weights_file)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", subject.weights_file.display()))?;
+        let names = subject.model.layer_names();
+        let layers: Vec<&str> = layers.iter().map(|&l| names[l].as_str()).collect();
+        Ok(Some(ShardNote {
+            shard: shard.index,
+            of: shard.count,
+            first: selection.first,
+            images: selection.items.len(),
+            chosen: selection.chosen,
+            title: subject.title(),
+            methods: methods.iter().map(|m| m.name().to_string()).collect(),
+            style: self.args.style(),
+            evaluation: self.args.evaluate.then_some(EvaluationShape {
+                steps: self.args.steps as usize,
+                image_size: subject.image_size,
+            }),
+            job: shard::job(self.args, &weights, &layers, selection),
+        }))
     }
 }
 
@@ -362,20 +395,12 @@ struct Explainer<'a, B: GuidedBackend + AutodiffKernels> {
 impl<B: GuidedBackend + AutodiffKernels> Explainer<'_, B> {
     /// How every map becomes a picture.
     fn style(&self) -> Style {
-        Style {
-            normalization: self.args.normalize,
-            colormap: self.args.colormap,
-            alpha: self.args.alpha,
-        }
+        self.args.style()
     }
 
-    /// Where a method's figures go: the output folder, or a folder per method when several.
+    /// Where a method's figures go.
     fn out_for(&self, method: Method) -> PathBuf {
-        if self.methods.len() > 1 {
-            self.out.join(method.name())
-        } else {
-            self.out.clone()
-        }
+        publish::method_folder(&self.out, &self.methods, method)
     }
 
     /// Batch by batch: read the originals, capture once, compute every method's maps, draw the
@@ -531,28 +556,6 @@ impl<B: GuidedBackend + AutodiffKernels> Explainer<'_, B> {
                 })
             })
             .collect()
-    }
-
-    fn report(&self, method: Method, records: &[Record]) {
-        let labelled: Vec<bool> = records.iter().filter_map(Record::correct).collect();
-        if !labelled.is_empty() {
-            let correct = labelled.iter().filter(|&&c| c).count();
-            println!(
-                "{correct}/{} explained images predicted correctly ({:.1}%)",
-                labelled.len(),
-                100.0 * correct as f64 / labelled.len() as f64
-            );
-        }
-        let empty = records.iter().filter(|r| r.empty_map).count();
-        if empty > 0 {
-            println!(
-                "{empty} map(s) were all zero: nothing in those images raised the explained score"
-            );
-        }
-        println!(
-            "{method}: figures, summary.json and the gallery in {}",
-            self.out_for(method).join("index.html").display()
-        );
     }
 }
 

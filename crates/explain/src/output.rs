@@ -7,10 +7,10 @@ use anyhow::{Context, Result};
 use cam::figure::{Colormap, gradient_image, heatmap, superimpose};
 use cam::postprocess::{Normalization, peak, relu_normalize, resize_bilinear, upsample};
 use image::RgbImage;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where the figures of one explained image go, relative to the output folder.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figures {
     pub original: String,
     pub heatmap: String,
@@ -24,7 +24,7 @@ pub struct Figures {
     pub raw_folder: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GuidedFigures {
     pub backprop: String,
     pub cam: String,
@@ -71,7 +71,7 @@ impl Layout {
 }
 
 /// How maps become pictures.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Style {
     pub normalization: Normalization,
     pub colormap: Colormap,
@@ -178,14 +178,11 @@ const MANIFEST: &str = "explained-files.txt";
 /// that leaves empty, so that a new gallery never sits beside stale figures. Files `explain`
 /// did not write are never touched. Returns how many files went.
 pub fn remove_previous(out: &Path) -> Result<usize> {
-    let Ok(listed) = std::fs::read_to_string(out.join(MANIFEST)) else {
+    let Ok(listed) = read_manifest(out) else {
         return Ok(0);
     };
     let mut removed = 0;
-    for file in listed
-        .lines()
-        .filter(|l| !l.is_empty() && !l.contains(".."))
-    {
+    for file in listed {
         let path = out.join(file);
         if std::fs::remove_file(&path).is_ok() {
             removed += 1;
@@ -216,11 +213,29 @@ pub fn write_manifest(out: &Path, records: &[Record]) -> Result<()> {
             files.extend(["cam_raw.npy", "cam.npy"].map(|f| format!("{folder}/{f}")));
         }
     }
+    write_file_list(out, files)
+}
+
+/// The manifest of `out`, sorted, each file once.
+pub fn write_file_list(out: &Path, mut files: Vec<String>) -> Result<()> {
     files.sort();
     files.dedup();
     let path = out.join(MANIFEST);
     std::fs::write(&path, files.join("\n") + "\n")
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The files a run listed in `folder`'s manifest (some may not exist: the arrays of a run
+/// without `--save-raw` are listed too).
+pub fn read_manifest(folder: &Path) -> Result<Vec<String>> {
+    let path = folder.join(MANIFEST);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.contains(".."))
+        .map(String::from)
+        .collect())
 }
 
 /// A float32 `height × width` array in NumPy's format.
@@ -240,7 +255,7 @@ fn write_npy(path: &Path, values: &[f32], [height, width]: [usize; 2]) -> Result
 }
 
 /// One explained image and target: a line of summary.json and summary.csv, a row of the gallery.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
     pub name: String,
     /// The CAM method that drew the map.
@@ -265,7 +280,7 @@ pub struct Record {
 }
 
 /// One of a record's most likely classes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RankedClass {
     pub index: usize,
     pub class: String,

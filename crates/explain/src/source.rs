@@ -9,6 +9,8 @@ use rayon::prelude::*;
 use train::config::Source;
 use train::{RunDir, TrainConfig, dataset};
 
+use crate::shard::Share;
+
 /// Which of the run's images to explain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Split {
@@ -122,12 +124,13 @@ fn average_blocks(picture: &RgbImage, block: u32) -> RgbImage {
     RgbImage::from_raw(width, height, out).expect("one RGB triple per pixel")
 }
 
-/// Image files, resized for the model; an unreadable file is an error naming it.
-pub fn files(paths: &[PathBuf], size: [usize; 2]) -> Result<Vec<Item>> {
-    paths
+/// The share's image files, resized for the model; an unreadable file is an error naming it.
+pub fn files(paths: &[PathBuf], size: [usize; 2], share: Share) -> Result<SplitItems> {
+    let range = share.of(paths.len());
+    let items = paths[range.clone()]
         .iter()
-        .enumerate()
-        .map(|(i, path)| {
+        .zip(range.clone())
+        .map(|(path, i)| {
             let original = data::folder::decode_rgb(path)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let pixels = data::folder::resize_rgb(&original, size);
@@ -143,19 +146,30 @@ pub fn files(paths: &[PathBuf], size: [usize; 2]) -> Result<Vec<Item>> {
                 original: Some(for_figures(original)),
             })
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok(SplitItems {
+        items,
+        total: paths.len(),
+        chosen: paths.len(),
+        first: range.start,
+        unreadable: 0,
+    })
 }
 
 fn stem(path: &Path) -> &str {
     path.file_stem().and_then(|s| s.to_str()).unwrap_or("image")
 }
 
-/// `limit` images of a split of the run's data, as the run split it (same seed), spread over
-/// the classes.
+/// The share of the `limit` images of a split of the run's data (as the run split it, same
+/// seed) spread over the classes.
 pub struct SplitItems {
     pub items: Vec<Item>,
     /// Images in the whole split.
     pub total: usize,
+    /// Images chosen of it (`--limit`), over all shards,
+    pub chosen: usize,
+    /// and the position of this share's first among them.
+    pub first: usize,
     /// Files of the data folder that could not be decoded (never part of any split).
     pub unreadable: usize,
 }
@@ -165,6 +179,7 @@ pub fn split(
     which: Split,
     limit: usize,
     class_names: &[String],
+    share: Share,
 ) -> Result<SplitItems> {
     if let (Split::Val, Source::Folder, Some(root)) = (which, config.data.source, &config.data.dir)
         && let Some(files) = run.held_out()?
@@ -175,6 +190,7 @@ pub fn split(
             limit,
             class_names,
             config.data.image_size,
+            share,
         ));
     }
     let data = dataset::load(&config.data, config.seed, &crate::progress::Bars::default())
@@ -191,9 +207,11 @@ pub fn split(
     let labels: Vec<usize> = set.samples.iter().map(|s| s.label).collect();
     let total = set.len();
     let mut samples: Vec<Option<Sample>> = set.samples.into_iter().map(Some).collect();
-    let items = choose(&labels, limit, class_names.len())
-        .into_iter()
-        .map(|i| {
+    let chosen = choose(&labels, limit, class_names.len());
+    let range = share.of(chosen.len());
+    let items = chosen[range.clone()]
+        .iter()
+        .map(|&i| {
             let sample = samples[i].take().expect("each index once");
             Item {
                 name: index_name(i, total),
@@ -206,6 +224,8 @@ pub fn split(
     Ok(SplitItems {
         items,
         total,
+        chosen: chosen.len(),
+        first: range.start,
         unreadable: data.skipped.len(),
     })
 }
@@ -217,6 +237,7 @@ pub fn folder(
     limit: usize,
     class_names: &[String],
     size: [usize; 2],
+    share: Share,
 ) -> Result<SplitItems> {
     let (folders, files) = data::folder::list(root)?;
     let unknown: Vec<&String> = folders
@@ -234,17 +255,25 @@ pub fn folder(
         .iter()
         .filter_map(|(path, _)| path.strip_prefix(root).ok().map(Path::to_path_buf))
         .collect();
-    Ok(listed_files(root, &relative, limit, class_names, size))
+    Ok(listed_files(
+        root,
+        &relative,
+        limit,
+        class_names,
+        size,
+        share,
+    ))
 }
 
 /// Files `<class>/<file>` under `root` (a run's `held_out.txt`, a folder's listing): only the
-/// chosen ones are read.
+/// share's chosen ones are read.
 fn listed_files(
     root: &Path,
     files: &[PathBuf],
     limit: usize,
     class_names: &[String],
     size: [usize; 2],
+    share: Share,
 ) -> SplitItems {
     let class_of = |file: &PathBuf| {
         let class = file.components().next()?.as_os_str().to_str()?;
@@ -257,7 +286,8 @@ fn listed_files(
         .into_iter()
         .map(|k| known[k])
         .collect();
-    let read: Vec<Option<Item>> = chosen
+    let range = share.of(chosen.len());
+    let read: Vec<Option<Item>> = chosen[range.clone()]
         .par_iter()
         .map(|&i| {
             let path = root.join(&files[i]);
@@ -281,6 +311,8 @@ fn listed_files(
     SplitItems {
         items: read.into_iter().flatten().collect(),
         total: files.len(),
+        chosen: chosen.len(),
+        first: range.start,
         unreadable,
     }
 }

@@ -46,6 +46,8 @@ pub struct Subject<B: Backend> {
     pub image_size: [usize; 2],
     pub normalization: Normalization,
     pub origin: Origin,
+    /// The file the weights were read from.
+    pub weights_file: PathBuf,
 }
 
 impl ModelSource {
@@ -65,6 +67,7 @@ impl ModelSource {
                     config.data.dir = Some(dir.clone());
                 }
                 Ok(Subject {
+                    weights_file: run.model_file(*weights)?,
                     model: run.load_model::<B>(*weights, device)?,
                     head: config.model.head,
                     class_names: run.class_names()?,
@@ -111,6 +114,7 @@ impl ModelSource {
                     class_names,
                     image_size,
                     normalization,
+                    weights_file: file.clone(),
                     origin: Origin::Pretrained {
                         architecture: architecture.clone(),
                         file: file.clone(),

@@ -20,22 +20,43 @@ pub fn average_drop_and_increase<B: Backend>(
     maps: &[Vec<f32>],
     targets: &[usize],
 ) -> Confidence {
+    let changes = confidence_changes(probabilities, images, maps, targets);
+    let n = changes.len() as f32;
+    Confidence {
+        average_drop: changes.iter().map(|c| c.drop).sum::<f32>() / n,
+        increase: 100.0 * changes.iter().filter(|c| c.increased).count() as f32 / n,
+    }
+}
+
+/// One image's terms of [`Confidence`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConfidenceChange {
+    /// 100 · max(0, Y − O) / Y.
+    pub drop: f32,
+    /// O > Y.
+    pub increased: bool,
+}
+
+/// Each image's change of confidence, as [`average_drop_and_increase`] averages them.
+pub fn confidence_changes<B: Backend>(
+    probabilities: &dyn Fn(Tensor<B, 4>) -> Tensor<B, 2>,
+    images: Tensor<B, 4>,
+    maps: &[Vec<f32>],
+    targets: &[usize],
+) -> Vec<ConfidenceChange> {
     let [n, _, h, w] = images.dims();
     let device = images.device();
     let masks = Tensor::<B, 3>::from_data(TensorData::new(maps.concat(), [n, h, w]), &device)
         .reshape([n, 1, h, w]);
     let y = target_column(probabilities(images.clone()), targets);
     let o = target_column(probabilities(images * masks), targets);
-    let drops: Vec<f32> = y
-        .iter()
+    y.iter()
         .zip(&o)
-        .map(|(y, o)| (y - o).max(0.0) / y)
-        .collect();
-    let increases = y.iter().zip(&o).filter(|(y, o)| o > y).count();
-    Confidence {
-        average_drop: 100.0 * drops.iter().sum::<f32>() / n as f32,
-        increase: 100.0 * increases as f32 / n as f32,
-    }
+        .map(|(&y, &o)| ConfidenceChange {
+            drop: 100.0 * (y - o).max(0.0) / y,
+            increased: o > y,
+        })
+        .collect()
 }
 
 /// Row i's entry at column `targets[i]`.

@@ -9,6 +9,6 @@ mod deletion;
 pub mod road;
 pub mod sanity;
 
-pub use confidence::{Confidence, average_drop_and_increase};
+pub use confidence::{Confidence, ConfidenceChange, average_drop_and_increase, confidence_changes};
 pub use deletion::{Curves, deletion_insertion};
 pub use road::{PERCENTILES as ROAD_PERCENTILES, Road, road};

@@ -304,12 +304,8 @@ impl RunDir {
         decode(&self.checkpoint_dir(epoch).join("optimizer.mpk"), device)
     }
 
-    /// Rebuilds the model from the run's config and loads the chosen weights into it.
-    pub fn load_model<B: Kernels>(
-        &self,
-        weights: Weights,
-        device: &B::Device,
-    ) -> Result<Network<B>, TrainError> {
+    /// The file holding the chosen weights.
+    pub fn model_file(&self, weights: Weights) -> Result<PathBuf, TrainError> {
         let folder = match weights {
             Weights::Best => self.path.join("best"),
             Weights::Epoch(epoch) => self.checkpoint_dir(epoch),
@@ -318,11 +314,20 @@ impl RunDir {
                 None => return Err(TrainError::run(&self.path, "has no checkpoint yet")),
             },
         };
+        Ok(folder.join("model.mpk"))
+    }
+
+    /// Rebuilds the model from the run's config and loads the chosen weights into it.
+    pub fn load_model<B: Kernels>(
+        &self,
+        weights: Weights,
+        device: &B::Device,
+    ) -> Result<Network<B>, TrainError> {
+        let file = self.model_file(weights)?;
         let spec = self.config()?.model_spec(self.class_names()?.len());
         let model = spec
             .init::<B>(device)
             .map_err(|m| TrainError::run(&self.path, m))?;
-        let file = folder.join("model.mpk");
         let record = decode(&file, device)?;
         Ok(model.load_record(record))
     }
