@@ -2,13 +2,17 @@
 network (the twin of `cargo run -p explain --example methods_speed`).
 
     python bench_methods.py ARCH BATCH REPEATS [cpu|cuda]
+
+BENCH_METHODS=a,b times only those methods.
 """
+import os
 import sys
 import time
 
 import torch
 import torchvision
 from torchcam.methods import CAM as TorchcamCAM, ISCAM as TorchcamISCAM, SSCAM as TorchcamSSCAM
+from torchcam.methods import SmoothGradCAMpp as TorchcamSmoothGradCAMpp
 from pytorch_grad_cam import (FEM, KPCA_CAM, FinerCAM, AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
                               GradCAMPlusPlus, HiResCAM, LayerCAM, RandomCAM, ScoreCAM, XGradCAM)
 
@@ -20,7 +24,11 @@ METHODS = {
     "cam": lambda model, target_layers: TorchCam(TorchcamCAM, model, target_layers[0]),
     "iscam": lambda model, target_layers: TorchCam(TorchcamISCAM, model, target_layers[0]),
     "sscam": lambda model, target_layers: TorchCam(TorchcamSSCAM, model, target_layers[0]),
+    "smoothgradcam++": lambda model, target_layers: TorchCam(TorchcamSmoothGradCAMpp, model, target_layers[0]),
 }
+if os.environ.get("BENCH_METHODS"):
+    chosen = os.environ["BENCH_METHODS"].split(",")
+    METHODS = {name: cls for name, cls in METHODS.items() if name in chosen}
 
 
 class TorchCam:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Time per image of every CAM method, this workspace vs pytorch-grad-cam, same torchvision
 # network (random weights), same batch, same machine, one after the other.
-# Usage: scripts/bench_methods.sh [arch] [batch] [repeats]
+# Usage: [BENCH_METHODS=a,b] scripts/bench_methods.sh [arch] [batch] [repeats]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 arch=${1:-resnet18}; batch=${2:-1}; repeats=${3:-3}

@@ -19,14 +19,17 @@ import numpy as np
 import torch
 from pytorch_grad_cam import (FEM, KPCA_CAM, FinerCAM, AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
                               GradCAMPlusPlus, HiResCAM, LayerCAM, RandomCAM, ScoreCAM, XGradCAM)
-from pytorch_grad_cam import kpca_cam
+from pytorch_grad_cam import RefineCAM, kpca_cam
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLU, GuidedBackpropReLUModel
 from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst
-from pytorch_grad_cam.metrics.road import NoisyLinearImputer
-from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget, ClassifierOutputTarget
+from pytorch_grad_cam.metrics.arcc import Coherency, Complexity
+from pytorch_grad_cam.metrics.road import NoisyLinearImputer, ROADCombined
+from pytorch_grad_cam.utils.model_targets import (BinaryClassifierOutputTarget, ClassifierOutputReST,
+                                                  ClassifierOutputSoftmaxTarget, ClassifierOutputTarget)
 
 import torchvision
 from torchcam.methods import CAM as TorchcamCAM, ISCAM as TorchcamISCAM, SSCAM as TorchcamSSCAM
+from torchcam.methods import SmoothGradCAMpp as TorchcamSmoothGradCAMpp
 
 from torch_models import CifarResNet, EfficientNetLite, ResNet, TutorialCnn, Vgg
 
@@ -79,10 +82,20 @@ def torchcam_maps(method, model, layer, images, targets):
 
 def torchcam_sscam(model, layer, images, targets, samples=3):
     """torch-cam's SS-CAM with `samples` noise draws, and the draws, kept for the fixture."""
+    return torchcam_noisy(TorchcamSSCAM, model, layer, images, targets, samples)
+
+
+def torchcam_smoothgradcampp(model, layer, images, targets, samples=3):
+    """torch-cam's SmoothGradCAMpp with `samples` noisy copies of the input, and the noise."""
+    return torchcam_noisy(TorchcamSmoothGradCAMpp, model, layer, images, targets, samples)
+
+
+def torchcam_noisy(method, model, layer, images, targets, samples):
+    """A torch-cam method that draws noise, with the draws recorded."""
     draws = []
     # Its draws must not move the random stream the later fixtures are built from.
-    with torch.random.fork_rng(), TorchcamSSCAM(model, target_layer=layer, num_samples=samples,
-                       input_shape=tuple(images.shape[1:])) as extractor:
+    with torch.random.fork_rng(), method(model, target_layer=layer, num_samples=samples,
+                                         input_shape=tuple(images.shape[1:])) as extractor:
         sample = extractor._distrib.sample
 
         def recording(shape):
@@ -94,6 +107,28 @@ def torchcam_sscam(model, layer, images, targets, samples=3):
             scores = model(images)
         maps = extractor(class_idx=list(targets), scores=scores)[0]
     return [round(v, 6) for v in short(maps)], [float(v) for d in draws for v in d.flatten()]
+
+
+def arcc_terms(model, layer, images, targets, cams):
+    """pytorch-grad-cam's ARCC of the Grad-CAM maps `cams`, term by term: Complexity, Coherency
+    (Grad-CAM of the images masked by the maps, for the logit targets), ROADCombined at ARCC's
+    percentiles for the target's probability (the workspace's ROAD scores probabilities) with
+    the imputation's noise off (the workspace draws its own), and ARCC from them as
+    `ARCC.__call__` combines them."""
+    complexity = Complexity()(cams)
+    with GradCAM(model=model, target_layers=[layer]) as cam:
+        coherency = Coherency()(images, cams, [ClassifierOutputTarget(t) for t in targets], model, cam)
+    defaults = NoisyLinearImputer.__init__.__defaults__
+    NoisyLinearImputer.__init__.__defaults__ = (0.0,) + defaults[1:]
+    # Whatever it draws must not move the stream the later fixtures are built from.
+    with torch.random.fork_rng():
+        road = ROADCombined(percentiles=[20, 40, 60, 80])(
+            images, cams, [ClassifierOutputSoftmaxTarget(t) for t in targets], model)
+    NoisyLinearImputer.__init__.__defaults__ = defaults
+    scaled = (road * 2).clip(0, 1)
+    arcc = 3 * ((1 / (coherency + 1e-8)) + (1 / ((1 - complexity) + 1e-8)) + (1 / (scaled + 1e-8))) ** (-1)
+    return {key: [float(v) for v in values] for key, values in
+            (("complexity", complexity), ("coherency", coherency), ("road", road), ("arcc", arcc))}
 
 
 def kpca_in_float64(model, layer, images, targets):
@@ -156,7 +191,8 @@ def guided(model, images, targets, maps):
 
 def layer_cams(model, images, targets, layers):
     """Grad-CAM and Ablation-CAM at an earlier layer, and Grad-CAM fused over two layers
-    (pytorch-grad-cam with several target_layers): {query: {method: maps}}."""
+    (pytorch-grad-cam with several target_layers) and RefineCAM over them (Grad-CAM++ at each,
+    multiplied): {query: {method: maps}}."""
     out = {}
     for query, modules in layers.items():
         methods = ("gradcam", "ablationcam") if len(modules) == 1 else ("gradcam",)
@@ -165,6 +201,12 @@ def layer_cams(model, images, targets, layers):
             with METHODS[method](model=model, target_layers=modules) as explainer:
                 maps = explainer(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
             out[query][method] = [round(v, 6) for v in short(maps)]
+        if len(modules) > 1:
+            refine = RefineCAM(model=model, target_layers=modules)
+            maps = refine(images, [ClassifierOutputTarget(t) for t in targets])
+            for base in refine.base_cam_per_layer:
+                base.activations_and_grads.release()
+            out[query]["refinecam"] = [round(v, 6) for v in short(maps)]
     return out
 
 
@@ -178,7 +220,8 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
     with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
     methods, smoothed, augmented, road, guided_maps, draws, float64, finer = {}, {}, {}, {}, None, [], {}, []
-    torchcam, sscam_noise = {}, []
+    arcc, rest = {}, []
+    torchcam, sscam_noise, smoothgrad_noise = {}, [], []
     layer_maps = layer_cams(model, images, targets, layers(model)) if layers else {}
     class_activation = torchcam_cam(model, layer, fc, images, targets) if fc else []
     if all_methods:
@@ -200,12 +243,18 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
                                     eigen_smooth=eigen_smooth)
                 out_maps[method] = [round(v, 6) for v in short(out)]
         float64["kpcacam"] = kpca_in_float64(model, layer, images, targets)
+        arcc = arcc_terms(model, layer, images, targets, maps)
+        with GradCAM(model=model, target_layers=[layer]) as explainer:
+            out = explainer(input_tensor=images, targets=[ClassifierOutputReST(t) for t in targets])
+        rest = [round(v, 6) for v in short(out)]
         # Finer-CAM builds its comparison targets only when given none: each image's top class.
         with FinerCAM(model=model, target_layers=[layer]) as explainer:
             finer = [round(v, 6) for v in short(explainer(input_tensor=images, targets=None))]
         torchcam["iscam"] = torchcam_maps(TorchcamISCAM, model, layer, images, targets)
         if name != "vgg11_bn_small":  # its noise would make the fixture large
             torchcam["sscam"], sscam_noise = torchcam_sscam(model, layer, images, targets)
+            torchcam["smoothgradcam++"], smoothgrad_noise = torchcam_smoothgradcampp(
+                model, layer, images, targets)
         # Last: GuidedBackpropReLUModel puts back new ReLU modules, which the hooks above would miss.
         guided_maps = guided(model, images, targets, maps)
     state = {
@@ -234,6 +283,9 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
         "torchcam_cam": class_activation,
         "torchcam": torchcam,
         "sscam_noise": sscam_noise,
+        "smoothgrad_noise": smoothgrad_noise,
+        "arcc": arcc,
+        "rest": rest,
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 

@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 
 use burn::module::AutodiffModule;
 use burn::prelude::*;
-use cam::methods::{channel_sum, random_cam, smoothed_score_cam};
+use cam::methods::{
+    channel_sum, random_cam, smooth_grad_cam_plus_plus_weights, smoothed_score_cam, weighted,
+};
 use cam::postprocess::{Normalization, relu_normalize, upsample};
 use cam::{
-    Method, Score, Target, capture, capture_at, capture_scored, capture_without_gradients,
-    fuse_layers, grad_cam, guided_backprop, guided_cam,
+    Method, Score, Target, capture, capture_at, capture_scored, capture_smoothed,
+    capture_without_gradients, fuse_layers, grad_cam, guided_backprop, guided_cam,
 };
 use model::Network;
 use model::{SplitModel, find_layer};
@@ -412,6 +414,38 @@ fn check_torchcam(name: &str) {
                     smoothed_score_cam(&inference, images.clone(), a, &captured, draws, noise, 3);
                 channel_sum(map)
             }
+            // Smooth Grad-CAM++ gets torch-cam's noise and is weighed as torch-cam weighs it:
+            // with the last noisy copy's gradients, and those weights on the last copy's A
+            // (its hooks keep the last pass's). Ours weighs the mean gradient and the image's
+            // own A, as the method intends; the moments and α are the same arithmetic.
+            Method::SmoothGradCamPlusPlus => {
+                let [n, c, h, w] = images.dims();
+                let per_draw = n * c * h * w;
+                let draws = fixture.smoothgrad_noise.len() / per_draw;
+                let noise = |s: usize| {
+                    let values = &fixture.smoothgrad_noise[s * per_draw..(s + 1) * per_draw];
+                    let data = TensorData::new(values.to_vec(), [n, c, h, w]);
+                    Tensor::from_data(data, &Default::default())
+                };
+                let smoothed = capture_smoothed(
+                    &model,
+                    images.clone(),
+                    &targets,
+                    layer,
+                    Score::Logit,
+                    draws,
+                    noise,
+                )
+                .unwrap();
+                let noisy = smoothed.noisy.unwrap();
+                let weights = smooth_grad_cam_plus_plus_weights(
+                    smoothed.activations,
+                    noisy.last_gradients,
+                    noisy.squares,
+                    noisy.cubes,
+                );
+                channel_sum(weighted(noisy.last_activations, weights))
+            }
             _ => method.map(&inference, images.clone(), &captured, 3),
         };
         let [_, mh, mw] = raw.dims();
@@ -458,6 +492,21 @@ fn seeded_methods_repeat() {
         };
         assert_eq!(map(), map(), "{method}");
     }
+    // Smooth Grad-CAM++ draws its noise in its capture.
+    let smooth = Method::SmoothGradCamPlusPlus;
+    let map = || {
+        let own = smooth
+            .capture(&model, images.clone(), &targets, layer, Score::Logit)
+            .unwrap();
+        let raw = smooth.map(&inference, images.clone(), &own, 3);
+        raw.into_data().to_vec::<f32>().unwrap()
+    };
+    let first = map();
+    assert_eq!(first, map(), "{smooth}");
+    // And the noise matters: the map is not Grad-CAM++'s of the image alone.
+    let plain = capture_at(&model, images.clone(), &targets, layer).unwrap();
+    let plus_plus = Method::GradCamPlusPlus.map(&inference, images.clone(), &plain, 3);
+    assert_ne!(first, plus_plus.into_data().to_vec::<f32>().unwrap());
 }
 
 /// Finer-CAM: Grad-CAM of each image's top class against its three nearest classes.
@@ -547,7 +596,7 @@ fn check_layers(name: &str) {
                     method.map(&inference, images.clone(), &captured, 3)
                 })
                 .collect();
-            let ours = fuse_layers(raw, fixture.image_size);
+            let ours = method.combine_layers(raw, fixture.image_size);
             let worst = max_difference(&ours.into_data().to_vec::<f32>().unwrap(), theirs);
             eprintln!(
                 "{name} {method_name} at {query}: max |ours − pytorch-grad-cam| = {worst:.2e}"
@@ -582,6 +631,93 @@ fn road_imputation_matches_pytorch_grad_cam() {
     eprintln!("ROAD imputation: max |ours − pytorch-grad-cam| = {worst:.2e}");
     assert!(worst <= 1e-4, "ROAD imputation differs by {worst}");
     assert_ne!(ours, image, "something was imputed");
+}
+
+/// ARCC of Grad-CAM: Complexity and Coherency of our maps, ROAD without imputation noise,
+/// against pytorch-grad-cam's `Complexity`, `Coherency`, `ROADCombined` and `ARCC`.
+fn check_arcc(name: &str) {
+    let (fixture, model) = load(name);
+    let [h, w] = fixture.image_size;
+    let images = fixture_images(&fixture);
+    let n = fixture.targets.len();
+    let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
+    let layer = model.last_layer();
+    let inference = model.valid();
+    let maps_of = |images: Tensor<Inner, 4>| {
+        let captured = capture_at(&model, images.clone(), &targets, layer).unwrap();
+        let [_, _, mh, mw] = captured.activations.dims();
+        let raw = Method::GradCam.map(&inference, images, &captured, 3);
+        postprocess(&raw.into_data().to_vec::<f32>().unwrap(), [mh, mw], [h, w])
+    };
+    let maps = maps_of(images.clone());
+    let masks = Tensor::<Inner, 1>::from_floats(maps.as_slice(), &Default::default());
+    let remapped = maps_of(images.clone() * masks.reshape([n, 1, h, w]));
+    let probabilities = |x: Tensor<Inner, 4>| model::class_probabilities(inference.forward(x));
+    let mut ours: BTreeMap<&str, Vec<f32>> = BTreeMap::new();
+    for (i, (map, remap)) in maps.chunks(h * w).zip(remapped.chunks(h * w)).enumerate() {
+        let image = images.clone().slice([i..i + 1, 0..3, 0..h, 0..w]);
+        let target = fixture.targets[i];
+        let road = faithfulness::road_with_noise(&probabilities, image, map, target, 0.0, 0);
+        let road = road.combined(&faithfulness::ARCC_ROAD_PERCENTILES);
+        let (complexity, coherency) = (
+            faithfulness::complexity(map),
+            faithfulness::coherency(map, remap),
+        );
+        let arcc = faithfulness::arcc(complexity, coherency, road);
+        for (term, value) in [
+            ("complexity", complexity),
+            ("coherency", coherency),
+            ("road", road),
+            ("arcc", arcc),
+        ] {
+            ours.entry(term).or_default().push(value);
+        }
+    }
+    assert_eq!(fixture.arcc.len(), 4, "{name}: the four terms");
+    for (term, theirs) in &fixture.arcc {
+        let worst = max_difference(&ours[term.as_str()], theirs);
+        eprintln!("{name} ARCC {term}: max |ours − pytorch-grad-cam| = {worst:.2e}");
+        assert!(
+            worst <= 1e-4,
+            "{name} ARCC {term}: {:?} against {theirs:?}",
+            ours[term.as_str()]
+        );
+    }
+}
+
+/// Grad-CAM of the ReST score (`--score rest`) against `ClassifierOutputReST`.
+fn check_rest(name: &str) {
+    let (fixture, model) = load(name);
+    let [h, w] = fixture.image_size;
+    let images = fixture_images(&fixture);
+    let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
+    let layer = model.last_layer();
+    let captured = capture_scored(&model, images.clone(), &targets, layer, Score::Rest).unwrap();
+    let [_, _, mh, mw] = captured.activations.dims();
+    let raw = Method::GradCam.map(&model.valid(), images, &captured, 3);
+    let ours = postprocess(&raw.into_data().to_vec::<f32>().unwrap(), [mh, mw], [h, w]);
+    let worst = max_difference(&ours, &fixture.rest);
+    eprintln!("{name} ReST: max |ours − pytorch-grad-cam| = {worst:.2e}");
+    assert!(worst <= 1e-4, "{name} ReST: max abs difference {worst}");
+    // The target is not the logit's: the maps differ.
+    assert!(
+        max_difference(&ours, &fixture.cam) > 1e-3,
+        "{name}: ReST changes the map"
+    );
+}
+
+#[test]
+fn rest_target_matches_pytorch_grad_cam() {
+    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+        check_rest(name);
+    }
+}
+
+#[test]
+fn arcc_matches_pytorch_grad_cam() {
+    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+        check_arcc(name);
+    }
 }
 
 #[test]

@@ -66,6 +66,17 @@ pub struct Fixture {
     /// The Gaussian noise torch-cam's SS-CAM drew, `[draws, n, channels, height, width]`.
     #[serde(default)]
     pub sscam_noise: Vec<f32>,
+    /// The Gaussian noise torch-cam's SmoothGradCAMpp added to the input, `[draws, n, 3,
+    /// height, width]`.
+    #[serde(default)]
+    pub smoothgrad_noise: Vec<f32>,
+    /// pytorch-grad-cam's ARCC of its Grad-CAM maps, term by term, one value per image:
+    /// `complexity`, `coherency`, `road` (ROADCombined at 20/40/60/80, noiseless) and `arcc`.
+    #[serde(default)]
+    pub arcc: BTreeMap<String, Vec<f32>>,
+    /// pytorch-grad-cam's Grad-CAM for `ClassifierOutputReST` targets.
+    #[serde(default)]
+    pub rest: Vec<f32>,
 }
 
 #[derive(Deserialize)]

@@ -30,6 +30,10 @@ pub enum Score {
     /// The class probability: softmax (`ClassifierOutputSoftmaxTarget`); for a binary head,
     /// σ(z) for class 1 — what the Grad-CAM tutorial backpropagates — and 1 − σ(z) for class 0.
     Probability,
+    /// The logit minus the class's cross-entropy, z_c − (log Σ_j e^{z_j} − z_c): before and
+    /// after the softmax at once (pytorch-grad-cam's `ClassifierOutputReST`, Shapley-CAM's
+    /// target; for a binary head, of its class scores ±z).
+    Rest,
 }
 
 impl Score {
@@ -38,6 +42,13 @@ impl Score {
         match self {
             Score::Logit => class_scores(outputs),
             Score::Probability => class_probabilities(outputs),
+            Score::Rest => {
+                let z = class_scores(outputs);
+                // log Σ e^z, shifted by the row's maximum so that e^z cannot overflow.
+                let top = z.clone().max_dim(1).detach();
+                let log_sum = (z.clone() - top.clone()).exp().sum_dim(1).log() + top;
+                z * 2.0 - log_sum
+            }
         }
     }
 }
@@ -70,6 +81,22 @@ pub struct Capture<B: Backend> {
     pub targets: Vec<usize>,
     /// The index of the layer whose output A is (see `SplitModel::layer_names`).
     pub layer: usize,
+    /// For Smooth Grad-CAM++ ([`capture_smoothed`]): the gradients' moments over noisy copies
+    /// of the images.
+    pub noisy: Option<NoisyGradients<B>>,
+}
+
+/// SmoothGrad's statistics of dS/dA over noisy copies of the input.
+#[derive(Debug, Clone)]
+pub struct NoisyGradients<B: Backend> {
+    /// The mean over the copies of (dS/dA)²,
+    pub squares: Tensor<B, 4>,
+    /// and of (dS/dA)³.
+    pub cubes: Tensor<B, 4>,
+    /// The last copy's A and dS/dA: torch-cam's SmoothGradCAMpp weighs these in place of the
+    /// image's A and the mean gradient (the parity test feeds them to it).
+    pub last_activations: Tensor<B, 4>,
+    pub last_gradients: Tensor<B, 4>,
 }
 
 impl<B: Backend> Capture<B> {
@@ -167,6 +194,71 @@ where
     capture_objective(model, images, targets, layer, Score::Logit, objective)
 }
 
+/// Smooth Grad-CAM++'s capture (Omeiza et al. 2019): the images' own A and targets, and the
+/// gradients of `samples` copies of the images with `noise(s)` added (torch-cam: N(0, 0.3²)
+/// on the preprocessed input), for the same classes: their mean as the gradients, and the
+/// moments in `noisy`.
+pub fn capture_smoothed<B, M>(
+    model: &M,
+    images: Tensor<B::InnerBackend, 4>,
+    targets: &[Target],
+    layer: usize,
+    score: Score,
+    samples: usize,
+    mut noise: impl FnMut(usize) -> Tensor<B::InnerBackend, 4>,
+) -> Result<Capture<B::InnerBackend>, CaptureError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + SplitModel<B>,
+    M::InnerModule: SplitModel<B::InnerBackend>,
+{
+    let inference = model.valid();
+    let mut captured =
+        capture_without_gradients(&inference, images.clone(), targets, layer, score)?;
+    let classes: Vec<Target> = captured.targets.iter().map(|&t| Target::Class(t)).collect();
+    let (batch, samples) = (images.dims()[0], samples.max(1));
+    // Several copies per pass: at batch 1 a pass of four images costs far less than four.
+    let per_pass = (NOISY_PASS_IMAGES / batch).clamp(1, samples);
+    let mut sums: Option<[Tensor<B::InnerBackend, 4>; 3]> = None;
+    let mut last = None;
+    let mut first = 0;
+    while first < samples {
+        let copies = per_pass.min(samples - first);
+        let noisy: Vec<_> = (first..first + copies)
+            .map(|s| images.clone() + noise(s))
+            .collect();
+        let targets = classes.repeat(copies);
+        let pass = capture_scored(model, Tensor::cat(noisy, 0), &targets, layer, score)?;
+        for copy in 0..copies {
+            let of_copy = |t: &Tensor<B::InnerBackend, 4>| t.clone().narrow(0, copy * batch, batch);
+            let g = of_copy(&pass.gradients);
+            let g2 = g.clone().powi_scalar(2);
+            let g3 = g2.clone() * g.clone();
+            sums = Some(match sums {
+                None => [g.clone(), g2, g3],
+                Some([s1, s2, s3]) => [s1 + g.clone(), s2 + g2, s3 + g3],
+            });
+            last = Some((of_copy(&pass.activations), g));
+        }
+        first += copies;
+    }
+    let [mean, squares, cubes] = sums.expect("one copy or more");
+    let (last_activations, last_gradients) = last.expect("one copy or more");
+    let n = samples as f32;
+    captured.gradients = mean / n;
+    captured.noisy = Some(NoisyGradients {
+        squares: squares / n,
+        cubes: cubes / n,
+        last_activations,
+        last_gradients,
+    });
+    Ok(captured)
+}
+
+/// Images per forward pass of [`capture_smoothed`]'s noisy copies (whole copies of the batch,
+/// at least one).
+const NOISY_PASS_IMAGES: usize = 32;
+
 /// pytorch-grad-cam's Finer-CAM compares with the 1st to 3rd nearest classes,
 pub const FINER_COMPARISONS: usize = 3;
 /// with this α (its default).
@@ -246,6 +338,7 @@ where
         score,
         targets,
         layer,
+        noisy: None,
     })
 }
 
@@ -272,6 +365,7 @@ pub fn capture_without_gradients<B: Backend, M: SplitModel<B>>(
         score,
         targets,
         layer,
+        noisy: None,
     })
 }
 

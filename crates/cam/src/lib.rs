@@ -14,9 +14,9 @@ pub mod postprocess;
 pub mod smoothing;
 
 pub use capture::{
-    Capture, CaptureError, FINER_ALPHA, FINER_COMPARISONS, Score, Target, capture, capture_at,
-    capture_finer, capture_scored, capture_without_gradients,
+    Capture, CaptureError, FINER_ALPHA, FINER_COMPARISONS, NoisyGradients, Score, Target, capture,
+    capture_at, capture_finer, capture_scored, capture_smoothed, capture_without_gradients,
 };
-pub use fusion::fuse_layers;
+pub use fusion::{fuse_layers, multiply_layers};
 pub use guided::{GuidedBackend, guided_backprop, guided_cam};
 pub use methods::{Method, grad_cam, grad_cam_weights};

@@ -7,7 +7,6 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use model::SplitModel;
 
-use crate::fusion::fuse_layers;
 use crate::{Capture, CaptureError, Method, Target, capture_scored};
 
 /// The augmentations: (mirrored, factor on the preprocessed input).
@@ -53,7 +52,7 @@ where
                 Ok(method.smoothed_map(&inference, x.clone(), &captured, chunk, eigen_smooth))
             })
             .collect::<Result<Vec<_>, CaptureError>>()?;
-        let mut maps = fuse_layers(raw, [height, width]);
+        let mut maps = method.combine_layers(raw, [height, width]);
         if mirrored {
             maps = maps.flip([2]);
         }

@@ -2,14 +2,15 @@
 //! method's own work, for a randomly initialised network of `--arch` at its input size.
 //! `cargo run -p explain --example methods_speed -- ARCH BATCH REPEATS [cpu|cuda] [f32|tf32]`
 //! prints one line per method, `burn <method> ms/image median=<x>`; `scripts/bench_methods.sh`
-//! runs pytorch-grad-cam on the same network and batch beside it.
+//! runs pytorch-grad-cam on the same network and batch beside it. `BENCH_METHODS=a,b` times
+//! only those methods.
 
 use std::time::Instant;
 
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
-use cam::{Method, Score, Target, capture, capture_without_gradients};
+use cam::{Method, Score, Target, capture_without_gradients};
 use kernels::Precision;
 use model::{Architecture, Kernels, ModelSpec, SplitModel};
 use train::OnBackend;
@@ -59,7 +60,13 @@ impl OnBackend for Bench {
         let targets = vec![Target::Predicted; self.batch];
         let inference = model.valid();
         let last = inference.last_layer();
-        for method in Method::ALL {
+        let chosen = std::env::var("BENCH_METHODS").ok();
+        let chosen = |m: Method| {
+            chosen
+                .as_deref()
+                .is_none_or(|list| list.split(',').any(|name| name == m.name()))
+        };
+        for method in Method::ALL.into_iter().filter(|&m| chosen(m)) {
             if let Err(why) = method.applies_to(&inference, last) {
                 eprintln!("burn {method}: skipped, {why}");
                 continue;
@@ -67,7 +74,10 @@ impl OnBackend for Bench {
             let run = || {
                 let layer = inference.last_layer();
                 let captured = match method.uses_gradients() {
-                    true => capture(&model, images.clone(), &targets).unwrap(),
+                    // Finer-CAM and Smooth Grad-CAM++ take their own captures.
+                    true => method
+                        .capture(&model, images.clone(), &targets, layer, Score::Logit)
+                        .unwrap(),
                     false => capture_without_gradients(
                         &inference,
                         images.clone(),

@@ -68,13 +68,15 @@ pub struct Args {
     /// How many images of the split to explain, or `all`.
     #[arg(long, default_value = "8", value_parser = parse_limit)]
     pub limit: usize,
-    /// The class to explain, by index or name [default: each image's predicted class].
-    #[arg(long, conflicts_with = "top_k")]
-    pub class: Option<String>,
+    /// The class to explain, by index or name [default: each image's predicted class];
+    /// several, comma-separated, get a map each (files get a `_class<index>` suffix).
+    #[arg(long, conflicts_with = "top_k", value_delimiter = ',')]
+    pub class: Vec<String>,
     /// What of the class is differentiated: `logit`, its score (pytorch-grad-cam's
     /// ClassifierOutputTarget; for a binary head, BinaryClassifierOutputTarget: z for class 1,
-    /// -z for class 0), or `probability` (ClassifierOutputSoftmaxTarget; for a binary head, the
-    /// sigmoid output).
+    /// -z for class 0), `probability` (ClassifierOutputSoftmaxTarget; for a binary head, the
+    /// sigmoid output), or `rest`, the logit minus the class's cross-entropy
+    /// (ClassifierOutputReST: 2 z_c − log Σ e^z, before and after the softmax at once).
     #[arg(long, value_enum, default_value = "logit")]
     pub score: ScoreKind,
     /// `tutorial`: what the Grad-CAM tutorial explains. For a binary head, the sigmoid output
@@ -85,8 +87,8 @@ pub struct Args {
     /// CAM method(s), comma-separated, or `all`: gradcam, gradcam++, xgradcam, hirescam,
     /// layercam, gradcam-elementwise, eigencam, eigengradcam, scorecam, ablationcam, fem,
     /// randomcam (a seeded baseline), kpcacam, finercam (the target against its three nearest
-    /// classes), cam (pooling + Linear heads only), iscam, sscam (seeded). With several, each
-    /// writes its own folder <out>/<method>/.
+    /// classes), cam (pooling + Linear heads only), iscam, sscam (seeded), smoothgradcam++
+    /// (seeded). With several, each writes its own folder <out>/<method>/.
     #[arg(long, default_value = "gradcam", value_delimiter = ',', value_parser = parse_method)]
     pub method: Vec<Vec<Method>>,
     /// pytorch-grad-cam's eigen_smooth: the first principal component of the channels'
@@ -198,6 +200,7 @@ impl Args {
 pub enum ScoreKind {
     Logit,
     Probability,
+    Rest,
 }
 
 impl From<ScoreKind> for cam::Score {
@@ -205,6 +208,7 @@ impl From<ScoreKind> for cam::Score {
         match kind {
             ScoreKind::Logit => cam::Score::Logit,
             ScoreKind::Probability => cam::Score::Probability,
+            ScoreKind::Rest => cam::Score::Rest,
         }
     }
 }

@@ -14,7 +14,10 @@ use cam::{Capture, Method, Score, Target, capture_at};
 use data::{Batcher, Sample};
 use faithfulness::baselines::{centre_gaussian, random_map};
 use faithfulness::sanity::{randomise_top, spearman};
-use faithfulness::{confidence_changes, deletion_insertion, road};
+use faithfulness::{
+    ARCC_ROAD_PERCENTILES, arcc, coherency, complexity, confidence_changes, deletion_insertion,
+    road,
+};
 use model::{AutodiffKernels, Network, SplitModel, class_probabilities};
 
 use crate::curves;
@@ -61,6 +64,10 @@ pub struct ImageScores {
     /// re-initialised.
     rho_top: f32,
     rho_all: f32,
+    /// ARCC's terms: the map's Complexity and Coherency, and ARCC itself.
+    complexity: f32,
+    coherency: f32,
+    arcc: f32,
     /// The image's share of its batch's time.
     seconds: f64,
     deletion_curve: Vec<f32>,
@@ -82,6 +89,9 @@ struct Totals {
     energy: f32,
     rho_top: f32,
     rho_all: f32,
+    complexity: f32,
+    coherency: f32,
+    arcc: f32,
     seconds: f64,
     /// Sums of the deletion and insertion curves, point by point.
     deletion_curve: Vec<f32>,
@@ -106,6 +116,9 @@ impl Totals {
             }
             t.rho_top += s.rho_top;
             t.rho_all += s.rho_all;
+            t.complexity += s.complexity;
+            t.coherency += s.coherency;
+            t.arcc += s.arcc;
             t.seconds += s.seconds;
             add_pointwise(&mut t.deletion_curve, &s.deletion_curve);
             add_pointwise(&mut t.insertion_curve, &s.insertion_curve);
@@ -191,24 +204,6 @@ pub fn evaluate<B: AutodiffKernels>(
             .iter()
             .map(|m| Ok((m.valid(), capture_at(m, images.clone(), &fixed, layer)?)))
             .collect::<Result<Vec<_>>>()?;
-        // Finer-CAM differentiates its own score: its captures, for the same classes; its own
-        // capture counts in its time instead of the shared one.
-        let finer = match methods.contains(&Method::FinerCam) {
-            true => {
-                let finer = |m: &Network<B>| {
-                    Method::FinerCam.capture(m, images.clone(), &fixed, layer, Score::Logit)
-                };
-                let started = Instant::now();
-                let own = finer(model)?;
-                let seconds = started.elapsed().as_secs_f64();
-                let randomised = randomised
-                    .iter()
-                    .map(|m| Ok((m.valid(), finer(m)?)))
-                    .collect::<Result<Vec<_>>>()?;
-                Some((own, randomised, seconds))
-            }
-            false => None,
-        };
         let context = BatchInputs {
             images: &images,
             eigen_smooth,
@@ -216,11 +211,27 @@ pub fn evaluate<B: AutodiffKernels>(
             first_position: position,
         };
         for (explainer, scores) in explainers.iter().zip(&mut scores) {
-            let (captured, random_captures, capture_seconds) = match (explainer, &finer) {
-                (Explainer::Method(Method::FinerCam), Some((own, randomised, seconds))) => {
-                    (own, randomised, *seconds)
+            // Finer-CAM and Smooth Grad-CAM++ take captures of their own (for the same
+            // classes), whose time counts instead of the shared one's.
+            let own = match explainer {
+                Explainer::Method(method) if method.has_own_capture() => {
+                    let capture = |m: &Network<B>| {
+                        method.capture(m, images.clone(), &fixed, layer, Score::Logit)
+                    };
+                    let started = Instant::now();
+                    let own = capture(model)?;
+                    let seconds = started.elapsed().as_secs_f64();
+                    let randomised = randomised
+                        .iter()
+                        .map(|m| Ok((m.valid(), capture(m)?)))
+                        .collect::<Result<Vec<_>>>()?;
+                    Some((own, randomised, seconds))
                 }
-                _ => (&captured, &random_captures, capture_seconds),
+                _ => None,
+            };
+            let (captured, random_captures, capture_seconds) = match &own {
+                Some((own, randomised, seconds)) => (own, randomised, *seconds),
+                None => (&captured, &random_captures, capture_seconds),
             };
             let started = Instant::now();
             let maps = context.maps(*explainer, &inference, captured);
@@ -240,12 +251,32 @@ pub fn evaluate<B: AutodiffKernels>(
                         .collect()
                 })
                 .collect();
+            // Coherency: the explainer's maps of the images masked by its maps.
+            let masked = context.masked(&maps);
+            let remapped = {
+                let inputs = BatchInputs {
+                    images: &masked,
+                    ..context
+                };
+                match explainer {
+                    Explainer::Method(method) => {
+                        let own =
+                            method.capture(model, masked.clone(), &fixed, layer, Score::Logit)?;
+                        inputs.maps(*explainer, &inference, &own)
+                    }
+                    _ => inputs.maps(*explainer, &inference, captured),
+                }
+            };
+            let related = Related {
+                sanity: [&sanity[0], &sanity[1]],
+                remapped: &remapped,
+            };
             let batch_scores = context.score(
                 &probabilities,
                 &maps,
                 chunk,
                 &captured.targets,
-                [&sanity[0], &sanity[1]],
+                related,
                 steps,
                 seconds,
             );
@@ -260,8 +291,13 @@ pub fn evaluate<B: AutodiffKernels>(
     Ok(evaluation(&scores))
 }
 
+/// Columns of the table.
+const COLUMNS: usize = 15;
+
 /// Which way each column of the table is better, in its order.
-const BETTER: [&str; 12] = ["", "↓", "↑", "↓", "↑", "↓", "↑", "↑", "↑", "↓", "↓", "↓"];
+const BETTER: [&str; COLUMNS] = [
+    "", "↓", "↑", "↓", "↑", "↓", "↑", "↑", "↑", "↓", "↓", "↓", "↑", "↑", "↓",
+];
 
 /// Milliseconds with enough digits that a near-free baseline does not read as 0.0.
 fn milliseconds(ms: f64) -> String {
@@ -315,9 +351,25 @@ impl<B: Backend> BatchInputs<'_, B> {
     }
 }
 
+/// What an explainer's maps are compared with, per image: the sanity check's correlations
+/// (top layer, every layer re-initialised), and the explainer's maps of the images masked by
+/// its maps (Coherency).
+struct Related<'a> {
+    sanity: [&'a [f32]; 2],
+    remapped: &'a [Vec<f32>],
+}
+
 impl<B: Backend> BatchInputs<'_, B> {
-    /// Each image's scores for its map, given its sanity correlations (top layer, every
-    /// layer re-initialised); the batch's `seconds` are shared out evenly.
+    /// The images multiplied by their maps (every channel), as Coherency masks them.
+    fn masked(&self, maps: &[Vec<f32>]) -> Tensor<B, 4> {
+        let [n, _, h, w] = self.images.dims();
+        let device = self.images.device();
+        let masks = Tensor::<B, 3>::from_data(TensorData::new(maps.concat(), [n, h, w]), &device);
+        self.images.clone() * masks.reshape([n, 1, h, w])
+    }
+
+    /// Each image's scores for its map, given what it is compared with; the batch's `seconds`
+    /// are shared out evenly.
     #[allow(clippy::too_many_arguments)]
     fn score(
         &self,
@@ -325,10 +377,11 @@ impl<B: Backend> BatchInputs<'_, B> {
         maps: &[Vec<f32>],
         samples: &[&Sample],
         targets: &[usize],
-        [rho_top, rho_all]: [&[f32]; 2],
+        related: Related,
         steps: usize,
         seconds: f64,
     ) -> Vec<ImageScores> {
+        let [rho_top, rho_all] = related.sanity;
         let images = self.images;
         let [n, c, h, w] = images.dims();
         let changes = confidence_changes(probabilities, images.clone(), maps, targets);
@@ -341,6 +394,8 @@ impl<B: Backend> BatchInputs<'_, B> {
                     deletion_insertion(probabilities, image.clone(), map, target, step, CHUNK);
                 let position = self.first_position + i;
                 let road = road(probabilities, image, map, target, position as u64);
+                let complexity = complexity(map);
+                let coherency = coherency(map, &related.remapped[i]);
                 // Pointing games, where the data know the target's box.
                 let in_box = samples[i]
                     .objects
@@ -365,6 +420,9 @@ impl<B: Backend> BatchInputs<'_, B> {
                     in_box,
                     rho_top: rho_top[i],
                     rho_all: rho_all[i],
+                    complexity,
+                    coherency,
+                    arcc: arcc(complexity, coherency, road.combined(&ARCC_ROAD_PERCENTILES)),
                     seconds: seconds / n as f64,
                     deletion_curve: curves.deletion,
                     insertion_curve: curves.insertion,
@@ -389,8 +447,8 @@ fn add_pointwise(sum: &mut Vec<f32>, curve: &[f32]) {
 pub const IMAGES_CSV: &str = "evaluation-images.csv";
 
 const IMAGES_HEADER: &str = "explainer,image,average_drop,increased,deletion_auc,insertion_auc,\
-road_morf,road_lerf,peak_in_box,box_energy,sanity_rho_top,sanity_rho_all,seconds,deletion_curve,\
-insertion_curve";
+road_morf,road_lerf,peak_in_box,box_energy,sanity_rho_top,sanity_rho_all,complexity,coherency,\
+arcc,seconds,deletion_curve,insertion_curve";
 
 impl ImageScores {
     fn csv_row(&self, explainer: &str) -> String {
@@ -412,6 +470,9 @@ impl ImageScores {
             energy,
             self.rho_top.to_string(),
             self.rho_all.to_string(),
+            self.complexity.to_string(),
+            self.coherency.to_string(),
+            self.arcc.to_string(),
             self.seconds.to_string(),
             curve(&self.deletion_curve),
             curve(&self.insertion_curve),
@@ -435,6 +496,9 @@ impl ImageScores {
             energy,
             rho_top,
             rho_all,
+            simple,
+            coherent,
+            harmonic,
             seconds,
             deletion_curve,
             insertion_curve,
@@ -467,6 +531,9 @@ impl ImageScores {
             in_box,
             rho_top: rho_top.parse().ok()?,
             rho_all: rho_all.parse().ok()?,
+            complexity: simple.parse().ok()?,
+            coherency: coherent.parse().ok()?,
+            arcc: harmonic.parse().ok()?,
             seconds: seconds.parse().ok()?,
             deletion_curve: curve(deletion_curve)?,
             insertion_curve: curve(insertion_curve)?,
@@ -546,15 +613,20 @@ impl Evaluation {
              neighbours, mean change of the target probability. Pointing game (% of peaks inside the target's box) and energy-based pointing \
              game (% of map mass inside it) where boxes exist. Sanity check (Adebayo et al.): Spearman \
              correlation with the maps of the same model with its top weight layer, or all of \
-             them, re-initialised (lower: the map depends on the model). Time: per image, the \
-             shared forward + backward pass and the method's own work.",
+             them, re-initialised (lower: the map depends on the model). ARCC (pytorch-grad-cam): \
+             Complexity (mean of the map, lower is simpler), Coherency ((ρ + 1) / 2 for ρ the \
+             Pearson correlation of the map with the same explainer's map of the image masked by \
+             it) and ARCC, their harmonic mean with 1 − Complexity and ROAD (LeRF − MoRF at 20, \
+             40, 60, 80%, doubled, clipped to [0, 1]); a baseline's map of the masked image is \
+             its map again. Time: per image, the shared forward + backward pass and the \
+             method's own work.",
             self.rows.first().map_or(0, |r| r.1.len()),
             self.steps,
             (h * w).div_ceil(self.steps.max(1)),
         )
     }
 
-    fn table(&self) -> Vec<[String; 12]> {
+    fn table(&self) -> Vec<[String; COLUMNS]> {
         let mut rows = vec![
             [
                 "method",
@@ -568,6 +640,9 @@ impl Evaluation {
                 "energy %",
                 "sanity ρ top",
                 "sanity ρ all",
+                "complexity",
+                "coherency",
+                "ARCC",
                 "ms/image",
             ]
             .map(String::from),
@@ -594,6 +669,9 @@ impl Evaluation {
                 boxed(t.energy),
                 format!("{:.3}", t.rho_top / n),
                 format!("{:.3}", t.rho_all / n),
+                format!("{:.3}", t.complexity / n),
+                format!("{:.3}", t.coherency / n),
+                format!("{:.3}", t.arcc / n),
                 milliseconds(1000.0 * t.seconds / f64::from(n)),
             ]);
         }
@@ -602,7 +680,7 @@ impl Evaluation {
 
     /// The table with each metric's better direction in its header (for people; the CSV keeps
     /// plain names for scripts).
-    fn table_with_directions(&self) -> Vec<[String; 12]> {
+    fn table_with_directions(&self) -> Vec<[String; COLUMNS]> {
         let mut table = self.table();
         for (cell, better) in table[0].iter_mut().zip(BETTER) {
             if !better.is_empty() {
@@ -616,7 +694,7 @@ impl Evaluation {
     pub fn report(&self, out: &Path) -> Result<()> {
         let table = self.table_with_directions();
         self.write(out)?;
-        let widths: Vec<usize> = (0..12)
+        let widths: Vec<usize> = (0..COLUMNS)
             .map(|c| {
                 table
                     .iter()
@@ -657,7 +735,7 @@ impl Evaluation {
         for (i, row) in self.table_with_directions().iter().enumerate() {
             let _ = writeln!(md, "| {} |", row.join(" | "));
             if i == 0 {
-                let _ = writeln!(md, "|{}", "---|".repeat(12));
+                let _ = writeln!(md, "|{}", "---|".repeat(COLUMNS));
             }
         }
         let _ = writeln!(

@@ -6,7 +6,7 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use cam::{
     Capture, GuidedBackend, Method, Score, Target, capture_scored, capture_without_gradients,
-    fuse_layers, guided_backprop,
+    guided_backprop,
 };
 use data::{Batcher, Sample};
 use model::{AutodiffKernels, Network, SplitModel};
@@ -75,16 +75,19 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
     let [_, _, height, width] = images.dims();
     let captures = capture_layers(model, images.clone(), request, request.layers)?;
     let captured = &captures[0];
-    // Finer-CAM differentiates its own score: captures of its own, for the same classes.
-    let finer = match request.methods.contains(&Method::FinerCam) {
-        true => Some(finer_captures(
-            model,
-            images.clone(),
-            captured,
-            request.layers,
-        )?),
-        false => None,
-    };
+    // Finer-CAM differentiates its own score, Smooth Grad-CAM++ noisy copies of the images:
+    // captures of their own, for the same classes.
+    let own: Vec<(Method, Vec<Capture<B::InnerBackend>>)> = request
+        .methods
+        .iter()
+        .filter(|m| m.has_own_capture())
+        .map(|&m| {
+            Ok((
+                m,
+                own_captures(m, model, images.clone(), captured, request)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
     let [_, classes] = captured.probabilities().dims();
     let probabilities = to_vec(captured.probabilities());
     let inference = model.valid();
@@ -94,15 +97,15 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
         .methods
         .iter()
         .map(|&method| {
-            let captures = match (method, &finer) {
-                (Method::FinerCam, Some(finer)) => finer,
-                _ => &captures,
+            let captures = match own.iter().find(|(m, _)| *m == method) {
+                Some((_, own)) => own,
+                None => &captures,
             };
             let map = if smoothing.augmentation {
-                if method == Method::FinerCam {
+                if method.has_own_capture() {
                     anyhow::bail!(
-                        "--aug-smooth cannot smooth finercam yet (its captures of the flipped and \
-                         rescaled images would need Finer-CAM's own score): drop one of them"
+                        "--aug-smooth cannot smooth {method} yet (its captures of the flipped and \
+                         rescaled images would need its own capture): drop one of them"
                     );
                 }
                 cam::smoothing::aug_smooth(
@@ -123,7 +126,7 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
                     .collect();
                 match raw.len() {
                     1 => raw.remove(0),
-                    _ => fuse_layers(raw, [height, width]),
+                    _ => method.combine_layers(raw, [height, width]),
                 }
             };
             let [_, h, w] = map.dims();
@@ -155,19 +158,19 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
     Ok(BatchExplanation { maps, guided })
 }
 
-/// Finer-CAM's capture at each of `layers`, for the classes `captured` resolved.
-fn finer_captures<B: GuidedBackend + AutodiffKernels>(
+/// `method`'s own capture at each of the request's layers, for the classes `captured` resolved.
+fn own_captures<B: GuidedBackend + AutodiffKernels>(
+    method: Method,
     model: &Network<B>,
     images: Tensor<B::InnerBackend, 4>,
     captured: &Capture<B::InnerBackend>,
-    layers: &[usize],
+    request: &Request,
 ) -> Result<Vec<Capture<B::InnerBackend>>> {
     let classes: Vec<Target> = captured.targets.iter().map(|&t| Target::Class(t)).collect();
-    layers
+    request
+        .layers
         .iter()
-        .map(|&layer| {
-            Ok(Method::FinerCam.capture(model, images.clone(), &classes, layer, Score::Logit)?)
-        })
+        .map(|&layer| Ok(method.capture(model, images.clone(), &classes, layer, request.score)?))
         .collect()
 }
 

@@ -144,6 +144,9 @@ impl OnBackend for Job<'_> {
         ShardNote::remove(&out)?;
         let note = self.shard_note(&subject, &selection, &methods, &layers)?;
         if self.args.evaluate {
+            if targets.len() > 1 {
+                bail!("--evaluate scores one class per image: give --class one class");
+            }
             let samples: Vec<&data::Sample> =
                 selection.items.iter().map(|item| &item.sample).collect();
             let evaluation = evaluate::evaluate(
@@ -282,11 +285,20 @@ impl Job<'_> {
                 Head::Softmax => (vec![Target::Predicted], Score::Logit),
             });
         }
-        let targets = match &args.class {
-            None => (0..args.top_k.clamp(1, subject.class_names.len()))
+        let targets = match &args.class[..] {
+            [] => (0..args.top_k.clamp(1, subject.class_names.len()))
                 .map(Target::Ranked)
                 .collect(),
-            Some(class) => vec![Target::Class(subject.class_index(class)?)],
+            classes => {
+                let mut targets = Vec::with_capacity(classes.len());
+                for class in classes {
+                    let target = Target::Class(subject.class_index(class)?);
+                    if !targets.contains(&target) {
+                        targets.push(target);
+                    }
+                }
+                targets
+            }
         };
         Ok((targets, args.score.into()))
     }
@@ -501,6 +513,9 @@ impl<B: GuidedBackend + AutodiffKernels> Explainer<'_, B> {
                 let stem = match target {
                     Target::Ranked(n) if self.targets.len() > 1 => {
                         format!("{}_top{}", item.name, n + 1)
+                    }
+                    Target::Class(c) if self.targets.len() > 1 => {
+                        format!("{}_class{c}", item.name)
                     }
                     _ => item.name.clone(),
                 };

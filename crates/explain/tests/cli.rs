@@ -176,6 +176,42 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         .count();
     assert_eq!(second, 2);
 
+    // Several classes: a map each, a repeated one once, the files told apart by class index.
+    let out = explain(
+        &[
+            "--limit",
+            "2",
+            "--class",
+            "cross,0,cross",
+            "--out",
+            "classes",
+        ],
+        dir.path(),
+    );
+    assert_success(&out);
+    let records: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("classes/summary.json")).unwrap(),
+    )
+    .unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 4);
+    let cross = names.iter().position(|&n| n == "cross").unwrap();
+    for record in records {
+        let (name, target) = (
+            record["name"].as_str().unwrap(),
+            record["target_index"].as_u64(),
+        );
+        assert!(
+            name.ends_with(&format!("_class{}", target.unwrap())),
+            "{name}"
+        );
+    }
+    let classes: std::collections::BTreeSet<u64> = records
+        .iter()
+        .map(|r| r["target_index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(classes, [0, cross as u64].into());
+
     // --save-raw: the raw map and pytorch-grad-cam's array, consistent with each other.
     let out = explain(
         &["--image", "shape.png", "--save-raw", "--out", "raw"],
@@ -286,11 +322,26 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
             .lines()
             .find(|l| l.starts_with(row))
             .unwrap_or_else(|| panic!("{row}: {table}"));
-        assert_eq!(line.matches('|').count(), 13, "{line}");
+        assert_eq!(line.matches('|').count(), 16, "{line}");
         assert!(!line.contains('–'), "pointing games scored: {line}");
     }
+    assert!(
+        table.contains("| complexity ↓ | coherency ↑ | ARCC ↑ |"),
+        "ARCC's columns: {table}"
+    );
     let csv = std::fs::read_to_string(dir.path().join("eval/evaluation.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5);
+    // Every image's own scores: 4 images × (2 methods + 2 baselines), in [0, 1] where bounded.
+    let images = std::fs::read_to_string(dir.path().join("eval/evaluation-images.csv")).unwrap();
+    assert_eq!(images.lines().count(), 1 + 4 * 4);
+    let header: Vec<&str> = images.lines().next().unwrap().split(',').collect();
+    for column in ["complexity", "coherency", "arcc"] {
+        let c = header.iter().position(|&h| h == column).unwrap();
+        for line in images.lines().skip(1) {
+            let value: f32 = line.split(',').nth(c).unwrap().parse().unwrap();
+            assert!((0.0..=1.0).contains(&value), "{column} {value}: {line}");
+        }
+    }
     // The curves behind the AUC columns: 256 pixels in 4 steps of 64 → 5 points each, whose
     // area (trapezoids; the mean of areas is the area of the mean) is the table's AUC.
     let curves = std::fs::read_to_string(dir.path().join("eval/deletion-insertion.csv")).unwrap();

@@ -13,15 +13,44 @@ use rayon::prelude::*;
 
 use crate::confidence::target_column;
 
-/// Mean changes of the target probability over the thresholds.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Changes of the target probability, per threshold of [`PERCENTILES`] and on average.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Road {
+    /// Means over the thresholds.
     pub morf: f32,
     pub lerf: f32,
+    /// The change at each threshold, in [`PERCENTILES`] order.
+    pub morf_at: Vec<f32>,
+    pub lerf_at: Vec<f32>,
+}
+
+impl Road {
+    /// pytorch-grad-cam's `ROADCombined` at some of [`PERCENTILES`]: (LeRF − MoRF) / 2, each
+    /// averaged over `percentiles`.
+    pub fn combined(&self, percentiles: &[f32]) -> f32 {
+        let mean = |changes: &[f32]| {
+            let chosen: Vec<f32> = PERCENTILES
+                .iter()
+                .zip(changes)
+                .filter(|(p, _)| percentiles.contains(p))
+                .map(|(_, &c)| c)
+                .collect();
+            assert_eq!(
+                chosen.len(),
+                percentiles.len(),
+                "percentiles of PERCENTILES"
+            );
+            chosen.iter().sum::<f32>() / chosen.len() as f32
+        };
+        (mean(&self.lerf_at) - mean(&self.morf_at)) / 2.0
+    }
 }
 
 /// pytorch-grad-cam's thresholds: remove 90%, 80%, …, 10% of the pixels.
 pub const PERCENTILES: [f32; 9] = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0];
+
+/// The standard deviation of the imputation's noise, pytorch-grad-cam's `NoisyLinearImputer`'s.
+pub const NOISE: f32 = 0.01;
 
 const NEIGHBOURS: [((isize, isize), f32); 8] = [
     ((1, 1), 1.0 / 12.0),
@@ -42,6 +71,18 @@ pub fn road<B: Backend>(
     target: usize,
     seed: u64,
 ) -> Road {
+    road_with_noise(probabilities, image, map, target, NOISE, seed)
+}
+
+/// [`road`] with imputation noise of standard deviation `noise` (0: none, for references).
+pub fn road_with_noise<B: Backend>(
+    probabilities: &dyn Fn(Tensor<B, 4>) -> Tensor<B, 2>,
+    image: Tensor<B, 4>,
+    map: &[f32],
+    target: usize,
+    noise: f32,
+    seed: u64,
+) -> Road {
     let [_, c, h, w] = image.dims();
     let device = image.device();
     let before = target_column(probabilities(image.clone()), &[target])[0];
@@ -58,21 +99,25 @@ pub fn road<B: Backend>(
         .par_iter()
         .map(|&(k, order, p)| {
             let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(64).wrapping_add(k as u64));
-            remove_salient(&pixels, order, [c, h, w], p, 0.01, &mut rng)
+            remove_salient(&pixels, order, [c, h, w], p, noise, &mut rng)
         })
         .collect();
     let n = PERCENTILES.len();
-    let mean_change = |images: &[Vec<f32>]| -> f32 {
+    let changes = |images: &[Vec<f32>]| -> Vec<f32> {
         let batch = TensorData::new(images.concat(), [n, c, h, w]);
         let after = target_column(
             probabilities(Tensor::<B, 4>::from_data(batch, &device)),
             &vec![target; n],
         );
-        after.iter().map(|a| a - before).sum::<f32>() / n as f32
+        after.iter().map(|a| a - before).collect()
     };
+    let (morf_at, lerf_at) = (changes(&imputed[..n]), changes(&imputed[n..]));
+    let mean = |c: &[f32]| c.iter().sum::<f32>() / n as f32;
     Road {
-        morf: mean_change(&imputed[..n]),
-        lerf: mean_change(&imputed[n..]),
+        morf: mean(&morf_at),
+        lerf: mean(&lerf_at),
+        morf_at,
+        lerf_at,
     }
 }
 

@@ -12,7 +12,7 @@ pub fn weighted<B: Backend>(activations: Tensor<B, 4>, weights: Tensor<B, 2>) ->
 }
 
 /// Σ over (i, j) of a `[batch, channels, h, w]` tensor → `[batch, channels]`.
-fn spatial_sum<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
+pub(super) fn spatial_sum<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
     x.sum_dim(3).sum_dim(2).flatten(1, 3)
 }
 

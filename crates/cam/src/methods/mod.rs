@@ -10,6 +10,7 @@ mod integrated;
 mod kernel_pca;
 mod perturbation;
 mod random;
+mod smooth;
 mod statistics;
 
 pub use class_activation::{cam_applies, class_activation};
@@ -26,6 +27,9 @@ pub use integrated::{
 pub use kernel_pca::kernel_pca_map;
 pub use perturbation::{ablation_cam, score_cam};
 pub use random::{RANDOM_CAM_SEED, random_cam, random_weights};
+pub use smooth::{
+    SMOOTH_GRAD_SAMPLES, SMOOTH_GRAD_SEED, SMOOTH_GRAD_STD, smooth_grad_cam_plus_plus_weights,
+};
 pub use statistics::{FEM_SIGMAS, fem};
 
 use std::fmt;
@@ -37,7 +41,11 @@ use model::SplitModel;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::{Capture, CaptureError, FINER_ALPHA, Score, Target, capture_finer, capture_scored};
+use crate::fusion::{fuse_layers, multiply_layers};
+use crate::{
+    Capture, CaptureError, FINER_ALPHA, Score, Target, capture_finer, capture_scored,
+    capture_smoothed,
+};
 
 /// A CAM method, by the name the command line uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,10 +67,12 @@ pub enum Method {
     Cam,
     IsCam,
     SsCam,
+    SmoothGradCamPlusPlus,
+    RefineCam,
 }
 
 impl Method {
-    pub const ALL: [Method; 17] = [
+    pub const ALL: [Method; 19] = [
         Method::GradCam,
         Method::GradCamPlusPlus,
         Method::XGradCam,
@@ -80,6 +90,8 @@ impl Method {
         Method::Cam,
         Method::IsCam,
         Method::SsCam,
+        Method::SmoothGradCamPlusPlus,
+        Method::RefineCam,
     ];
 
     pub fn name(self) -> &'static str {
@@ -101,6 +113,8 @@ impl Method {
             Method::Cam => "cam",
             Method::IsCam => "iscam",
             Method::SsCam => "sscam",
+            Method::SmoothGradCamPlusPlus => "smoothgradcam++",
+            Method::RefineCam => "refinecam",
         }
     }
 
@@ -134,8 +148,15 @@ impl Method {
         }
     }
 
+    /// Whether the method's capture is its own ([`Method::capture`]) rather than the one
+    /// every other method shares.
+    pub fn has_own_capture(self) -> bool {
+        matches!(self, Method::FinerCam | Method::SmoothGradCamPlusPlus)
+    }
+
     /// The capture this method's map is made of: Finer-CAM's gradients are of its own
-    /// comparison score; every other method takes `capture_scored`'s.
+    /// comparison score, Smooth Grad-CAM++'s are of noisy copies of the images (seeded, so
+    /// that a run repeats); every other method takes `capture_scored`'s.
     pub fn capture<B, M>(
         self,
         model: &M,
@@ -151,6 +172,12 @@ impl Method {
     {
         match self {
             Method::FinerCam => capture_finer(model, images, targets, layer, FINER_ALPHA),
+            Method::SmoothGradCamPlusPlus => {
+                let shape = images.dims();
+                let noise = seeded_noise(shape, SMOOTH_GRAD_STD, SMOOTH_GRAD_SEED, images.device());
+                let samples = SMOOTH_GRAD_SAMPLES;
+                capture_smoothed(model, images, targets, layer, score, samples, noise)
+            }
             _ => capture_scored(model, images, targets, layer, score),
         }
     }
@@ -175,6 +202,8 @@ impl Method {
             Method::Cam => "CAM",
             Method::IsCam => "IS-CAM",
             Method::SsCam => "SS-CAM",
+            Method::SmoothGradCamPlusPlus => "Smooth Grad-CAM++",
+            Method::RefineCam => "RefineCAM",
         }
     }
 
@@ -194,6 +223,19 @@ impl Method {
             Method::EigenCam | Method::EigenGradCam => first_component_map(contributions),
             Method::KpcaCam => kernel_pca_map(contributions),
             _ => channel_sum(contributions),
+        }
+    }
+
+    /// The maps of several layers as one `[batch, height, width]` in [0, 1]: RefineCAM's
+    /// product (only what every layer marks), every other method's mean.
+    pub fn combine_layers<B: Backend>(
+        self,
+        raw_maps: Vec<Tensor<B, 3>>,
+        size: [usize; 2],
+    ) -> Tensor<B, 3> {
+        match self {
+            Method::RefineCam => multiply_layers(raw_maps, size),
+            _ => fuse_layers(raw_maps, size),
         }
     }
 
@@ -227,7 +269,8 @@ impl Method {
         match self {
             // Finer-CAM is Grad-CAM of `capture_finer`'s capture (see `Method::capture`).
             Method::GradCam | Method::FinerCam => grad_cam_contributions(a, g),
-            Method::GradCamPlusPlus => grad_cam_plus_plus(a, g),
+            // RefineCAM is Grad-CAM++ at each layer, its layers multiplied (`combine_layers`).
+            Method::GradCamPlusPlus | Method::RefineCam => grad_cam_plus_plus(a, g),
             Method::XGradCam => xgrad_cam(a, g),
             Method::HiResCam | Method::EigenGradCam => hires_cam(a, g),
             Method::LayerCam => layer_cam(a, g),
@@ -245,6 +288,13 @@ impl Method {
             Method::ScoreCam => score_cam(model, images, a, capture, chunk),
             Method::AblationCam => ablation_cam(model, a, capture, chunk),
             Method::Fem => fem(a, FEM_SIGMAS),
+            // The images' own A and the mean gradient of the noisy copies (`Method::capture`).
+            Method::SmoothGradCamPlusPlus => {
+                let noisy = capture.noisy.as_ref().expect("captured by Method::capture");
+                let (squares, cubes) = (noisy.squares.clone(), noisy.cubes.clone());
+                let weights = smooth_grad_cam_plus_plus_weights(a.clone(), g, squares, cubes);
+                weighted(a, weights)
+            }
             Method::RandomCam => {
                 let [batch, channels, _, _] = a.dims();
                 let weights = random_weights(batch, channels, RANDOM_CAM_SEED, &a.device());
