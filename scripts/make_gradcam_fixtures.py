@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from pytorch_grad_cam import (FEM, KPCA_CAM, FinerCAM, AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
                               GradCAMPlusPlus, HiResCAM, LayerCAM, RandomCAM, ScoreCAM, XGradCAM)
-from pytorch_grad_cam import RefineCAM, kpca_cam
+from pytorch_grad_cam import SESS, RefineCAM, kpca_cam
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLU, GuidedBackpropReLUModel
 from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst
 from pytorch_grad_cam.metrics.arcc import Coherency, Complexity
@@ -220,7 +220,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
     with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
     methods, smoothed, augmented, road, guided_maps, draws, float64, finer = {}, {}, {}, {}, None, [], {}, []
-    arcc, rest = {}, []
+    arcc, rest, sess = {}, [], []
     torchcam, sscam_noise, smoothgrad_noise = {}, [], []
     layer_maps = layer_cams(model, images, targets, layers(model)) if layers else {}
     class_activation = torchcam_cam(model, layer, fc, images, targets) if fc else []
@@ -247,6 +247,9 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
         with GradCAM(model=model, target_layers=[layer]) as explainer:
             out = explainer(input_tensor=images, targets=[ClassifierOutputReST(t) for t in targets])
         rest = [round(v, 6) for v in short(out)]
+        with SESS(model=model, target_layers=[layer]) as explainer:
+            out = explainer(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
+        sess = [round(v, 6) for v in short(out)]
         # Finer-CAM builds its comparison targets only when given none: each image's top class.
         with FinerCAM(model=model, target_layers=[layer]) as explainer:
             finer = [round(v, 6) for v in short(explainer(input_tensor=images, targets=None))]
@@ -286,6 +289,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
         "smoothgrad_noise": smoothgrad_noise,
         "arcc": arcc,
         "rest": rest,
+        "sess": sess,
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 

@@ -706,6 +706,35 @@ fn check_rest(name: &str) {
     );
 }
 
+/// SESS around Grad-CAM against pytorch-grad-cam's `SESS` with its defaults.
+fn check_sess(name: &str) {
+    let (fixture, model) = load(name);
+    let images = fixture_images(&fixture);
+    let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
+    let layer = model.last_layer();
+    let captured = capture_at(&model, images.clone(), &targets, layer).unwrap();
+    let ours = cam::sess::sess(
+        &model,
+        images,
+        &captured,
+        &[layer],
+        Method::GradCam,
+        false,
+        3,
+    );
+    let ours = ours.unwrap().into_data().to_vec::<f32>().unwrap();
+    let worst = max_difference(&ours, &fixture.sess);
+    eprintln!("{name} SESS: max |ours − pytorch-grad-cam| = {worst:.2e}");
+    assert!(worst <= 1e-4, "{name} SESS: max abs difference {worst}");
+}
+
+#[test]
+fn sess_matches_pytorch_grad_cam() {
+    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+        check_sess(name);
+    }
+}
+
 #[test]
 fn rest_target_matches_pytorch_grad_cam() {
     for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {

@@ -77,6 +77,9 @@ pub struct Fixture {
     /// pytorch-grad-cam's Grad-CAM for `ClassifierOutputReST` targets.
     #[serde(default)]
     pub rest: Vec<f32>,
+    /// pytorch-grad-cam's `SESS` around `GradCAM`, its final maps.
+    #[serde(default)]
+    pub sess: Vec<f32>,
 }
 
 #[derive(Deserialize)]

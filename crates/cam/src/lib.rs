@@ -11,6 +11,7 @@ pub mod fusion;
 pub mod guided;
 pub mod methods;
 pub mod postprocess;
+pub mod sess;
 pub mod smoothing;
 
 pub use capture::{

@@ -99,6 +99,11 @@ pub struct Args {
     /// input intensity ×0.9, ×1 and ×1.1 (six captures per batch).
     #[arg(long)]
     pub aug_smooth: bool,
+    /// pytorch-grad-cam's SESS around the method: the image at 12 growing scales, a window of
+    /// its shorter side slid over each, every window's map weighted by its softmax score and
+    /// pasted back, the pasted maps averaged and blurred. Hundreds of captures per image.
+    #[arg(long, conflicts_with_all = ["aug_smooth", "evaluate"])]
+    pub sess: bool,
     /// Take the map at this layer instead of the last conv layer; several, comma-separated, are
     /// fused as pytorch-grad-cam fuses its target_layers. Names follow PyTorch's modules:
     /// layer3 or layer3.1 (ResNets; stem), features.26 (VGG), conv2 (the tutorial CNN),

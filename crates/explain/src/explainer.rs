@@ -28,7 +28,8 @@ pub struct BatchMaps {
     pub explained: Vec<Explained>,
     pub map_size: [usize; 2],
     /// The maps are pytorch-grad-cam's final arrays already (augmentation smoothing returns
-    /// the plain mean of six normalised maps): not to be normalised again.
+    /// the plain mean of six normalised maps, SESS its blurred fusion): not to be normalised
+    /// again.
     pub post_processed: bool,
 }
 
@@ -39,6 +40,8 @@ pub struct Smoothing {
     pub eigen: bool,
     /// The mean of the maps of flipped and intensity-scaled copies (at the input's size).
     pub augmentation: bool,
+    /// SESS: the maps of windows of the image at several scales, fused.
+    pub sess: bool,
 }
 
 /// What to compute for a batch besides the maps.
@@ -101,7 +104,17 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
                 Some((_, own)) => own,
                 None => &captures,
             };
-            let map = if smoothing.augmentation {
+            let map = if smoothing.sess {
+                cam::sess::sess(
+                    model,
+                    images.clone(),
+                    captured,
+                    request.layers,
+                    method,
+                    smoothing.eigen,
+                    chunk,
+                )?
+            } else if smoothing.augmentation {
                 if method.has_own_capture() {
                     anyhow::bail!(
                         "--aug-smooth cannot smooth {method} yet (its captures of the flipped and \
@@ -144,7 +157,7 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
             Ok(BatchMaps {
                 explained,
                 map_size: [h, w],
-                post_processed: smoothing.augmentation,
+                post_processed: smoothing.augmentation || smoothing.sess,
             })
         })
         .collect::<Result<Vec<_>>>()?;

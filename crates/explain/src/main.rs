@@ -458,6 +458,7 @@ impl<B: GuidedBackend + AutodiffKernels> Explainer<'_, B> {
                     smoothing: explainer::Smoothing {
                         eigen: self.args.eigen_smooth,
                         augmentation: self.args.aug_smooth,
+                        sess: self.args.sess,
                     },
                     guided: self.args.guided,
                 };

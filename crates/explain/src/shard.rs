@@ -155,7 +155,7 @@ pub fn job(
     layers: &[&str],
     selection: &SplitItems,
 ) -> BTreeMap<String, String> {
-    let options: [(&str, String); 31] = [
+    let options: [(&str, String); 32] = [
         ("--run", format!("{:?}", args.run)),
         ("weights sha256", weights_sha256.to_string()),
         ("--arch", format!("{:?}", args.arch)),
@@ -180,6 +180,7 @@ pub fn job(
         ("--layer", layers.join(",")),
         ("--eigen-smooth", args.eigen_smooth.to_string()),
         ("--aug-smooth", args.aug_smooth.to_string()),
+        ("--sess", args.sess.to_string()),
         ("--guided", args.guided.to_string()),
         ("--naming", format!("{:?}", args.naming)),
         ("--alpha", args.alpha.to_string()),

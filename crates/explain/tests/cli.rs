@@ -266,6 +266,37 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         dir.path(),
     );
     assert!(out.status.success() && dir.path().join("smooth/000_shape/heatmap.jpg").is_file());
+    // SESS around two methods, one with a capture of its own; its array is final already.
+    let out = explain(
+        &[
+            "--image",
+            "shape.png",
+            "--sess",
+            "--method",
+            "gradcam,finercam",
+            "--save-raw",
+            "--out",
+            "sess",
+        ],
+        dir.path(),
+    );
+    assert_success(&out);
+    let bytes = std::fs::read(dir.path().join("sess/finercam/000_shape/cam.npy")).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(npy.shape().to_vec(), vec![16, 16]);
+    let cam = npy.into_vec::<f32>().unwrap();
+    let (min, max) = cam
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    assert!(
+        min == 0.0 && (max - 1.0).abs() < 1e-5,
+        "normalised: {min} {max}"
+    );
+    let refused = explain(
+        &["--image", "shape.png", "--sess", "--aug-smooth"],
+        dir.path(),
+    );
+    assert!(!refused.status.success());
     let grid = image::open(dir.path().join("methods/grid.jpg")).unwrap();
     assert_eq!(grid.height(), 128, "one image, one row");
     assert!(
