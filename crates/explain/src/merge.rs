@@ -132,8 +132,11 @@ fn gather(out: &Path, shards: &[&Path], methods: &[Method]) -> Result<Vec<Vec<Re
     Ok(per_method)
 }
 
-/// Copies `from` to `to`, creating its folder; a file the shard listed but did not write
-/// (the arrays of a run without `--save-raw`) is skipped.
+/// Puts `from` at `to` as a hard link (instant: a large merge is thousands of small files),
+/// or as a copy where the two folders are on different file systems, creating `to`'s folder;
+/// a file the shard listed but did not write (the arrays of a run without `--save-raw`) is
+/// skipped. `explain` replaces its files rather than rewriting them (`output::replace`), so a
+/// later run into the shard's folder never changes the merged output through the link.
 fn copy_if_present(from: &Path, to: &Path) -> Result<()> {
     if !from.is_file() {
         return Ok(());
@@ -142,7 +145,10 @@ fn copy_if_present(from: &Path, to: &Path) -> Result<()> {
         std::fs::create_dir_all(folder)
             .with_context(|| format!("creating {}", folder.display()))?;
     }
-    std::fs::copy(from, to)
-        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    output::replace(to)?;
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    }
     Ok(())
 }

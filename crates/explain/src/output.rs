@@ -145,6 +145,7 @@ fn save_jpeg(path: &Path, picture: &RgbImage) -> Result<()> {
         std::fs::create_dir_all(folder)
             .with_context(|| format!("creating {}", folder.display()))?;
     }
+    replace(path)?;
     picture
         .save(path)
         .with_context(|| format!("writing {}", path.display()))
@@ -238,9 +239,26 @@ pub fn read_manifest(folder: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Removes the file at `path`, if any, so that what is written there next is a new file:
+/// `explain merge` hard-links shards' figures, and rewriting a linked file in place would
+/// change the merged copy too.
+pub fn replace(path: &Path) -> Result<()> {
+    // Looking first: on some file systems a failing unlink costs ten times a lookup.
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("replacing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A float32 `height × width` array in NumPy's format.
 fn write_npy(path: &Path, values: &[f32], [height, width]: [usize; 2]) -> Result<()> {
     use npyz::WriterBuilder;
+    replace(path)?;
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut writer = npyz::WriteOptions::new()

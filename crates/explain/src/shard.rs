@@ -137,12 +137,7 @@ impl ShardNote {
 
     /// Removes an earlier run's note from `out` (that run's figures are being replaced).
     pub fn remove(out: &Path) -> Result<()> {
-        match std::fs::remove_file(out.join(NOTE)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("removing {}", out.join(NOTE).display()))
-            }
-            _ => Ok(()),
-        }
+        crate::output::replace(&out.join(NOTE))
     }
 }
 

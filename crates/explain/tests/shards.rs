@@ -129,6 +129,28 @@ fn three_shards_merged_are_one_run_to_the_byte() {
     for (path, bytes) in &whole {
         assert!(merged[path] == *bytes, "{} differs", path.display());
     }
+    // The merge links the shards' figures; another run into a shard's folder (other colours)
+    // replaces its files and leaves the merged ones as they were, even when it cannot know
+    // which files the last run wrote (its lists deleted).
+    for folder in ["shard0/gradcam", "shard0/scorecam"] {
+        std::fs::remove_file(dir.path().join(folder).join("explained-files.txt")).unwrap();
+    }
+    let mut recoloured = job.to_vec();
+    recoloured.extend(["--colormap", "viridis", "--shard", "0/3", "--out", "shard0"]);
+    assert_success(&explain(&recoloured, dir.path()));
+    let shard0 = files(&dir.path().join("shard0"));
+    let relinked = files(&dir.path().join("merged"));
+    for (path, bytes) in &whole {
+        assert!(relinked[path] == *bytes, "{} changed", path.display());
+    }
+    let figure = Path::new("gradcam/heatmaps");
+    assert!(
+        shard0
+            .iter()
+            .any(|(p, b)| p.starts_with(figure) && merged.get(p).is_some_and(|m| m != b)),
+        "the shard's own figures did change"
+    );
+    run_shards(&job, 3, "shard", dir.path());
     // The shards split at whole batches: 4 batches of 3 (the last of 2) over 3 shards.
     let shard_images = |i: usize| {
         let note = std::fs::read_to_string(dir.path().join(format!("shard{i}/shard.json")));
