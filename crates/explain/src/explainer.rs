@@ -104,24 +104,19 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
                 Some((_, own)) => own,
                 None => &captures,
             };
-            let map = if smoothing.sess {
-                cam::sess::sess(
-                    model,
-                    images.clone(),
-                    captured,
-                    request.layers,
-                    method,
-                    smoothing.eigen,
-                    chunk,
-                )?
-            } else if smoothing.augmentation {
-                if method.has_own_capture() {
+            let map = if smoothing.sess || smoothing.augmentation {
+                if smoothing.augmentation && method.has_own_capture() {
                     anyhow::bail!(
                         "--aug-smooth cannot smooth {method} yet (its captures of the flipped and \
                          rescaled images would need its own capture): drop one of them"
                     );
                 }
-                cam::smoothing::aug_smooth(
+                // Both wrap the method: maps of transformed images, put together.
+                let wrapped = match smoothing.sess {
+                    true => cam::sess::sess as fn(_, _, _, _, _, _, _) -> _,
+                    false => cam::smoothing::aug_smooth as fn(_, _, _, _, _, _, _) -> _,
+                };
+                wrapped(
                     model,
                     images.clone(),
                     captured,

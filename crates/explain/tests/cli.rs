@@ -7,23 +7,7 @@ use std::path::Path;
 use common::{assert_success, explain};
 use train::TrainConfig;
 
-const CONFIG: &str = r#"
-epochs = 3
-batch_size = 16
-seed = 2
-[model]
-name = "cifar_resnet"
-depth = 8
-width = 8
-[data]
-source = "shapes"
-count = 900
-validation = 0.2
-image_size = [16, 16]
-[optimizer]
-name = "adam"
-lr = 0.003
-"#;
+use common::SHAPES_RUN as CONFIG;
 
 /// `network` as a safetensors file under PyTorch's parameter names.
 fn save_torch_named(network: &model::CifarResNet<burn_flex::Flex>, path: &Path) {

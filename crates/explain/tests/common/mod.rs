@@ -6,6 +6,27 @@ use std::process::{Command, Output};
 use train::dataset::RunData;
 use train::{RunDir, TrainConfig};
 
+/// A small run on the synthetic shapes: a CIFAR ResNet-8 of width 8, three epochs of Adam.
+// The browser test trains a run of its own (one that gets some shapes wrong).
+#[allow(dead_code)]
+pub const SHAPES_RUN: &str = r#"
+epochs = 3
+batch_size = 16
+seed = 2
+[model]
+name = "cifar_resnet"
+depth = 8
+width = 8
+[data]
+source = "shapes"
+count = 900
+validation = 0.2
+image_size = [16, 16]
+[optimizer]
+name = "adam"
+lr = 0.003
+"#;
+
 /// Trains `config` on the CPU into a new run folder at `run_path`; `prepare` sees the folder
 /// and the data before the first epoch.
 pub fn train_run(
