@@ -20,6 +20,8 @@ import torch
 from pytorch_grad_cam import (FEM, KPCA_CAM, FinerCAM, AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
                               GradCAMPlusPlus, HiResCAM, LayerCAM, RandomCAM, ScoreCAM, XGradCAM)
 from pytorch_grad_cam import SESS, RefineCAM, kpca_cam
+from pytorch_grad_cam.feature_factorization.deep_feature_factorization import dff
+from sklearn.decomposition._nmf import _initialize_nmf
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLU, GuidedBackpropReLUModel
 from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst
 from pytorch_grad_cam.metrics.arcc import Coherency, Complexity
@@ -131,6 +133,25 @@ def arcc_terms(model, layer, images, targets, cams):
             (("complexity", complexity), ("coherency", coherency), ("road", road), ("arcc", arcc))}
 
 
+def dff_reference(model, layer, images, count=3):
+    """pytorch-grad-cam's `dff` (scikit-learn's NMF) on the layer's activations in float64, with
+    the starting factors its `NMF(init='random', random_state=0)` draws, recorded so that the
+    workspace's solver starts from them."""
+    captured = []
+    handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output))
+    with torch.no_grad():
+        model(images)
+    handle.remove()
+    activations = captured[0].numpy().astype(np.float64)
+    x = activations.transpose((1, 0, 2, 3)).reshape(activations.shape[1], -1)
+    x = x - x.min(axis=-1)[:, None]
+    w0, h0 = _initialize_nmf(x, count, init="random", random_state=0)
+    concepts, maps = dff(activations.copy(), n_components=count)
+    flat = lambda a: [float(v) for v in np.asarray(a).ravel()]
+    return {"count": count, "activations": flat(activations), "w0": flat(w0), "h0": flat(h0),
+            "concepts": flat(concepts), "maps": flat(maps)}
+
+
 def kpca_in_float64(model, layer, images, targets):
     """KPCA-CAM with the kernel PCA in float64: pytorch-grad-cam hands scikit-learn float32
     activations, whose kernel and eigendecomposition then stay in float32 and move the maps by
@@ -220,7 +241,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
     with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
     methods, smoothed, augmented, road, guided_maps, draws, float64, finer = {}, {}, {}, {}, None, [], {}, []
-    arcc, rest, sess = {}, [], []
+    arcc, rest, sess, concepts = {}, [], [], None
     torchcam, sscam_noise, smoothgrad_noise = {}, [], []
     layer_maps = layer_cams(model, images, targets, layers(model)) if layers else {}
     class_activation = torchcam_cam(model, layer, fc, images, targets) if fc else []
@@ -250,6 +271,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
         with SESS(model=model, target_layers=[layer]) as explainer:
             out = explainer(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
         sess = [round(v, 6) for v in short(out)]
+        concepts = dff_reference(model, layer, images)
         # Finer-CAM builds its comparison targets only when given none: each image's top class.
         with FinerCAM(model=model, target_layers=[layer]) as explainer:
             finer = [round(v, 6) for v in short(explainer(input_tensor=images, targets=None))]
@@ -290,6 +312,7 @@ def fixture(name, model, architecture, size, targets, all_methods=False, layers=
         "arcc": arcc,
         "rest": rest,
         "sess": sess,
+        "dff": concepts,
     }))
     print(name, "logits", tuple(logits.shape), "cam", maps.shape)
 

@@ -735,6 +735,44 @@ fn sess_matches_pytorch_grad_cam() {
     }
 }
 
+/// Deep Feature Factorization: scikit-learn's NMF from its own starting point, through our
+/// solver, on the reference's activations.
+fn check_dff(name: &str) {
+    let fixture = Fixture::read(name);
+    let reference = fixture.dff.as_ref().expect("a DFF fixture");
+    let (count, batch) = (reference.count, fixture.targets.len());
+    let channels = reference.concepts.len() / count;
+    let plane = reference.maps.len() / (batch * count);
+    let start = |_: &[f64], _: [usize; 2]| [reference.w0.clone(), reference.h0.clone()];
+    let ours = cam::concepts::factorize(
+        &reference.activations,
+        [batch, channels, 1, plane],
+        count,
+        start,
+    );
+    let largest = |v: &[f64]| v.iter().fold(0f64, |m, x| m.max(x.abs()));
+    for (what, ours, theirs) in [
+        ("concepts", &ours.vectors, &reference.concepts),
+        ("maps", &ours.maps, &reference.maps),
+    ] {
+        let worst = ours
+            .iter()
+            .zip(theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f64, f64::max)
+            / largest(theirs);
+        eprintln!("{name} DFF {what}: max |ours − scikit-learn| / max = {worst:.2e}");
+        assert!(worst <= 1e-6, "{name} DFF {what}: off by {worst} of the largest");
+    }
+}
+
+#[test]
+fn dff_matches_pytorch_grad_cam() {
+    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+        check_dff(name);
+    }
+}
+
 #[test]
 fn rest_target_matches_pytorch_grad_cam() {
     for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {

@@ -80,6 +80,24 @@ pub struct Fixture {
     /// pytorch-grad-cam's `SESS` around `GradCAM`, its final maps.
     #[serde(default)]
     pub sess: Vec<f32>,
+    /// pytorch-grad-cam's `dff` in float64 on the last layer's activations.
+    #[serde(default)]
+    pub dff: Option<DffFixture>,
+}
+
+/// Deep Feature Factorization's inputs and results, float64 throughout.
+#[derive(Debug, Deserialize)]
+pub struct DffFixture {
+    pub count: usize,
+    /// `[batch, channels, h, w]`.
+    pub activations: Vec<f64>,
+    /// The starting factors scikit-learn's `NMF(init='random', random_state=0)` drew.
+    pub w0: Vec<f64>,
+    pub h0: Vec<f64>,
+    /// `[channels, count]`, offsets added back.
+    pub concepts: Vec<f64>,
+    /// `[batch, count, h, w]`.
+    pub maps: Vec<f64>,
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,7 @@
 //! post-processing exist once. This crate knows nothing about files or command lines.
 
 mod capture;
+pub mod concepts;
 pub mod figure;
 pub mod fusion;
 pub mod guided;
