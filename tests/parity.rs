@@ -762,7 +762,10 @@ fn check_dff(name: &str) {
             .fold(0f64, f64::max)
             / largest(theirs);
         eprintln!("{name} DFF {what}: max |ours − scikit-learn| / max = {worst:.2e}");
-        assert!(worst <= 1e-6, "{name} DFF {what}: off by {worst} of the largest");
+        assert!(
+            worst <= 1e-6,
+            "{name} DFF {what}: off by {worst} of the largest"
+        );
     }
 }
 

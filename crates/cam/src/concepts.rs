@@ -146,7 +146,9 @@ fn coordinate_sweep(
     let mut hht = vec![0f64; count * count];
     for a in 0..count {
         for b in 0..count {
-            hht[a * count + b] = (0..cols).map(|j| ht[j * count + a] * ht[j * count + b]).sum();
+            hht[a * count + b] = (0..cols)
+                .map(|j| ht[j * count + a] * ht[j * count + b])
+                .sum();
         }
     }
     let mut xht = vec![0f64; rows * count];
@@ -159,8 +161,8 @@ fn coordinate_sweep(
     for t in 0..count {
         for i in 0..rows {
             let row = &w[i * count..][..count];
-            let gradient = -xht[i * count + t]
-                + (0..count).map(|r| hht[t * count + r] * row[r]).sum::<f64>();
+            let gradient =
+                -xht[i * count + t] + (0..count).map(|r| hht[t * count + r] * row[r]).sum::<f64>();
             let projected = if w[i * count + t] == 0.0 {
                 gradient.min(0.0)
             } else {

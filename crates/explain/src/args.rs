@@ -173,6 +173,14 @@ pub struct Args {
     /// folders together. Output: --out, or shard-I-of-N under the default folder.
     #[arg(long, conflicts_with = "accuracy")]
     pub shard: Option<Shard>,
+    /// Deep Feature Factorization instead of maps: each image's activations at the layer
+    /// factorised into this many concepts (scikit-learn's NMF, as pytorch-grad-cam's `dff`),
+    /// drawn in concepts/<image>.jpg (each pixel in its strongest concept's colour) with each
+    /// concept's two most likely classes (pooling + Linear heads, at the last layer) in
+    /// concepts.csv and concepts.html.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=32),
+          conflicts_with_all = ["evaluate", "guided", "sess", "aug_smooth", "accuracy", "shard"])]
+    pub concepts: Option<u8>,
 }
 
 #[derive(clap::Subcommand, Debug)]

@@ -7,6 +7,7 @@
 
 mod accuracy;
 mod args;
+mod concepts;
 mod curves;
 mod evaluate;
 mod explainer;
@@ -142,6 +143,21 @@ impl OnBackend for Job<'_> {
             .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
         // Until this run has finished, the folder holds no finished shard.
         ShardNote::remove(&out)?;
+        if let Some(count) = self.args.concepts {
+            let layer = match layers[..] {
+                [layer] => layer,
+                _ => bail!("--concepts factorises one --layer, not several"),
+            };
+            let request = concepts::Request {
+                count: count.into(),
+                layer,
+                batch: self.args.batch_size.into(),
+                class_names: &subject.class_names,
+            };
+            let batcher = subject.batcher();
+            let items = selection.items;
+            return concepts::explain(&out, &subject.model, &batcher, items, &request, &device);
+        }
         let note = self.shard_note(&subject, &selection, &methods, &layers)?;
         if self.args.evaluate {
             if targets.len() > 1 {

@@ -281,6 +281,40 @@ fn explains_held_out_images_and_files_and_reports_accuracy() {
         dir.path(),
     );
     assert!(!refused.status.success());
+    // Deep Feature Factorization: three concepts, a figure, each concept's share and classes.
+    let out = explain(
+        &["--image", "shape.png", "--concepts", "3", "--out", "dff"],
+        dir.path(),
+    );
+    assert_success(&out);
+    let figure = image::open(dir.path().join("dff/concepts/000_shape.jpg")).unwrap();
+    assert_eq!(
+        (figure.width(), figure.height()),
+        (40, 30),
+        "the file's own size"
+    );
+    let csv = std::fs::read_to_string(dir.path().join("dff/concepts.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    let shares: f32 = rows.iter().map(|r| r[3].parse::<f32>().unwrap()).sum();
+    assert!(
+        (shares - 1.0).abs() < 1e-3,
+        "every pixel has one strongest concept: {csv}"
+    );
+    for row in &rows {
+        let classes: Vec<&str> = row[4].split(';').collect();
+        assert_eq!(classes.len(), 2, "two classes per concept: {csv}");
+        assert!(
+            names.contains(&classes[0].split(':').next().unwrap()),
+            "{csv}"
+        );
+    }
+    let page = std::fs::read_to_string(dir.path().join("dff/concepts.html")).unwrap();
+    assert!(page.contains("concepts/000_shape.jpg") && page.matches("concept ").count() >= 3);
     let grid = image::open(dir.path().join("methods/grid.jpg")).unwrap();
     assert_eq!(grid.height(), 128, "one image, one row");
     assert!(
