@@ -185,10 +185,11 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
-    /// Put the folders of `explain --shard I/N` runs together into OUT: figures, summaries,
-    /// galleries, grid and evaluation table, as one run over all the images would write them.
-    /// Shards of another job (model, weights, options or N) and missing or repeated shards are
-    /// refused by name.
+    /// Put the folders of `explain --shard I/N` runs together, as one run would have written.
+    ///
+    /// Figures and arrays (linked, or copied across file systems), summaries, galleries, grid
+    /// and evaluation table go into OUT. Shards of another job (model, weights, options or N)
+    /// and missing or repeated shards are refused by name.
     Merge {
         /// Where the merged output goes (not one of the shards' folders).
         out: PathBuf,
