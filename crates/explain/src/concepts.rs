@@ -61,9 +61,15 @@ pub fn explain<B: AutodiffKernels>(
     let mut rows = Vec::new();
     let mut figures = Vec::new();
     for chunk in items.chunks_mut(request.batch.max(1)) {
+        // A file that cannot be read is skipped, as the maps skip it.
         for item in chunk.iter_mut() {
-            item.load_original(batcher.image_size)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", item.name))?;
+            if let Err(e) = item.load_original(batcher.image_size) {
+                bar.suspend(|| eprintln!("skipped {}: {e}", item.name));
+            }
+        }
+        let chunk: Vec<&Item> = chunk.iter().filter(|i| i.original.is_some()).collect();
+        if chunk.is_empty() {
+            continue;
         }
         let samples: Vec<_> = chunk.iter().map(|item| &item.sample).collect();
         let images = crate::explainer::input_batch(model, &samples, batcher, device)?;
