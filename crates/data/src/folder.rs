@@ -72,8 +72,11 @@ pub fn load(
     ))
 }
 
+/// A folder's class names, sorted, and every image file in them with its label.
+pub type Listing = (Vec<String>, Vec<(PathBuf, usize)>);
+
 /// The sorted class folders and every image file in them with its label.
-pub fn list(root: &Path) -> Result<(Vec<String>, Vec<(PathBuf, usize)>), DataError> {
+pub fn list(root: &Path) -> Result<Listing, DataError> {
     let mut classes: Vec<(String, PathBuf)> = read_dir_sorted(root)?
         .into_iter()
         .filter(|p| p.is_dir())
