@@ -14,7 +14,7 @@ use cam::methods::{
 use cam::postprocess::{Normalization, relu_normalize, upsample};
 use cam::{
     Method, Score, Target, capture, capture_at, capture_scored, capture_smoothed,
-    capture_without_gradients, fuse_layers, grad_cam, guided_backprop, guided_cam,
+    capture_without_gradients, grad_cam, guided_backprop, guided_cam,
 };
 use model::Network;
 use model::{SplitModel, find_layer};
@@ -186,6 +186,16 @@ fn postprocess(raw: &[f32], [mh, mw]: [usize; 2], size: [usize; 2]) -> Vec<f32> 
         .collect()
 }
 
+/// The fixtures written with every method (and the targets, ARCC, SESS and DFF).
+const EVERY_METHOD: [&str; 3] = ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"];
+
+/// Prints `what`'s largest difference from its reference and fails beyond `bound`.
+fn assert_close(what: &str, ours: &[f32], theirs: &[f32], bound: f32) {
+    let worst = max_difference(ours, theirs);
+    eprintln!("{what}: max |ours − reference| = {worst:.2e}");
+    assert!(worst <= bound, "{what}: max abs difference {worst}");
+}
+
 fn max_difference(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
@@ -322,14 +332,14 @@ fn check_aug_smooth(name: &str) {
 
 #[test]
 fn augmentation_smoothing_matches_pytorch_grad_cam() {
-    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+    for name in EVERY_METHOD {
         check_aug_smooth(name);
     }
 }
 
 #[test]
 fn every_method_matches_pytorch_grad_cam() {
-    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+    for name in EVERY_METHOD {
         check_methods(name);
         check_finer(name);
     }
@@ -470,7 +480,7 @@ fn check_torchcam(name: &str) {
 
 #[test]
 fn torch_cam_methods_match_torch_cam() {
-    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+    for name in EVERY_METHOD {
         check_torchcam(name);
     }
 }
@@ -570,7 +580,7 @@ fn check_guided(name: &str) {
 
 #[test]
 fn guided_backpropagation_matches_pytorch_grad_cam() {
-    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+    for name in EVERY_METHOD {
         check_guided(name);
     }
 }
@@ -675,12 +685,11 @@ fn check_arcc(name: &str) {
     }
     assert_eq!(fixture.arcc.len(), 4, "{name}: the four terms");
     for (term, theirs) in &fixture.arcc {
-        let worst = max_difference(&ours[term.as_str()], theirs);
-        eprintln!("{name} ARCC {term}: max |ours − pytorch-grad-cam| = {worst:.2e}");
-        assert!(
-            worst <= 1e-4,
-            "{name} ARCC {term}: {:?} against {theirs:?}",
-            ours[term.as_str()]
+        assert_close(
+            &format!("{name} ARCC {term}"),
+            &ours[term.as_str()],
+            theirs,
+            1e-4,
         );
     }
 }
@@ -696,9 +705,7 @@ fn check_rest(name: &str) {
     let [_, _, mh, mw] = captured.activations.dims();
     let raw = Method::GradCam.map(&model.valid(), images, &captured, 3);
     let ours = postprocess(&raw.into_data().to_vec::<f32>().unwrap(), [mh, mw], [h, w]);
-    let worst = max_difference(&ours, &fixture.rest);
-    eprintln!("{name} ReST: max |ours − pytorch-grad-cam| = {worst:.2e}");
-    assert!(worst <= 1e-4, "{name} ReST: max abs difference {worst}");
+    assert_close(&format!("{name} ReST"), &ours, &fixture.rest, 1e-4);
     // The target is not the logit's: the maps differ.
     assert!(
         max_difference(&ours, &fixture.cam) > 1e-3,
@@ -723,14 +730,12 @@ fn check_sess(name: &str) {
         3,
     );
     let ours = ours.unwrap().into_data().to_vec::<f32>().unwrap();
-    let worst = max_difference(&ours, &fixture.sess);
-    eprintln!("{name} SESS: max |ours − pytorch-grad-cam| = {worst:.2e}");
-    assert!(worst <= 1e-4, "{name} SESS: max abs difference {worst}");
+    assert_close(&format!("{name} SESS"), &ours, &fixture.sess, 1e-4);
 }
 
 #[test]
 fn sess_matches_pytorch_grad_cam() {
-    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+    for name in EVERY_METHOD {
         check_sess(name);
     }
 }
@@ -771,21 +776,21 @@ fn check_dff(name: &str) {
 
 #[test]
 fn dff_matches_pytorch_grad_cam() {
-    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+    for name in EVERY_METHOD {
         check_dff(name);
     }
 }
 
 #[test]
 fn rest_target_matches_pytorch_grad_cam() {
-    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+    for name in EVERY_METHOD {
         check_rest(name);
     }
 }
 
 #[test]
 fn arcc_matches_pytorch_grad_cam() {
-    for name in ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"] {
+    for name in EVERY_METHOD {
         check_arcc(name);
     }
 }
