@@ -279,6 +279,21 @@ mod tests {
     }
 
     #[test]
+    fn a_square_image_has_122_windows_at_any_size() {
+        for side in [14, 32, 224] {
+            let windows: usize = scales(side)
+                .into_iter()
+                .map(|scale| window_starts(scale, side).len().pow(2))
+                .sum();
+            assert_eq!(windows, 122, "side {side}");
+        }
+        let image = vec![0.5f32; 3 * 14 * 14];
+        let (patches, windows) = patches(&image, [3, 14, 14], 14);
+        assert_eq!((patches.len(), windows.len()), (122, 122));
+        assert!(patches.iter().all(|p| p.len() == 3 * 14 * 14));
+    }
+
+    #[test]
     fn a_window_goes_back_where_it_was_taken() {
         // A 2 × 2 map from the top-right of a 2 × 4 scaled image, which is the output size.
         let window = Window {

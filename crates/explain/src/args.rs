@@ -101,7 +101,7 @@ pub struct Args {
     pub aug_smooth: bool,
     /// pytorch-grad-cam's SESS around the method: the image at 12 growing scales, a window of
     /// its shorter side slid over each, every window's map weighted by its softmax score and
-    /// pasted back, the pasted maps averaged and blurred. Hundreds of captures per image.
+    /// pasted back, the pasted maps averaged and blurred. 122 windows for a square image.
     #[arg(long, conflicts_with_all = ["aug_smooth", "evaluate"])]
     pub sess: bool,
     /// Take the map at this layer instead of the last conv layer; several, comma-separated, are
