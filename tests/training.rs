@@ -82,8 +82,19 @@ fn metrics_without_time(run: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// burn draws every random number (initialisations, dropout) from one generator per process,
+/// and these tests run in one process: each holds this while it trains or loads, so that no
+/// other test draws in the middle of its run and runs meant to be equal stay equal.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn a_short_run_learns_well_above_chance_on_held_out_images() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let config = config(6, 1500, 3e-3);
     let summary = train(&config, dir.path(), false).unwrap();
@@ -105,6 +116,7 @@ fn a_short_run_learns_well_above_chance_on_held_out_images() {
 
 #[test]
 fn resuming_gives_the_same_model_as_an_uninterrupted_run() {
+    let _serial = serial();
     let straight = tempfile::tempdir().unwrap();
     let resumed = tempfile::tempdir().unwrap();
     train(&config(2, 160, 3e-3), straight.path(), false).unwrap();
@@ -136,6 +148,7 @@ fn resuming_gives_the_same_model_as_an_uninterrupted_run() {
 
 #[test]
 fn a_checkpoint_reloads_to_identical_logits() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let config = config(1, 64, 3e-3);
     let class_names: Vec<String> = data::shapes::CLASS_NAMES
@@ -170,6 +183,7 @@ fn a_checkpoint_reloads_to_identical_logits() {
 
 #[test]
 fn divergence_stops_with_a_clear_error_and_keeps_the_last_checkpoint() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let sgd = |epochs, lr| {
         let mut c = config(epochs, 96, 3e-3);
@@ -200,6 +214,7 @@ fn divergence_stops_with_a_clear_error_and_keeps_the_last_checkpoint() {
 
 #[test]
 fn a_damaged_checkpoint_is_an_error_not_a_panic() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     train(&config(1, 64, 3e-3), dir.path(), false).unwrap();
     let best = dir.path().join("best/model.mpk");
@@ -235,6 +250,7 @@ fn circles_and_squares(count: usize, seed: u64) -> ImageSet {
 
 #[test]
 fn a_binary_head_learns_and_its_checkpoint_has_one_output() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(5, 64, 3e-3);
     config.model.head = model::Head::Binary;
@@ -263,6 +279,7 @@ fn a_binary_head_learns_and_its_checkpoint_has_one_output() {
 
 #[test]
 fn a_binary_head_needs_two_classes() {
+    let _serial = serial();
     let mut config = config(1, 64, 3e-3);
     config.model.head = model::Head::Binary;
     let err = config.model_spec(4).validate().unwrap_err();

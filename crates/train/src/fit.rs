@@ -4,6 +4,7 @@
 //! would be.
 
 use std::sync::mpsc::sync_channel;
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
@@ -23,6 +24,9 @@ use crate::report;
 use crate::run_dir::{CheckpointState, EpochMetrics, RunDir};
 use crate::transfer::{self, Features};
 use crate::{TrainConfig, TrainError};
+
+/// Held by a fit from its seeding of the backend to its end (see `Trainer::run`).
+static BACKEND_RNG: Mutex<()> = Mutex::new(());
 
 /// Live numbers of the epoch so far.
 #[derive(Debug, Clone, Copy)]
@@ -176,6 +180,9 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
     fn run<O: Optimizer<Network<B>, B>>(mut self, optimizer: O) -> Result<Summary, TrainError> {
         let started = Instant::now();
         let config = self.config;
+        // burn's random numbers come from one generator per process: two fits at once (a
+        // sweep in threads, tests) would draw each other's numbers and neither would repeat.
+        let _one_fit_at_a_time = BACKEND_RNG.lock().unwrap_or_else(PoisonError::into_inner);
         B::seed(self.device, config.seed);
         let spec = config.model_spec(self.train.class_names.len());
         let mut model = None;

@@ -110,8 +110,19 @@ fn weights_line(file: &Path) -> String {
     format!("weights = \"{}\"", file.display())
 }
 
+/// burn draws every random number (initialisations, dropout) from one generator per process,
+/// and these tests run in one process: each holds this while it trains or loads, so that no
+/// other test draws in the middle of its run and runs meant to be equal stay equal.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn a_linear_probe_replaces_the_classifier_and_moves_nothing_else() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let (source, file) = pretrained(dir.path());
     for probe in [0, 1] {
@@ -145,6 +156,7 @@ fn a_linear_probe_replaces_the_classifier_and_moves_nothing_else() {
 
 #[test]
 fn training_from_a_layer_leaves_the_layers_before_and_frozen_batch_norm_alone() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let (source, file) = pretrained(dir.path());
     for batch_norm in ["frozen", "trained"] {
@@ -176,6 +188,7 @@ fn training_from_a_layer_leaves_the_layers_before_and_frozen_batch_norm_alone() 
 
 #[test]
 fn a_resumed_finetune_ends_as_an_uninterrupted_one_without_the_pretrained_file() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let (_, file) = pretrained(dir.path());
     let extra = format!(
@@ -203,6 +216,7 @@ fn a_resumed_finetune_ends_as_an_uninterrupted_one_without_the_pretrained_file()
 
 #[test]
 fn a_short_finetune_beats_training_from_scratch_for_as_long() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let (_, file) = pretrained(dir.path());
     let scratch = run(&config(400, 2, 11, ""), &dir.path().join("scratch"), false);
@@ -222,6 +236,7 @@ fn a_short_finetune_beats_training_from_scratch_for_as_long() {
 
 #[test]
 fn a_pretrained_file_that_does_not_fit_is_refused_by_name() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let (_, file) = pretrained(dir.path());
     // The file is a width-8 ResNet-8; a width-16 one does not fit it.
@@ -249,6 +264,7 @@ fn a_pretrained_file_that_does_not_fit_is_refused_by_name() {
 
 #[test]
 fn the_probe_uses_the_classifier_input_of_each_architecture() {
+    let _serial = serial();
     // What the probe caches is what the head reads: pooled features for a ResNet.
     let device = Default::default();
     let net = model::CifarResNetConfig { depth: 8, width: 8 }.init::<Flex>(3, 4, &device);
