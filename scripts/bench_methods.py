@@ -15,6 +15,7 @@ from torchcam.methods import CAM as TorchcamCAM, ISCAM as TorchcamISCAM, SSCAM a
 from torchcam.methods import SmoothGradCAMpp as TorchcamSmoothGradCAMpp
 from pytorch_grad_cam import (FEM, KPCA_CAM, FinerCAM, AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
                               GradCAMPlusPlus, HiResCAM, LayerCAM, RandomCAM, ScoreCAM, XGradCAM)
+from pytorch_grad_cam import RefineCAM, ShapleyCAM
 
 METHODS = {
     "gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "hirescam": HiResCAM,
@@ -25,6 +26,7 @@ METHODS = {
     "iscam": lambda model, target_layers: TorchCam(TorchcamISCAM, model, target_layers[0]),
     "sscam": lambda model, target_layers: TorchCam(TorchcamSSCAM, model, target_layers[0]),
     "smoothgradcam++": lambda model, target_layers: TorchCam(TorchcamSmoothGradCAMpp, model, target_layers[0]),
+    "refinecam": RefineCAM, "shapleycam": ShapleyCAM,
 }
 if os.environ.get("BENCH_METHODS"):
     chosen = os.environ["BENCH_METHODS"].split(",")

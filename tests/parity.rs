@@ -814,3 +814,81 @@ fn vit_maps_match_pytorch_grad_cam() {
 fn swin_maps_match_pytorch_grad_cam() {
     check("swin_small");
 }
+
+/// ShapleyCAM against pytorch-grad-cam's `ShapleyCAM` under the logit, softmax and ReST
+/// targets (`scripts/make_shapley_fixture.py`). pytorch-grad-cam 1.5.7's crashes on ViT and
+/// misreads Swin's tokens; there the reference is its intent (the script says how).
+#[test]
+fn shapley_cam_matches_pytorch_grad_cam() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/parity/shapley.json"
+    );
+    let references: BTreeMap<String, BTreeMap<String, Vec<f32>>> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for (name, maps) in &references {
+        let (fixture, model) = load(name);
+        let [h, w] = fixture.image_size;
+        let images = fixture_images(&fixture);
+        let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
+        for (kind, score) in [
+            ("logit", Score::Logit),
+            ("probability", Score::Probability),
+            ("rest", Score::Rest),
+        ] {
+            let layer = model.last_layer();
+            let captured = Method::ShapleyCam
+                .capture(&model, images.clone(), &targets, layer, score)
+                .unwrap();
+            let [_, _, mh, mw] = captured.activations.dims();
+            let raw = Method::ShapleyCam.map(&model.valid(), images.clone(), &captured, 3);
+            let ours = postprocess(&raw.into_data().to_vec::<f32>().unwrap(), [mh, mw], [h, w]);
+            assert_close(
+                &format!("{name} shapleycam {kind}"),
+                &ours,
+                &maps[kind],
+                1e-4,
+            );
+            if score == Score::Rest {
+                // The Hessian term counts: ShapleyCAM of ReST is not Grad-CAM of the logit.
+                let moved = max_difference(&ours, &fixture.cam);
+                assert!(moved > 1e-2, "{name}: ShapleyCAM (ReST) moved by {moved}");
+            }
+        }
+    }
+}
+
+/// Several targets at once (`--class a,b,c`, `--top-k`): one pass through the layers up to A,
+/// the rest and the backward on a copy of A per target, equal to a capture per target.
+#[test]
+fn several_targets_share_one_capture() {
+    let (fixture, model) = load("cifar_resnet8_w4");
+    let images = fixture_images(&fixture);
+    let batch = fixture.targets.len();
+    let requests: Vec<Vec<Target>> = [Target::Predicted, Target::Ranked(2), Target::Class(3)]
+        .iter()
+        .map(|&t| vec![t; batch])
+        .collect();
+    let asked: Vec<&[Target]> = requests.iter().map(Vec::as_slice).collect();
+    let layer = model.last_layer();
+    let together =
+        cam::capture_scored_each(&model, images.clone(), &asked, layer, Score::Probability)
+            .unwrap();
+    assert_eq!(together.len(), 3);
+    for (targets, joint) in requests.iter().zip(&together) {
+        let alone =
+            capture_scored(&model, images.clone(), targets, layer, Score::Probability).unwrap();
+        assert_eq!(joint.targets, alone.targets);
+        let values = |t: &Tensor<Inner, 4>| t.clone().into_data().to_vec::<f32>().unwrap();
+        let scale = values(&alone.gradients)
+            .iter()
+            .fold(0f32, |m, v| m.max(v.abs()));
+        let gap = max_difference(&values(&joint.gradients), &values(&alone.gradients));
+        assert!(
+            gap <= 1e-6 * scale,
+            "{targets:?}: gradients differ by {gap} (scale {scale})"
+        );
+        assert_eq!(values(&joint.activations), values(&alone.activations));
+    }
+    assert_ne!(together[0].targets, together[1].targets);
+}

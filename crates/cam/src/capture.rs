@@ -158,9 +158,31 @@ where
     M: AutodiffModule<B> + SplitModel<B>,
     M::InnerModule: SplitModel<B::InnerBackend>,
 {
+    let captured = capture_scored_each(model, images, &[targets], layer, score)?;
+    Ok(captured
+        .into_iter()
+        .next()
+        .expect("one request, one capture"))
+}
+
+/// [`capture_scored`] for several requests (each one target per image: `--class a,b,c`,
+/// `--top-k`) at once: the layers up to `layer` run once, the rest of the model and the one
+/// backward pass on as many copies of A as there are requests. One capture per request.
+pub fn capture_scored_each<B, M>(
+    model: &M,
+    images: Tensor<B::InnerBackend, 4>,
+    requests: &[&[Target]],
+    layer: usize,
+    score: Score,
+) -> Result<Vec<Capture<B::InnerBackend>>, CaptureError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + SplitModel<B>,
+    M::InnerModule: SplitModel<B::InnerBackend>,
+{
     let objective =
         |outputs: Tensor<B, 2>, targets: &[usize]| target_score_sum(score.of(outputs), targets);
-    capture_objective(model, images, targets, layer, score, objective)
+    capture_objective(model, images, requests, layer, score, objective)
 }
 
 /// Finer-CAM's capture (Zhang et al. 2025): the gradients are of the target's score against
@@ -191,7 +213,11 @@ where
             .collect();
         finer_score_sum(logits, targets, &nearest, alpha)
     };
-    capture_objective(model, images, targets, layer, Score::Logit, objective)
+    let captured = capture_objective(model, images, &[targets], layer, Score::Logit, objective)?;
+    Ok(captured
+        .into_iter()
+        .next()
+        .expect("one request, one capture"))
 }
 
 /// Smooth Grad-CAM++'s capture (Omeiza et al. 2019): the images' own A and targets, and the
@@ -301,45 +327,62 @@ fn finer_score_sum<B: Backend>(
     (numerator / (total + 1e-9)).sum()
 }
 
-/// The capture with `objective(outputs, targets)` backpropagated.
+/// A capture per request with `objective(outputs, targets)` backpropagated: A once, the rest
+/// of the model on a copy of A per request, one backward pass.
 fn capture_objective<B, M, F>(
     model: &M,
     images: Tensor<B::InnerBackend, 4>,
-    targets: &[Target],
+    requests: &[&[Target]],
     layer: usize,
     score: Score,
     objective: F,
-) -> Result<Capture<B::InnerBackend>, CaptureError>
+) -> Result<Vec<Capture<B::InnerBackend>>, CaptureError>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B> + SplitModel<B>,
     M::InnerModule: SplitModel<B::InnerBackend>,
     F: FnOnce(Tensor<B, 2>, &[usize]) -> Tensor<B, 1>,
 {
-    check_request(model, images.dims()[0], targets, layer)?;
+    let batch = images.dims()[0];
+    for targets in requests {
+        check_request(model, batch, targets, layer)?;
+    }
     let inference = model.valid();
     let activations = inference.features_at(images, layer, &PlainRelu);
-    let leaf = Tensor::<B, 4>::from_inner(activations.clone()).require_grad();
+    let copies = vec![activations.clone(); requests.len()];
+    let leaf = Tensor::<B, 4>::from_inner(Tensor::cat(copies, 0)).require_grad();
     let outputs = model
         .clone()
         .no_grad()
         .logits_from(leaf.clone(), layer, &PlainRelu);
-    let targets = resolve_targets(class_scores(outputs.clone().inner()), targets)?;
-    let grads = objective(outputs.clone(), &targets).backward();
+    let block = |t: Tensor<B::InnerBackend, 2>, r: usize| t.narrow(0, r * batch, batch);
+    let scores = class_scores(outputs.clone().inner());
+    let resolved = requests
+        .iter()
+        .enumerate()
+        .map(|(r, targets)| resolve_targets(block(scores.clone(), r), targets))
+        .collect::<Result<Vec<_>, _>>()?;
+    let grads = objective(outputs.clone(), &resolved.concat()).backward();
     let gradients = leaf
         .grad(&grads)
         .expect("the rest of the model depends on its input");
     let hooked = inference.hooked_activations(layer, activations.clone());
-    Ok(Capture {
-        activations: inference.cam_view(layer, hooked),
-        gradients: inference.cam_view(layer, gradients),
-        layer_output: activations,
-        outputs: outputs.inner(),
-        score,
-        targets,
-        layer,
-        noisy: None,
-    })
+    let view = inference.cam_view(layer, hooked);
+    let outputs = outputs.inner();
+    Ok(resolved
+        .into_iter()
+        .enumerate()
+        .map(|(r, targets)| Capture {
+            activations: view.clone(),
+            gradients: inference.cam_view(layer, gradients.clone().narrow(0, r * batch, batch)),
+            layer_output: activations.clone(),
+            outputs: block(outputs.clone(), r),
+            score,
+            targets,
+            layer,
+            noisy: None,
+        })
+        .collect())
 }
 
 /// A capture for the methods that read only A and the scores (`Method::uses_gradients` is
@@ -352,25 +395,46 @@ pub fn capture_without_gradients<B: Backend, M: SplitModel<B>>(
     layer: usize,
     score: Score,
 ) -> Result<Capture<B>, CaptureError> {
-    check_request(model, images.dims()[0], targets, layer)?;
+    let captured = capture_without_gradients_each(model, images, &[targets], layer, score)?;
+    Ok(captured
+        .into_iter()
+        .next()
+        .expect("one request, one capture"))
+}
+
+/// [`capture_without_gradients`] for several requests from one forward pass.
+pub fn capture_without_gradients_each<B: Backend, M: SplitModel<B>>(
+    model: &M,
+    images: Tensor<B, 4>,
+    requests: &[&[Target]],
+    layer: usize,
+    score: Score,
+) -> Result<Vec<Capture<B>>, CaptureError> {
+    for targets in requests {
+        check_request(model, images.dims()[0], targets, layer)?;
+    }
     let activations = model.features_at(images, layer, &PlainRelu);
     let outputs = model.logits_from(activations.clone(), layer, &PlainRelu);
-    let targets = resolve_targets(class_scores(outputs.clone()), targets)?;
     let view = model.cam_view(layer, model.hooked_activations(layer, activations.clone()));
-    Ok(Capture {
-        gradients: view.zeros_like(),
-        activations: view,
-        layer_output: activations,
-        outputs,
-        score,
-        targets,
-        layer,
-        noisy: None,
-    })
+    requests
+        .iter()
+        .map(|targets| {
+            Ok(Capture {
+                gradients: view.zeros_like(),
+                activations: view.clone(),
+                layer_output: activations.clone(),
+                outputs: outputs.clone(),
+                score,
+                targets: resolve_targets(class_scores(outputs.clone()), targets)?,
+                layer,
+                noisy: None,
+            })
+        })
+        .collect()
 }
 
 /// One target per image, and a layer the model has.
-fn check_request<B: Backend, M: SplitModel<B>>(
+pub(crate) fn check_request<B: Backend, M: SplitModel<B>>(
     model: &M,
     batch: usize,
     targets: &[Target],
@@ -390,7 +454,7 @@ fn check_request<B: Backend, M: SplitModel<B>>(
 }
 
 /// The class each `target` names for its row of class scores `[batch, classes]`.
-fn resolve_targets<B: Backend>(
+pub(crate) fn resolve_targets<B: Backend>(
     scores: Tensor<B, 2>,
     targets: &[Target],
 ) -> Result<Vec<usize>, CaptureError> {

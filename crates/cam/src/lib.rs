@@ -13,12 +13,15 @@ pub mod guided;
 pub mod methods;
 pub mod postprocess;
 pub mod sess;
+mod shapley;
 pub mod smoothing;
 
 pub use capture::{
     Capture, CaptureError, FINER_ALPHA, FINER_COMPARISONS, NoisyGradients, Score, Target, capture,
-    capture_at, capture_finer, capture_scored, capture_smoothed, capture_without_gradients,
+    capture_at, capture_finer, capture_scored, capture_scored_each, capture_smoothed,
+    capture_without_gradients, capture_without_gradients_each,
 };
 pub use fusion::{fuse_layers, multiply_layers};
 pub use guided::{GuidedBackend, guided_backprop, guided_cam};
 pub use methods::{Method, grad_cam, grad_cam_weights};
+pub use shapley::{SHAPLEY_STEP, capture_shapley};

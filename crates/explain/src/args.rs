@@ -88,7 +88,9 @@ pub struct Args {
     /// layercam, gradcam-elementwise, eigencam, eigengradcam, scorecam, ablationcam, fem,
     /// randomcam (a seeded baseline), kpcacam, finercam (the target against its three nearest
     /// classes), cam (pooling + Linear heads only), iscam, sscam (seeded), smoothgradcam++
-    /// (seeded). With several, each writes its own folder <out>/<method>/.
+    /// (seeded), refinecam (Grad-CAM++ at each --layer, multiplied), shapleycam (the gradient
+    /// less half the Hessian-vector product; its paper's target is --score rest). With
+    /// several, each writes its own folder <out>/<method>/.
     #[arg(long, default_value = "gradcam", value_delimiter = ',', value_parser = parse_method)]
     pub method: Vec<Vec<Method>>,
     /// pytorch-grad-cam's eigen_smooth: the first principal component of the channels'

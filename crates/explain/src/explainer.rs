@@ -1,12 +1,12 @@
 //! Images in, CAMs and class probabilities out: one forward and one backward per batch and
-//! layer, shared by every method.
+//! layer, shared by every method and every target.
 
 use anyhow::Result;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use cam::{
-    Capture, GuidedBackend, Method, Score, Target, capture_scored, capture_without_gradients,
-    guided_backprop,
+    Capture, GuidedBackend, Method, Score, Target, capture_scored_each,
+    capture_without_gradients_each, guided_backprop,
 };
 use data::{Batcher, Sample};
 use model::{AutodiffKernels, Network, SplitModel};
@@ -47,7 +47,8 @@ pub struct Smoothing {
 /// What to compute for a batch besides the maps.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
-    pub target: Target,
+    /// What to explain in each image: a map per target and method.
+    pub targets: &'a [Target],
     /// What of the target class is differentiated.
     pub score: Score,
     pub methods: &'a [Method],
@@ -65,18 +66,30 @@ pub struct BatchExplanation {
     pub guided: Option<Vec<Vec<f32>>>,
 }
 
-/// One capture per layer for the batch, then the map of every method from it: one `BatchMaps`
-/// each.
+/// One capture per layer for the batch and all targets at once, then the map of every method
+/// from it: per target, one `BatchMaps` per method.
 pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
     model: &Network<B>,
     samples: &[&Sample],
     request: &Request,
     batcher: &Batcher,
     device: &B::Device,
-) -> Result<BatchExplanation> {
+) -> Result<Vec<BatchExplanation>> {
     let images = input_batch(model, samples, batcher, device)?;
+    capture_layers(model, images.clone(), request)?
+        .iter()
+        .map(|captures| explain_target(model, images.clone(), captures, request))
+        .collect()
+}
+
+/// The maps of every method for one target, from its `captures` (one per layer).
+fn explain_target<B: GuidedBackend + AutodiffKernels>(
+    model: &Network<B>,
+    images: Tensor<B::InnerBackend, 4>,
+    captures: &[Capture<B::InnerBackend>],
+    request: &Request,
+) -> Result<BatchExplanation> {
     let [_, _, height, width] = images.dims();
-    let captures = capture_layers(model, images.clone(), request, request.layers)?;
     let captured = &captures[0];
     // Finer-CAM differentiates its own score, Smooth Grad-CAM++ noisy copies of the images:
     // captures of their own, for the same classes.
@@ -102,7 +115,7 @@ pub fn explain_batch<B: GuidedBackend + AutodiffKernels>(
         .map(|&method| {
             let captures = match own.iter().find(|(m, _)| *m == method) {
                 Some((_, own)) => own,
-                None => &captures,
+                None => captures,
             };
             let map = if smoothing.sess || smoothing.augmentation {
                 if smoothing.augmentation && method.has_own_capture() {
@@ -182,28 +195,42 @@ fn own_captures<B: GuidedBackend + AutodiffKernels>(
         .collect()
 }
 
-/// A capture at each of `layers` (at least one); the first resolves the targets for the rest.
+/// Per target, a capture at each of the request's layers (at least one); the first layer
+/// resolves the targets for the rest. All targets share each layer's forward and backward.
 fn capture_layers<B: GuidedBackend + AutodiffKernels>(
     model: &Network<B>,
     images: Tensor<B::InnerBackend, 4>,
     request: &Request,
-    layers: &[usize],
-) -> Result<Vec<Capture<B::InnerBackend>>> {
+) -> Result<Vec<Vec<Capture<B::InnerBackend>>>> {
     let (batch, score) = (images.dims()[0], request.score);
     // Eigen-CAM, FEM, KPCA-CAM, Score-CAM, Ablation-CAM and RandomCAM alone skip the backward.
     let backward = request.methods.iter().any(|m| m.uses_gradients());
     let inference = model.valid();
-    let capture_at = |targets: &[Target], layer: usize| match backward {
-        true => capture_scored(model, images.clone(), targets, layer, score),
-        false => capture_without_gradients(&inference, images.clone(), targets, layer, score),
+    let capture_at = |requests: &[Vec<Target>], layer: usize| {
+        let requests: Vec<&[Target]> = requests.iter().map(Vec::as_slice).collect();
+        match backward {
+            true => capture_scored_each(model, images.clone(), &requests, layer, score),
+            false => {
+                capture_without_gradients_each(&inference, images.clone(), &requests, layer, score)
+            }
+        }
     };
-    let first = capture_at(&vec![request.target; batch], layers[0])?;
-    let resolved: Vec<Target> = first.targets.iter().map(|&t| Target::Class(t)).collect();
-    let mut captures = vec![first];
-    for &layer in &layers[1..] {
-        captures.push(capture_at(&resolved, layer)?);
+    let asked: Vec<Vec<Target>> = request.targets.iter().map(|&t| vec![t; batch]).collect();
+    let (first, rest) = request.layers.split_first().expect("one layer or more");
+    let mut by_target: Vec<Vec<_>> = capture_at(&asked, *first)?
+        .into_iter()
+        .map(|captured| vec![captured])
+        .collect();
+    let resolved: Vec<Vec<Target>> = by_target
+        .iter()
+        .map(|c| c[0].targets.iter().map(|&t| Target::Class(t)).collect())
+        .collect();
+    for &layer in rest {
+        for (captures, captured) in by_target.iter_mut().zip(capture_at(&resolved, layer)?) {
+            captures.push(captured);
+        }
     }
-    Ok(captures)
+    Ok(by_target)
 }
 
 /// The samples preprocessed as one batch for the inference backend, checked against what the

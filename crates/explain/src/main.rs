@@ -465,21 +465,21 @@ impl<B: GuidedBackend + AutodiffKernels> Explainer<'_, B> {
                 continue;
             }
             let samples: Vec<_> = ready.iter().map(|item| &item.sample).collect();
-            for &target in &self.targets {
-                let request = Request {
-                    target,
-                    score: self.score,
-                    methods: &self.methods,
-                    layers: &self.layers,
-                    smoothing: explainer::Smoothing {
-                        eigen: self.args.eigen_smooth,
-                        augmentation: self.args.aug_smooth,
-                        sess: self.args.sess,
-                    },
-                    guided: self.args.guided,
-                };
-                let explained =
-                    explain_batch(&self.subject.model, &samples, &request, &batcher, device)?;
+            let request = Request {
+                targets: &self.targets,
+                score: self.score,
+                methods: &self.methods,
+                layers: &self.layers,
+                smoothing: explainer::Smoothing {
+                    eigen: self.args.eigen_smooth,
+                    augmentation: self.args.aug_smooth,
+                    sess: self.args.sess,
+                },
+                guided: self.args.guided,
+            };
+            let explanations =
+                explain_batch(&self.subject.model, &samples, &request, &batcher, device)?;
+            for (&target, explained) in self.targets.iter().zip(&explanations) {
                 let guided = explained.guided.as_deref();
                 for ((&method, maps), records) in
                     self.methods.iter().zip(&explained.maps).zip(&mut records)

@@ -68,6 +68,10 @@ impl<B: Kernels> SplitModel<B> for Network<B> {
         dispatch!(self, m => m.hooked_activations(index, output))
     }
 
+    fn hooked_part(&self, index: usize, output: Tensor<B, 4>) -> Tensor<B, 4> {
+        dispatch!(self, m => m.hooked_part(index, output))
+    }
+
     fn cam_view(&self, index: usize, output: Tensor<B, 4>) -> Tensor<B, 4> {
         dispatch!(self, m => m.cam_view(index, output))
     }

@@ -120,6 +120,14 @@ pub trait SplitModel<B: Backend> {
         output
     }
 
+    /// Layer `index`'s `output` with everything but the hooked tensor zeroed: the direction in
+    /// which ShapleyCAM's Hessian-vector product moves the layer's output. The output itself,
+    /// unless it carries more than the hooked tensor (a transformer block's `norm1` layer
+    /// passes the block's input on beside the normalised tokens).
+    fn hooked_part(&self, _index: usize, output: Tensor<B, 4>) -> Tensor<B, 4> {
+        output
+    }
+
     /// Layer `index`'s output as a CAM reads it, `[batch, channels, h, w]`: the output itself
     /// for a convolutional layer; for a transformer, the patch tokens laid out as their grid
     /// (pytorch-grad-cam's `reshape_transform`). Only a selection and a reshape, so the view

@@ -505,6 +505,14 @@ impl<B: Kernels> SplitModel<B> for SwinTransformer<B> {
         }
     }
 
+    /// The normalised half of a `norm1` layer; the block's input zeroed.
+    fn hooked_part(&self, index: usize, output: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self.parts()[index] {
+            Part::FirstNorm(..) => crate::vit::normalised_half(output),
+            _ => output,
+        }
+    }
+
     fn cam_view(&self, index: usize, output: Tensor<B, 4>) -> Tensor<B, 4> {
         match self.parts()[index] {
             Part::FirstNorm(..) => {

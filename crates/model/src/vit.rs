@@ -152,6 +152,13 @@ pub(crate) fn to_tokens<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
     x.reshape([batch, d, n]).swap_dims(1, 2)
 }
 
+/// A `first_norm` output `[batch, 2d, ...]` with its second half, the block's input, zeroed.
+pub(crate) fn normalised_half<B: Backend>(packed: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [batch, twice, h, w] = packed.dims();
+    let normed = packed.clone().slice([0..batch, 0..twice / 2, 0..h, 0..w]);
+    Tensor::cat(vec![normed.clone(), normed.zeros_like()], 1)
+}
+
 /// `[batch, n, d]` → `[batch, d, 1, n]`.
 pub(crate) fn from_tokens<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 4> {
     let [batch, n, d] = x.dims();
@@ -385,6 +392,14 @@ impl<B: Kernels> SplitModel<B> for VisionTransformer<B> {
             Part::FirstNorm(0) => blocks[0].first_norm(self.tokens(x)),
             Part::FirstNorm(b) => blocks[b].first_norm(to_tokens(x)),
             Part::Block(b) => from_tokens(blocks[b].rest(x)),
+        }
+    }
+
+    /// The normalised tokens of a `ln_1` layer, class token included; the block's input zeroed.
+    fn hooked_part(&self, index: usize, output: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self.part(index) {
+            Part::FirstNorm(_) => normalised_half(output),
+            _ => output,
         }
     }
 

@@ -44,7 +44,7 @@ use burn::tensor::backend::AutodiffBackend;
 use crate::fusion::{fuse_layers, multiply_layers};
 use crate::{
     Capture, CaptureError, FINER_ALPHA, Score, Target, capture_finer, capture_scored,
-    capture_smoothed,
+    capture_shapley, capture_smoothed,
 };
 
 /// A CAM method, by the name the command line uses.
@@ -69,10 +69,11 @@ pub enum Method {
     SsCam,
     SmoothGradCamPlusPlus,
     RefineCam,
+    ShapleyCam,
 }
 
 impl Method {
-    pub const ALL: [Method; 19] = [
+    pub const ALL: [Method; 20] = [
         Method::GradCam,
         Method::GradCamPlusPlus,
         Method::XGradCam,
@@ -92,6 +93,7 @@ impl Method {
         Method::SsCam,
         Method::SmoothGradCamPlusPlus,
         Method::RefineCam,
+        Method::ShapleyCam,
     ];
 
     pub fn name(self) -> &'static str {
@@ -115,6 +117,7 @@ impl Method {
             Method::SsCam => "sscam",
             Method::SmoothGradCamPlusPlus => "smoothgradcam++",
             Method::RefineCam => "refinecam",
+            Method::ShapleyCam => "shapleycam",
         }
     }
 
@@ -151,12 +154,16 @@ impl Method {
     /// Whether the method's capture is its own ([`Method::capture`]) rather than the one
     /// every other method shares.
     pub fn has_own_capture(self) -> bool {
-        matches!(self, Method::FinerCam | Method::SmoothGradCamPlusPlus)
+        matches!(
+            self,
+            Method::FinerCam | Method::SmoothGradCamPlusPlus | Method::ShapleyCam
+        )
     }
 
     /// The capture this method's map is made of: Finer-CAM's gradients are of its own
     /// comparison score, Smooth Grad-CAM++'s are of noisy copies of the images (seeded, so
-    /// that a run repeats); every other method takes `capture_scored`'s.
+    /// that a run repeats), ShapleyCAM's carry the Hessian-vector product; every other method
+    /// takes `capture_scored`'s.
     pub fn capture<B, M>(
         self,
         model: &M,
@@ -178,6 +185,7 @@ impl Method {
                 let samples = SMOOTH_GRAD_SAMPLES;
                 capture_smoothed(model, images, targets, layer, score, samples, noise)
             }
+            Method::ShapleyCam => capture_shapley(model, images, targets, layer, score),
             _ => capture_scored(model, images, targets, layer, score),
         }
     }
@@ -204,6 +212,7 @@ impl Method {
             Method::SsCam => "SS-CAM",
             Method::SmoothGradCamPlusPlus => "Smooth Grad-CAM++",
             Method::RefineCam => "RefineCAM",
+            Method::ShapleyCam => "ShapleyCAM",
         }
     }
 
@@ -267,8 +276,8 @@ impl Method {
     ) -> Tensor<B, 4> {
         let (a, g) = (capture.activations.clone(), capture.gradients.clone());
         match self {
-            // Finer-CAM is Grad-CAM of `capture_finer`'s capture (see `Method::capture`).
-            Method::GradCam | Method::FinerCam => grad_cam_contributions(a, g),
+            // Finer-CAM and ShapleyCAM are Grad-CAM of their own captures (`Method::capture`).
+            Method::GradCam | Method::FinerCam | Method::ShapleyCam => grad_cam_contributions(a, g),
             // RefineCAM is Grad-CAM++ at each layer, its layers multiplied (`combine_layers`).
             Method::GradCamPlusPlus | Method::RefineCam => grad_cam_plus_plus(a, g),
             Method::XGradCam => xgrad_cam(a, g),
