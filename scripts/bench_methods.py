@@ -5,6 +5,8 @@ network (the twin of `cargo run -p explain --example methods_speed`).
 
 BENCH_METHODS=a,b times only those methods.
 """
+import contextlib
+import io
 import os
 import sys
 import time
@@ -15,7 +17,7 @@ from torchcam.methods import CAM as TorchcamCAM, ISCAM as TorchcamISCAM, SSCAM a
 from torchcam.methods import SmoothGradCAMpp as TorchcamSmoothGradCAMpp
 from pytorch_grad_cam import (FEM, KPCA_CAM, FinerCAM, AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
                               GradCAMPlusPlus, HiResCAM, LayerCAM, RandomCAM, ScoreCAM, XGradCAM)
-from pytorch_grad_cam import RefineCAM, ShapleyCAM
+from pytorch_grad_cam import FullGrad, RefineCAM, ShapleyCAM
 
 METHODS = {
     "gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "hirescam": HiResCAM,
@@ -26,7 +28,7 @@ METHODS = {
     "iscam": lambda model, target_layers: TorchCam(TorchcamISCAM, model, target_layers[0]),
     "sscam": lambda model, target_layers: TorchCam(TorchcamSSCAM, model, target_layers[0]),
     "smoothgradcam++": lambda model, target_layers: TorchCam(TorchcamSmoothGradCAMpp, model, target_layers[0]),
-    "refinecam": RefineCAM, "shapleycam": ShapleyCAM,
+    "refinecam": RefineCAM, "shapleycam": ShapleyCAM, "fullgrad": FullGrad,
 }
 if os.environ.get("BENCH_METHODS"):
     chosen = os.environ["BENCH_METHODS"].split(",")
@@ -59,7 +61,9 @@ images = torch.randn(batch, 3, 224, 224, device=device)
 for name, cls in METHODS.items():
     if name == "cam" and not arch.startswith("resnet"):
         continue  # torch-cam's CAM needs one Linear layer after the pooling
-    with cls(model=model, target_layers=[layer]) as cam:
+    with contextlib.redirect_stdout(io.StringIO()):  # FullGrad prints that it ignores the layer
+        explainer = cls(model=model, target_layers=[layer])
+    with explainer as cam:
         cam(input_tensor=images, targets=None)  # warm-up
         times = []
         for _ in range(1 if name in ("scorecam", "iscam", "sscam") else repeats):

@@ -816,7 +816,7 @@ fn swin_maps_match_pytorch_grad_cam() {
 }
 
 /// ShapleyCAM against pytorch-grad-cam's `ShapleyCAM` under the logit, softmax and ReST
-/// targets (`scripts/make_shapley_fixture.py`). pytorch-grad-cam 1.5.7's crashes on ViT and
+/// targets (`scripts/make_restored_fixtures.py`). pytorch-grad-cam 1.5.7's crashes on ViT and
 /// misreads Swin's tokens; there the reference is its intent (the script says how).
 #[test]
 fn shapley_cam_matches_pytorch_grad_cam() {
@@ -891,4 +891,30 @@ fn several_targets_share_one_capture() {
         assert_eq!(values(&joint.activations), values(&alone.activations));
     }
     assert_ne!(together[0].targets, together[1].targets);
+}
+
+/// FullGrad against pytorch-grad-cam's `FullGrad` (`scripts/make_restored_fixtures.py`): every
+/// convolution and BatchNorm with a bias, on twelve networks.
+#[test]
+fn full_grad_matches_pytorch_grad_cam() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/parity/fullgrad.json"
+    );
+    let references: BTreeMap<String, Vec<f32>> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for (name, theirs) in &references {
+        let (fixture, model) = load(name);
+        let images = fixture_images(&fixture);
+        let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
+        // Through `Method` as `explain` takes it: the capture holds the map, post-processed.
+        let layer = model.last_layer();
+        let captured = Method::FullGrad
+            .capture(&model, images.clone(), &targets, layer, Score::Logit)
+            .unwrap();
+        let raw = Method::FullGrad.map(&model.valid(), images, &captured, 3);
+        let [h, w] = fixture.image_size;
+        let ours = postprocess(&raw.into_data().to_vec::<f32>().unwrap(), [h, w], [h, w]);
+        assert_close(&format!("{name} fullgrad"), &ours, theirs, 1e-4);
+    }
 }

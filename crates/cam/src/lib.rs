@@ -8,6 +8,7 @@
 mod capture;
 pub mod concepts;
 pub mod figure;
+pub mod full_grad;
 pub mod fusion;
 pub mod guided;
 pub mod methods;

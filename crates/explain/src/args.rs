@@ -89,8 +89,9 @@ pub struct Args {
     /// randomcam (a seeded baseline), kpcacam, finercam (the target against its three nearest
     /// classes), cam (pooling + Linear heads only), iscam, sscam (seeded), smoothgradcam++
     /// (seeded), refinecam (Grad-CAM++ at each --layer, multiplied), shapleycam (the gradient
-    /// less half the Hessian-vector product; its paper's target is --score rest). With
-    /// several, each writes its own folder <out>/<method>/.
+    /// less half the Hessian-vector product; its paper's target is --score rest), fullgrad
+    /// (the image's and every biased layer's gradient terms; ignores --layer). With several,
+    /// each writes its own folder <out>/<method>/.
     #[arg(long, default_value = "gradcam", value_delimiter = ',', value_parser = parse_method)]
     pub method: Vec<Vec<Method>>,
     /// pytorch-grad-cam's eigen_smooth: the first principal component of the channels'

@@ -32,7 +32,7 @@ fn main() {
         runs[4]
     };
     let theirs = time(&|| bn.forward(x.clone()));
-    let ours = time(&|| model::batch_norm(&bn, x.clone()));
+    let ours = time(&|| model::batch_norm(&bn, x.clone(), &model::PlainRelu));
     let convolution = time(&|| conv.forward(x.clone()));
     println!(
         "burn BatchNorm {theirs:.1} ms, model::batch_norm {ours:.1} ms ({:.1}×), conv3x3 {convolution:.1} ms",

@@ -112,8 +112,8 @@ impl<B: Backend> BasicBlock<B> {
 
 impl<B: Kernels> BasicBlock<B> {
     pub fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
-        let out = relu.relu(conv_batch_norm(&self.conv1, &self.bn1, x.clone()));
-        let out = conv_batch_norm(&self.conv2, &self.bn2, out);
+        let out = relu.relu(conv_batch_norm(&self.conv1, &self.bn1, x.clone(), relu));
+        let out = conv_batch_norm(&self.conv2, &self.bn2, out, relu);
         relu.relu(out + self.shortcut(x))
     }
 
@@ -195,7 +195,7 @@ impl<B: Kernels> SplitModel<B> for CifarResNet<B> {
 
     fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         if index == 0 {
-            return relu.relu(conv_batch_norm(&self.conv1, &self.bn1, x));
+            return relu.relu(conv_batch_norm(&self.conv1, &self.bn1, x, relu));
         }
         let block = [&self.layer1, &self.layer2, &self.layer3]
             .into_iter()

@@ -14,6 +14,7 @@ use burn::prelude::*;
 use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 
+use crate::norm::biased_conv2d;
 use crate::transfer::{fresh_linear, trainable};
 use crate::{InputShape, Rectifier, SplitModel, global_average_pool};
 
@@ -110,8 +111,8 @@ impl<B: Backend> Patchify<B> {
 }
 
 impl<B: Kernels> Patchify<B> {
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        layer_norm_2d(&self.norm, kernels::conv2d(&self.conv, x))
+    fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
+        layer_norm_2d(&self.norm, biased_conv2d(&self.conv, x, relu))
     }
 }
 
@@ -134,8 +135,8 @@ impl<B: Backend> Downsample<B> {
 }
 
 impl<B: Kernels> Downsample<B> {
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        kernels::conv2d(&self.conv, layer_norm_2d(&self.norm, x))
+    fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
+        biased_conv2d(&self.conv, layer_norm_2d(&self.norm, x), relu)
     }
 }
 
@@ -165,9 +166,9 @@ impl<B: Backend> ConvNextBlock<B> {
 }
 
 impl<B: Kernels> ConvNextBlock<B> {
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         let [batch, channels, h, w] = x.dims();
-        let y = kernels::conv2d(&self.depthwise, x.clone());
+        let y = biased_conv2d(&self.depthwise, x.clone(), relu);
         // Per pixel: channels last, one row per pixel.
         let rows = y.permute([0, 2, 3, 1]).reshape([batch * h * w, channels]);
         let rows = self.norm.forward(rows);
@@ -274,11 +275,11 @@ impl<B: Kernels> SplitModel<B> for ConvNext<B> {
 
     /// GELU is not a ReLU: guided backpropagation is the plain gradient here, as in
     /// pytorch-grad-cam.
-    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, _: &R) -> Tensor<B, 4> {
+    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         match self.parts()[index] {
-            Part::Stem => self.stem.forward(x),
-            Part::Block(s, b) => self.stages[s][b].forward(x),
-            Part::Downsample(s) => self.downsamples[s].forward(x),
+            Part::Stem => self.stem.forward(x, relu),
+            Part::Block(s, b) => self.stages[s][b].forward(x, relu),
+            Part::Downsample(s) => self.downsamples[s].forward(x, relu),
         }
     }
 
@@ -371,7 +372,10 @@ mod tests {
             burn::tensor::Distribution::Normal(0.0, 1.0),
             &device,
         );
-        let change = (block.forward(x.clone()) - x).abs().max().into_scalar();
+        let change = (block.forward(x.clone(), &crate::PlainRelu) - x)
+            .abs()
+            .max()
+            .into_scalar();
         assert!(change < 1e-4, "{change}");
     }
 }

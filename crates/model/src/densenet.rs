@@ -13,9 +13,10 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::module::avg_pool2d;
-use kernels::{Kernels, conv2d, max_pool2d};
+use kernels::{Kernels, max_pool2d};
 use serde::{Deserialize, Serialize};
 
+use crate::norm::biased_conv2d;
 use crate::transfer::{fresh_linear, trainable};
 use crate::{InputShape, Rectifier, SplitModel, batch_norm, conv_batch_norm, global_average_pool};
 
@@ -136,9 +137,9 @@ impl<B: Backend> DenseLayer<B> {
 impl<B: Kernels> DenseLayer<B> {
     /// The input with the new channels after it.
     fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
-        let h = relu.relu(batch_norm(&self.norm1, x.clone()));
-        let h = relu.relu(conv_batch_norm(&self.conv1, &self.norm2, h));
-        Tensor::cat(vec![x, conv2d(&self.conv2, h)], 1)
+        let h = relu.relu(batch_norm(&self.norm1, x.clone(), relu));
+        let h = relu.relu(conv_batch_norm(&self.conv1, &self.norm2, h, relu));
+        Tensor::cat(vec![x, biased_conv2d(&self.conv2, h, relu)], 1)
     }
 }
 
@@ -160,7 +161,7 @@ impl<B: Backend> Transition<B> {
 
 impl<B: Kernels> Transition<B> {
     fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
-        let x = conv2d(&self.conv, relu.relu(batch_norm(&self.norm, x)));
+        let x = biased_conv2d(&self.conv, relu.relu(batch_norm(&self.norm, x, relu)), relu);
         avg_pool2d(x, [2, 2], [2, 2], [0, 0], true, false)
     }
 }
@@ -271,12 +272,12 @@ impl<B: Kernels> SplitModel<B> for DenseNet<B> {
     fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         match self.parts().swap_remove(index) {
             Part::Stem => {
-                let x = relu.relu(conv_batch_norm(&self.conv0, &self.norm0, x));
+                let x = relu.relu(conv_batch_norm(&self.conv0, &self.norm0, x, relu));
                 max_pool2d(x, [3, 3], [2, 2], [1, 1])
             }
             Part::Dense(b, l) => self.blocks[b][l].forward(x, relu),
             Part::Transition(t) => self.transitions[t].forward(x, relu),
-            Part::Norm5 => batch_norm(&self.norm5, x),
+            Part::Norm5 => batch_norm(&self.norm5, x, relu),
         }
     }
 

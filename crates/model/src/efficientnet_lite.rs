@@ -167,13 +167,18 @@ impl<B: Backend> MbConv<B> {
 }
 
 impl<B: Kernels> MbConv<B> {
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         let mut out = x.clone();
         if let (Some(expand), Some(bn)) = (&self.expand, &self.expand_bn) {
-            out = relu6(conv_batch_norm(expand, bn, out));
+            out = relu6(conv_batch_norm(expand, bn, out, relu));
         }
-        let out = relu6(conv_batch_norm(&self.depthwise, &self.depthwise_bn, out));
-        let out = conv_batch_norm(&self.project, &self.project_bn, out);
+        let out = relu6(conv_batch_norm(
+            &self.depthwise,
+            &self.depthwise_bn,
+            out,
+            relu,
+        ));
+        let out = conv_batch_norm(&self.project, &self.project_bn, out, relu);
         if self.skip { out + x } else { out }
     }
 }
@@ -230,11 +235,11 @@ impl<B: Kernels> SplitModel<B> for EfficientNetLite<B> {
     }
 
     /// ReLU6 is not a ReLU: like pytorch-grad-cam's guided backpropagation, `relu` leaves it be.
-    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, _relu: &R) -> Tensor<B, 4> {
+    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         match index {
-            0 => relu6(conv_batch_norm(&self.stem, &self.stem_bn, x)),
-            i if i <= self.blocks.len() => self.blocks[i - 1].forward(x),
-            _ => relu6(conv_batch_norm(&self.head, &self.head_bn, x)),
+            0 => relu6(conv_batch_norm(&self.stem, &self.stem_bn, x, relu)),
+            i if i <= self.blocks.len() => self.blocks[i - 1].forward(x, relu),
+            _ => relu6(conv_batch_norm(&self.head, &self.head_bn, x, relu)),
         }
     }
 

@@ -35,7 +35,7 @@ pub use kernels::{AutodiffKernels, Kernels};
 pub use mobilenet::{ConvBn, InvertedResidual, MobileNetV2, MobileNetV2Config};
 pub use mobilenet_v3::{Block as MobileNetV3Block, MobileNetV3, MobileNetV3Config, SqueezeExcite};
 pub use network::Network;
-pub use norm::{batch_norm, conv_batch_norm};
+pub use norm::{batch_norm, biased_conv2d, conv_batch_norm};
 pub use resnet::{Downsample, ResNet, ResNetConfig, ResidualBlock};
 pub use split::{InputShape, PlainRelu, Rectifier, SplitModel, find_layer, global_average_pool};
 pub use swin::{SwinBlock, SwinConfig, SwinTransformer};

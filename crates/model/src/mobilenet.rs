@@ -158,12 +158,12 @@ impl<B: Backend> ConvBn<B> {
 }
 
 impl<B: Kernels> ConvBn<B> {
-    pub(crate) fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        conv_batch_norm(&self.conv, &self.bn, x)
+    pub(crate) fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
+        conv_batch_norm(&self.conv, &self.bn, x, relu)
     }
 
-    pub(crate) fn forward_relu6(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.forward(x).clamp(0.0, 6.0)
+    pub(crate) fn forward_relu6<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
+        self.forward(x, relu).clamp(0.0, 6.0)
     }
 }
 
@@ -195,12 +195,14 @@ impl<B: Backend> InvertedResidual<B> {
 }
 
 impl<B: Kernels> InvertedResidual<B> {
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         let hidden = match &self.expand {
-            Some(expand) => expand.forward_relu6(x.clone()),
+            Some(expand) => expand.forward_relu6(x.clone(), relu),
             None => x.clone(),
         };
-        let out = self.project.forward(self.depthwise.forward_relu6(hidden));
+        let out = self
+            .project
+            .forward(self.depthwise.forward_relu6(hidden, relu), relu);
         if self.skip { out + x } else { out }
     }
 }
@@ -252,11 +254,11 @@ impl<B: Kernels> SplitModel<B> for MobileNetV2<B> {
     }
 
     /// ReLU6 is not a ReLU: like pytorch-grad-cam's guided backpropagation, `relu` leaves it be.
-    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, _relu: &R) -> Tensor<B, 4> {
+    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         match index {
-            0 => self.stem.forward_relu6(x),
-            i if i <= self.blocks.len() => self.blocks[i - 1].forward(x),
-            _ => self.head.forward_relu6(x),
+            0 => self.stem.forward_relu6(x, relu),
+            i if i <= self.blocks.len() => self.blocks[i - 1].forward(x, relu),
+            _ => self.head.forward_relu6(x, relu),
         }
     }
 

@@ -202,15 +202,15 @@ impl<B: Kernels> Block<B> {
             }
         };
         let hidden = match &self.expand {
-            Some(expand) => activate(expand.forward(x.clone())),
+            Some(expand) => activate(expand.forward(x.clone(), relu)),
             None => x.clone(),
         };
-        let hidden = activate(self.depthwise.forward(hidden));
+        let hidden = activate(self.depthwise.forward(hidden, relu));
         let hidden = match &self.squeeze_excite {
             Some(se) => se.forward(hidden),
             None => hidden,
         };
-        let out = self.project.forward(hidden);
+        let out = self.project.forward(hidden, relu);
         if self.skip { out + x } else { out }
     }
 }
@@ -269,9 +269,9 @@ impl<B: Kernels> SplitModel<B> for MobileNetV3<B> {
     /// replaces the blocks' ReLUs.
     fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         match index {
-            0 => hard_swish(self.stem.forward(x)),
+            0 => hard_swish(self.stem.forward(x, relu)),
             i if i <= self.blocks.len() => self.blocks[i - 1].forward(x, relu),
-            _ => hard_swish(self.head.forward(x)),
+            _ => hard_swish(self.head.forward(x, relu)),
         }
     }
 

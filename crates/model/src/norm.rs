@@ -11,13 +11,21 @@ use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use kernels::Kernels;
 
+use crate::Rectifier;
+
 /// `bn` applied to `x`: batch statistics while its parameters are trained, running statistics
 /// otherwise (an inference backend, or a model whose parameters were frozen with `no_grad()`,
 /// which is how `cam` differentiates a deployed network). Running statistics are updated as
-/// PyTorch does (unbiased variance).
-pub fn batch_norm<B: Kernels>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+/// PyTorch does (unbiased variance). At inference the output goes through `relu.biased`.
+pub fn batch_norm<B: Kernels, R: Rectifier<B>>(
+    bn: &BatchNorm<B>,
+    x: Tensor<B, 4>,
+    relu: &R,
+) -> Tensor<B, 4> {
     if !trains(bn, &x) {
-        return inference(bn, x);
+        // Not `bn.forward`: burn takes batch statistics on any autodiff backend, frozen or not.
+        let (scale, shift) = running_affine(bn, &x.device());
+        return relu.biased(kernels::channel_affine(x, scale, shift.clone()), shift);
     }
     let [n, _, h, w] = x.dims();
     let (y, mean, var) = kernels::batch_norm_training(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
@@ -27,14 +35,15 @@ pub fn batch_norm<B: Kernels>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4
 
 /// `batch_norm(bn, conv(x))`. At inference the running statistics are folded into the
 /// convolution's weights and bias (scaled per output channel), which saves a pass over the
-/// output: the same map up to rounding.
-pub fn conv_batch_norm<B: Kernels>(
+/// output: the same map up to rounding. Both biases go through `relu.biased`.
+pub fn conv_batch_norm<B: Kernels, R: Rectifier<B>>(
     conv: &Conv2d<B>,
     bn: &BatchNorm<B>,
     x: Tensor<B, 4>,
+    relu: &R,
 ) -> Tensor<B, 4> {
     if trains(bn, &x) {
-        return batch_norm(bn, kernels::conv2d(conv, x));
+        return batch_norm(bn, kernels::conv2d(conv, x), relu);
     }
     let (scale, shift) = running_affine(bn, &x.device());
     let [out, per_group, kh, kw] = conv.weight.dims();
@@ -42,23 +51,35 @@ pub fn conv_batch_norm<B: Kernels>(
     let no_shift = scale.zeros_like();
     let weight =
         kernels::channel_affine(rows, scale.clone(), no_shift).reshape([out, per_group, kh, kw]);
-    let bias = match &conv.bias {
-        Some(bias) => bias.val() * scale + shift,
-        None => shift,
+    let conv_bias = conv.bias.as_ref().map(|bias| bias.val() * scale);
+    let bias = match &conv_bias {
+        Some(scaled) => scaled.clone() + shift.clone(),
+        None => shift.clone(),
     };
-    kernels::conv2d_with(conv, weight, Some(bias), x)
+    let out = kernels::conv2d_with(conv, weight, Some(bias), x);
+    let out = match conv_bias {
+        Some(scaled) => relu.biased(out, scaled),
+        None => out,
+    };
+    relu.biased(out, shift)
+}
+
+/// `conv(x)`, through `relu.biased` when the convolution has a bias.
+pub fn biased_conv2d<B: Kernels, R: Rectifier<B>>(
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+    relu: &R,
+) -> Tensor<B, 4> {
+    let out = kernels::conv2d(conv, x);
+    match &conv.bias {
+        Some(bias) => relu.biased(out, bias.val()),
+        None => out,
+    }
 }
 
 /// Whether `bn` normalises `x` with the batch's statistics: its parameters are being trained.
 fn trains<B: Backend>(bn: &BatchNorm<B>, x: &Tensor<B, 4>) -> bool {
     B::ad_enabled(&x.device()) && bn.gamma.val().is_require_grad()
-}
-
-/// Running statistics folded into one scale and one shift per channel. Not `bn.forward`: burn
-/// picks batch statistics whenever the backend is autodiff, frozen parameters or not.
-fn inference<B: Kernels>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let (scale, shift) = running_affine(bn, &x.device());
-    kernels::channel_affine(x, scale, shift)
 }
 
 /// The per-channel `(scale, shift)` that normalising with `bn`'s running statistics is.
@@ -123,7 +144,7 @@ mod tests {
 
         let x_theirs = Tensor::<Ad, 4>::from_data(x.to_data(), &device).require_grad();
         let weights = Tensor::<Ad, 4>::random([3, 4, 5, 6], Distribution::Default, &device);
-        let ours = batch_norm(&bn, x.clone());
+        let ours = batch_norm(&bn, x.clone(), &crate::PlainRelu);
         let ours_data = ours.to_data();
         let g_ours = (ours * weights.clone()).sum().backward();
         let theirs = bn.forward(x_theirs.clone());
@@ -143,7 +164,7 @@ mod tests {
         let frozen = bn.no_grad();
         let x =
             Tensor::<Ad, 4>::random([3, 2, 2, 2], Distribution::Default, &device).require_grad();
-        let ours = batch_norm(&frozen, x.clone()).into_data();
+        let ours = batch_norm(&frozen, x.clone(), &crate::PlainRelu).into_data();
         let inference = frozen.valid().forward(x.inner()).into_data();
         ours.assert_approx_eq::<f32>(&inference, Tolerance::rel_abs(1e-5, 1e-6));
         let mean = statistic(&frozen.running_mean);
@@ -164,7 +185,7 @@ mod tests {
         );
         let x = Tensor::<Ad, 4>::from_data(data, &device);
         let bn = BatchNormConfig::new(2).init::<Ad>(&device);
-        let _ = batch_norm(&bn, x);
+        let _ = batch_norm(&bn, x, &crate::PlainRelu);
         let mean = statistic(&bn.running_mean);
         let var = statistic(&bn.running_var);
         // 0.9 · initial + 0.1 · batch; the variance of 1..4 is 5/3 unbiased.
@@ -209,7 +230,7 @@ mod tests {
                 RunningState::new(Tensor::from_data([0.5f32, 2.0, 1.0, 0.25], &device));
             let x =
                 Tensor::<Flex, 4>::random([2, channels_in, 7, 6], Distribution::Default, &device);
-            let folded = conv_batch_norm(&conv, &bn, x.clone()).into_data();
+            let folded = conv_batch_norm(&conv, &bn, x.clone(), &crate::PlainRelu).into_data();
             let separate = bn.forward(conv.forward(x)).into_data();
             folded.assert_approx_eq::<f32>(&separate, Tolerance::rel_abs(1e-5, 1e-5));
         }

@@ -161,13 +161,13 @@ impl<B: Backend> ResidualBlock<B> {
 
 impl<B: Kernels> ResidualBlock<B> {
     pub fn forward<R: Rectifier<B>>(&self, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
-        let out = relu.relu(conv_batch_norm(&self.conv1, &self.bn1, x.clone()));
-        let mut out = conv_batch_norm(&self.conv2, &self.bn2, out);
+        let out = relu.relu(conv_batch_norm(&self.conv1, &self.bn1, x.clone(), relu));
+        let mut out = conv_batch_norm(&self.conv2, &self.bn2, out, relu);
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            out = conv_batch_norm(conv3, bn3, relu.relu(out));
+            out = conv_batch_norm(conv3, bn3, relu.relu(out), relu);
         }
         let shortcut = match &self.downsample {
-            Some(d) => conv_batch_norm(&d.conv, &d.bn, x),
+            Some(d) => conv_batch_norm(&d.conv, &d.bn, x, relu),
             None => x,
         };
         relu.relu(out + shortcut)
@@ -239,7 +239,7 @@ impl<B: Kernels> SplitModel<B> for ResNet<B> {
     /// Layer 0, the stem, ends with the max pool (torchvision's `conv1, bn1, relu, maxpool`).
     fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         if index == 0 {
-            let x = relu.relu(conv_batch_norm(&self.conv1, &self.bn1, x));
+            let x = relu.relu(conv_batch_norm(&self.conv1, &self.bn1, x, relu));
             return max_pool2d(x, [3, 3], [2, 2], [1, 1]);
         }
         let block = [&self.layer1, &self.layer2, &self.layer3, &self.layer4]

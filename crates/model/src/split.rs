@@ -64,6 +64,15 @@ pub fn global_average_pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
 /// which burn can only express as a custom autodiff operation.
 pub trait Rectifier<B: Backend> {
     fn relu<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D>;
+
+    /// The output of a layer with a bias: a convolution's (`bias` its bias), or a BatchNorm's
+    /// at inference (`bias` its shift β − μγ/σ). Where a BatchNorm is folded into the
+    /// convolution before it, the convolution's bias comes scaled by γ/σ, as its output's
+    /// gradient is the BatchNorm output's divided by γ/σ. FullGrad reads these; every other
+    /// forward pass leaves the output as it is.
+    fn biased(&self, output: Tensor<B, 4>, _bias: Tensor<B, 1>) -> Tensor<B, 4> {
+        output
+    }
 }
 
 /// `max(x, 0)` with its ordinary gradient.

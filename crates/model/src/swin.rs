@@ -20,6 +20,7 @@ use burn::tensor::activation::{gelu, softmax};
 use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 
+use crate::norm::biased_conv2d;
 use crate::transfer::{fresh_linear, trainable};
 use crate::{InputShape, Rectifier, SplitModel, global_average_pool};
 
@@ -493,10 +494,10 @@ impl<B: Kernels> SplitModel<B> for SwinTransformer<B> {
     }
 
     /// No ReLU anywhere: guided backpropagation is the plain gradient, as in pytorch-grad-cam.
-    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, _: &R) -> Tensor<B, 4> {
+    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         match self.parts()[index] {
             Part::Stem => {
-                let patches = kernels::conv2d(&self.stem, x);
+                let patches = biased_conv2d(&self.stem, x, relu);
                 channels_first(self.stem_norm.forward(channels_last(patches)))
             }
             Part::FirstNorm(s, b) => self.stages[s][b].first_norm(x),

@@ -4,9 +4,10 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use kernels::{Kernels, conv2d};
+use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 
+use crate::norm::biased_conv2d;
 use crate::transfer::{fresh_linear, param_ids, trainable};
 use crate::{InputShape, Rectifier, SplitModel, batch_norm};
 use burn::module::ParamId;
@@ -141,7 +142,7 @@ impl<B: Kernels> SplitModel<B> for TutorialCnn<B> {
             1 => (&self.norm2, &self.conv2),
             _ => (&self.norm3, &self.conv3),
         };
-        relu.relu(conv2d(conv, batch_norm(norm, x)))
+        relu.relu(biased_conv2d(conv, batch_norm(norm, x, relu), relu))
     }
 
     fn embedding(&self, activations: Tensor<B, 4>) -> Tensor<B, 2> {

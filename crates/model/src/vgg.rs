@@ -10,9 +10,10 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::module::adaptive_avg_pool2d;
-use kernels::{Kernels, conv2d, max_pool2d};
+use kernels::{Kernels, max_pool2d};
 use serde::{Deserialize, Serialize};
 
+use crate::norm::biased_conv2d;
 use crate::transfer::{fresh_linear, trainable};
 use crate::{InputShape, Rectifier, SplitModel, conv_batch_norm};
 
@@ -193,8 +194,8 @@ impl<B: Kernels> SplitModel<B> for Vgg<B> {
         };
         let layer = &self.layers[index];
         let x = match &layer.bn {
-            Some(bn) => conv_batch_norm(&layer.conv, bn, x),
-            None => conv2d(&layer.conv, x),
+            Some(bn) => conv_batch_norm(&layer.conv, bn, x, relu),
+            None => biased_conv2d(&layer.conv, x, relu),
         };
         relu.relu(x)
     }

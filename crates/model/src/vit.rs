@@ -26,6 +26,7 @@ use burn::tensor::activation::{gelu, softmax};
 use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 
+use crate::norm::biased_conv2d;
 use crate::transfer::{fresh_linear, trainable};
 use crate::{InputShape, Rectifier, SplitModel};
 
@@ -385,10 +386,10 @@ impl<B: Kernels> SplitModel<B> for VisionTransformer<B> {
     }
 
     /// No ReLU anywhere: guided backpropagation is the plain gradient, as in pytorch-grad-cam.
-    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, _: &R) -> Tensor<B, 4> {
+    fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         let blocks = &self.encoder.layers;
         match self.part(index) {
-            Part::Patches => kernels::conv2d(&self.conv_proj, x),
+            Part::Patches => biased_conv2d(&self.conv_proj, x, relu),
             Part::FirstNorm(0) => blocks[0].first_norm(self.tokens(x)),
             Part::FirstNorm(b) => blocks[b].first_norm(to_tokens(x)),
             Part::Block(b) => from_tokens(blocks[b].rest(x)),

@@ -41,6 +41,7 @@ use model::SplitModel;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 
+use crate::full_grad::capture_full_grad;
 use crate::fusion::{fuse_layers, multiply_layers};
 use crate::{
     Capture, CaptureError, FINER_ALPHA, Score, Target, capture_finer, capture_scored,
@@ -70,10 +71,11 @@ pub enum Method {
     SmoothGradCamPlusPlus,
     RefineCam,
     ShapleyCam,
+    FullGrad,
 }
 
 impl Method {
-    pub const ALL: [Method; 20] = [
+    pub const ALL: [Method; 21] = [
         Method::GradCam,
         Method::GradCamPlusPlus,
         Method::XGradCam,
@@ -94,6 +96,7 @@ impl Method {
         Method::SmoothGradCamPlusPlus,
         Method::RefineCam,
         Method::ShapleyCam,
+        Method::FullGrad,
     ];
 
     pub fn name(self) -> &'static str {
@@ -118,6 +121,7 @@ impl Method {
             Method::SmoothGradCamPlusPlus => "smoothgradcam++",
             Method::RefineCam => "refinecam",
             Method::ShapleyCam => "shapleycam",
+            Method::FullGrad => "fullgrad",
         }
     }
 
@@ -156,14 +160,18 @@ impl Method {
     pub fn has_own_capture(self) -> bool {
         matches!(
             self,
-            Method::FinerCam | Method::SmoothGradCamPlusPlus | Method::ShapleyCam
+            Method::FinerCam
+                | Method::SmoothGradCamPlusPlus
+                | Method::ShapleyCam
+                | Method::FullGrad
         )
     }
 
     /// The capture this method's map is made of: Finer-CAM's gradients are of its own
     /// comparison score, Smooth Grad-CAM++'s are of noisy copies of the images (seeded, so
-    /// that a run repeats), ShapleyCAM's carry the Hessian-vector product; every other method
-    /// takes `capture_scored`'s.
+    /// that a run repeats), ShapleyCAM's carry the Hessian-vector product, FullGrad's is its
+    /// whole map (every biased layer's, not `layer`'s); every other method takes
+    /// `capture_scored`'s.
     pub fn capture<B, M>(
         self,
         model: &M,
@@ -186,6 +194,7 @@ impl Method {
                 capture_smoothed(model, images, targets, layer, score, samples, noise)
             }
             Method::ShapleyCam => capture_shapley(model, images, targets, layer, score),
+            Method::FullGrad => capture_full_grad(model, images, targets, layer, score),
             _ => capture_scored(model, images, targets, layer, score),
         }
     }
@@ -213,6 +222,7 @@ impl Method {
             Method::SmoothGradCamPlusPlus => "Smooth Grad-CAM++",
             Method::RefineCam => "RefineCAM",
             Method::ShapleyCam => "ShapleyCAM",
+            Method::FullGrad => "FullGrad",
         }
     }
 
@@ -258,8 +268,9 @@ impl Method {
         chunk: usize,
         eigen_smooth: bool,
     ) -> Tensor<B, 3> {
-        // KPCA-CAM is already a projection, and pytorch-grad-cam's ignores eigen_smooth.
-        if eigen_smooth && self != Method::KpcaCam {
+        // KPCA-CAM is already a projection, and pytorch-grad-cam's ignores eigen_smooth;
+        // FullGrad's capture holds its finished map, not channels.
+        if eigen_smooth && !matches!(self, Method::KpcaCam | Method::FullGrad) {
             first_component_map(self.contributions(model, images, capture, chunk))
         } else {
             self.map(model, images, capture, chunk)
@@ -285,6 +296,8 @@ impl Method {
             Method::LayerCam => layer_cam(a, g),
             Method::GradCamElementWise => grad_cam_element_wise(a, g),
             Method::EigenCam | Method::KpcaCam => a,
+            // The whole map, as one channel (`capture_full_grad`).
+            Method::FullGrad => a,
             Method::Cam => class_activation(model, a, &capture.targets),
             Method::IsCam => integrated_score_cam(model, images, a, capture, IS_CAM_SAMPLES, chunk),
             Method::SsCam => {

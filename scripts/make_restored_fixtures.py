@@ -1,23 +1,25 @@
-"""ShapleyCAM references for the parity tests: pytorch-grad-cam 1.5.7's `ShapleyCAM` on the
-networks of the existing parity fixtures, their weights and images read back from the JSON
-(exact float32), under three targets: the logit, the softmax and the ReST score.
+"""References computed on the networks of the existing parity fixtures, their weights and
+images read back from the JSON (exact float32), so that the big fixtures stay as they are:
 
-    cd scripts && ../scripts/.venv/bin/python make_shapley_fixture.py
+- shapley.json: pytorch-grad-cam 1.5.7's `ShapleyCAM` under three targets (the logit, the
+  softmax and the ReST score): {fixture name: {"logit"|"probability"|"rest": maps}};
+- fullgrad.json: its `FullGrad` of each image's fixture target: {fixture name: maps}.
 
-Writes tests/fixtures/parity/shapley.json: {fixture name: {"logit"|"probability"|"rest": maps}},
-maps post-processed as pytorch-grad-cam returns them (ReLU, min-max, resized to the input)."""
+    cd scripts && ../scripts/.venv/bin/python make_restored_fixtures.py
+
+Maps are post-processed as pytorch-grad-cam returns them (min-max, at the input's size)."""
 
 import json
 
 import torch
 import torchvision
-from pytorch_grad_cam import ShapleyCAM
+from pytorch_grad_cam import FullGrad, ShapleyCAM
 from pytorch_grad_cam.utils.model_targets import (ClassifierOutputReST, ClassifierOutputSoftmaxTarget,
                                                   ClassifierOutputTarget)
 from torchvision.models.convnext import CNBlockConfig
 
 from make_gradcam_fixtures import OUT, short, target_layer, vit_reshape
-from torch_models import CifarResNet, ResNet, TutorialCnn, Vgg
+from torch_models import CifarResNet, EfficientNetLite, ResNet, TutorialCnn, Vgg
 
 # Fixture name → (the network, untrained: its weights come from the fixture; reshape_transform).
 NETWORKS = {
@@ -38,6 +40,25 @@ NETWORKS = {
         mlp_ratio=2.0, num_classes=5), lambda t: t.permute(0, 3, 1, 2)),
 }
 
+
+def mobilenet_v2():
+    """As make_gradcam_fixtures.py builds it: a last convolution of 48 channels."""
+    model = torchvision.models.mobilenet_v2(width_mult=0.1, num_classes=5)
+    model.features[-1] = torchvision.ops.Conv2dNormActivation(32, 48, kernel_size=1, activation_layer=torch.nn.ReLU6)
+    model.classifier[1] = torch.nn.Linear(48, 5)
+    return model, None
+
+
+# FullGrad reads every Conv2d and BatchNorm2d with a bias, whatever the target layer.
+FULLGRAD_NETWORKS = {
+    **NETWORKS,
+    "vgg19_small": lambda: (Vgg(19, batch_norm=False, width=2, hidden=8, num_classes=4), None),
+    "efficientnet_lite_d16": lambda: (EfficientNetLite(num_classes=6, divisor=16), None),
+    "mobilenet_v2_small": mobilenet_v2,
+    "densenet_small": lambda: (torchvision.models.DenseNet(
+        growth_rate=4, block_config=[2, 3, 2, 2], num_init_features=8, bn_size=2, num_classes=5), None),
+}
+
 class ShapleyCAMOnTokens(ShapleyCAM):
     """pytorch-grad-cam 1.5.7's ShapleyCAM reshapes the gradients of a transformer's tokens but
     weighs the unreshaped tokens (ViT: "Invalid activation shape"; Swin: channels taken for
@@ -56,7 +77,7 @@ TARGETS = {"logit": ClassifierOutputTarget, "probability": ClassifierOutputSoftm
 def restored(name):
     """The fixture's network with its weights, in inference mode, and its images and targets."""
     fixture = json.loads((OUT / f"{name}.json").read_text())
-    model, reshape = NETWORKS[name]()
+    model, reshape = FULLGRAD_NETWORKS[name]()
     state = {k: torch.tensor(t["values"], dtype=torch.float32).reshape(t["shape"])
              for k, t in fixture["state_dict"].items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -72,7 +93,20 @@ def restored(name):
     return model, reshape, images, fixture["targets"]
 
 
+def fullgrad(name):
+    model, _, images, targets = restored(name)
+    cam = FullGrad(model=model, target_layers=[])
+    try:
+        result = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
+    finally:
+        cam.activations_and_grads.gradients = []
+        cam.activations_and_grads.release()
+    print(name, "fullgrad", result.shape, "layers", len(cam.bias_data))
+    return [round(v, 6) for v in short(result)]
+
+
 def main():
+    (OUT / "fullgrad.json").write_text(json.dumps({name: fullgrad(name) for name in FULLGRAD_NETWORKS}))
     out = {}
     for name in NETWORKS:
         model, reshape, images, targets = restored(name)
