@@ -3,7 +3,9 @@ images read back from the JSON (exact float32), so that the big fixtures stay as
 
 - shapley.json: pytorch-grad-cam 1.5.7's `ShapleyCAM` under three targets (the logit, the
   softmax and the ReST score): {fixture name: {"logit"|"probability"|"rest": maps}};
-- fullgrad.json: its `FullGrad` of each image's fixture target: {fixture name: maps}.
+- fullgrad.json: its `FullGrad` of each image's fixture target: {fixture name: maps};
+- aug_smooth.json: `FullGrad` and `ShapleyCAM` (logit) with `aug_smooth=True` on two networks:
+  {fixture name: {"fullgrad"|"shapleycam": maps}}.
 
     cd scripts && ../scripts/.venv/bin/python make_restored_fixtures.py
 
@@ -105,7 +107,23 @@ def fullgrad(name):
     return [round(v, 6) for v in short(result)]
 
 
+def aug_smoothed(name):
+    model, _, images, targets = restored(name)
+    maps = {}
+    for method, cls in (("fullgrad", FullGrad), ("shapleycam", ShapleyCAM)):
+        cam = cls(model=model, target_layers=[target_layer(model)])
+        try:
+            result = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets], aug_smooth=True)
+        finally:
+            cam.activations_and_grads.gradients = []
+            cam.activations_and_grads.release()
+        maps[method] = [round(v, 6) for v in short(result)]
+    return maps
+
+
 def main():
+    (OUT / "aug_smooth.json").write_text(json.dumps(
+        {name: aug_smoothed(name) for name in ("cifar_resnet8_w4", "resnet18_small")}))
     (OUT / "fullgrad.json").write_text(json.dumps({name: fullgrad(name) for name in FULLGRAD_NETWORKS}))
     out = {}
     for name in NETWORKS:

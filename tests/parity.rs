@@ -918,3 +918,42 @@ fn full_grad_matches_pytorch_grad_cam() {
         assert_close(&format!("{name} fullgrad"), &ours, theirs, 1e-4);
     }
 }
+
+/// `--aug-smooth` around the methods with captures of their own: each augmented image takes
+/// the method's capture, as pytorch-grad-cam's `aug_smooth` calls the method itself.
+#[test]
+fn augmentation_smoothing_takes_each_methods_own_capture() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/parity/aug_smooth.json"
+    );
+    let references: BTreeMap<String, BTreeMap<String, Vec<f32>>> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for (name, maps) in &references {
+        let (fixture, model) = load(name);
+        let images = fixture_images(&fixture);
+        let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
+        let original = capture(&model, images.clone(), &targets).unwrap();
+        for (method_name, theirs) in maps {
+            let method: Method = method_name.parse().unwrap();
+            let layers = [model.last_layer()];
+            let ours = cam::smoothing::aug_smooth(
+                &model,
+                images.clone(),
+                &original,
+                &layers,
+                method,
+                false,
+                3,
+            )
+            .unwrap();
+            let ours = ours.into_data().to_vec::<f32>().unwrap();
+            assert_close(
+                &format!("{name} {method_name} (aug smooth)"),
+                &ours,
+                theirs,
+                1e-4,
+            );
+        }
+    }
+}

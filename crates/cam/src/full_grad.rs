@@ -136,7 +136,10 @@ fn normalised_channel_sum<B: Backend>(terms: Tensor<B, 4>, size: [usize; 2]) -> 
 }
 
 /// A zero leaf added to a biased layer's output, and that layer's bias.
-type Probe<B> = (Tensor<B, 4>, Tensor<<B as AutodiffBackend>::InnerBackend, 1>);
+type Probe<B> = (
+    Tensor<B, 4>,
+    Tensor<<B as AutodiffBackend>::InnerBackend, 1>,
+);
 
 /// A plain forward pass that adds a zero leaf to each biased layer's output and keeps it with
 /// the bias, so that the leaf's gradient is the output's.

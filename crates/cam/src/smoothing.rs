@@ -7,7 +7,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use model::SplitModel;
 
-use crate::{Capture, CaptureError, Method, Target, capture_scored};
+use crate::{Capture, CaptureError, Method, Target};
 
 /// The augmentations: (mirrored, factor on the preprocessed input).
 const AUGMENTATIONS: [(bool, f32); 6] = [
@@ -48,7 +48,8 @@ where
         let raw = layers
             .iter()
             .map(|&layer| {
-                let captured = capture_scored(model, x.clone(), &fixed, layer, original.score)?;
+                // The method's own capture where it has one (Finer-CAM, FullGrad, ...).
+                let captured = method.capture(model, x.clone(), &fixed, layer, original.score)?;
                 Ok(method.smoothed_map(&inference, x.clone(), &captured, chunk, eigen_smooth))
             })
             .collect::<Result<Vec<_>, CaptureError>>()?;

@@ -2,15 +2,16 @@
 //! method's own work, for a randomly initialised network of `--arch` at its input size.
 //! `cargo run -p explain --example methods_speed -- ARCH BATCH REPEATS [cpu|cuda] [f32|tf32]`
 //! prints one line per method, `burn <method> ms/image median=<x>`; `scripts/bench_methods.sh`
-//! runs pytorch-grad-cam on the same network and batch beside it. `BENCH_METHODS=a,b` times
-//! only those methods.
+//! runs pytorch-grad-cam on the same network and batch beside it. After the methods, `sess`
+//! (SESS around Grad-CAM, one run) and `dff` (5 concepts of the last layer's activations).
+//! `BENCH_METHODS=a,b` times only those.
 
 use std::time::Instant;
 
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
-use cam::{Method, Score, Target, capture_without_gradients};
+use cam::{Method, Score, Target, capture_scored, capture_without_gradients};
 use kernels::Precision;
 use model::{Architecture, Kernels, ModelSpec, SplitModel};
 use train::OnBackend;
@@ -61,12 +62,24 @@ impl OnBackend for Bench {
         let inference = model.valid();
         let last = inference.last_layer();
         let chosen = std::env::var("BENCH_METHODS").ok();
-        let chosen = |m: Method| {
+        let chosen = |wanted: &str| {
             chosen
                 .as_deref()
-                .is_none_or(|list| list.split(',').any(|name| name == m.name()))
+                .is_none_or(|list| list.split(',').any(|name| name == wanted))
         };
-        for method in Method::ALL.into_iter().filter(|&m| chosen(m)) {
+        let per_image = |runs: usize, run: &dyn Fn()| {
+            run(); // warm-up: lazy parameters, and on a GPU the kernels' compilation
+            let mut times: Vec<f64> = (0..runs)
+                .map(|_| {
+                    let start = Instant::now();
+                    run();
+                    1000.0 * start.elapsed().as_secs_f64() / self.batch as f64
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            times[times.len() / 2]
+        };
+        for method in Method::ALL.into_iter().filter(|&m| chosen(m.name())) {
             if let Err(why) = method.applies_to(&inference, last) {
                 eprintln!("burn {method}: skipped, {why}");
                 continue;
@@ -89,21 +102,56 @@ impl OnBackend for Bench {
                 };
                 let maps = method.map(&inference, images.clone(), &captured, I::PERTURBATION_BATCH);
                 // Reading the maps back waits for the device.
-                maps.into_data().to_vec::<f32>().unwrap().len()
+                maps.into_data().to_vec::<f32>().unwrap();
             };
-            run(); // warm-up: lazy parameters, and on a GPU the kernels' compilation
             let slow = matches!(method, Method::ScoreCam | Method::IsCam | Method::SsCam);
-            let mut times: Vec<f64> = (0..if slow { 1 } else { self.repeats })
-                .map(|_| {
-                    let start = Instant::now();
-                    run();
-                    1000.0 * start.elapsed().as_secs_f64() / self.batch as f64
-                })
-                .collect();
-            times.sort_by(f64::total_cmp);
+            let median = per_image(if slow { 1 } else { self.repeats }, &run);
+            println!("burn {method} ms/image median={median:.2}");
+        }
+        if chosen("sess") {
+            let run = || {
+                let layer = inference.last_layer();
+                let captured =
+                    capture_scored(&model, images.clone(), &targets, layer, Score::Logit).unwrap();
+                let maps = cam::sess::sess(
+                    &model,
+                    images.clone(),
+                    &captured,
+                    &[layer],
+                    Method::GradCam,
+                    false,
+                    I::PERTURBATION_BATCH,
+                )
+                .unwrap();
+                maps.into_data().to_vec::<f32>().unwrap();
+            };
+            println!("burn sess ms/image median={:.2}", per_image(1, &run));
+        }
+        if chosen("dff") {
+            let run = || {
+                let layer = inference.last_layer();
+                let captured = capture_without_gradients(
+                    &inference,
+                    images.clone(),
+                    &targets,
+                    layer,
+                    Score::Logit,
+                )
+                .unwrap();
+                let shape = captured.activations.dims();
+                let values = captured
+                    .activations
+                    .clone()
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap();
+                let values: Vec<f64> = values.into_iter().map(f64::from).collect();
+                let start = |x: &[f64], rows_cols| cam::concepts::random_start(x, rows_cols, 5, 0);
+                cam::concepts::factorize(&values, shape, 5, start);
+            };
             println!(
-                "burn {method} ms/image median={:.2}",
-                times[times.len() / 2]
+                "burn dff ms/image median={:.2}",
+                per_image(self.repeats, &run)
             );
         }
     }

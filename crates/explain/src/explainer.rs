@@ -118,12 +118,6 @@ fn explain_target<B: GuidedBackend + AutodiffKernels>(
                 None => captures,
             };
             let map = if smoothing.sess || smoothing.augmentation {
-                if smoothing.augmentation && method.has_own_capture() {
-                    anyhow::bail!(
-                        "--aug-smooth cannot smooth {method} yet (its captures of the flipped and \
-                         rescaled images would need its own capture): drop one of them"
-                    );
-                }
                 // Both wrap the method: maps of transformed images, put together.
                 let wrapped = match smoothing.sess {
                     true => cam::sess::sess as fn(_, _, _, _, _, _, _) -> _,
