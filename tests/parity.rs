@@ -186,6 +186,15 @@ fn postprocess(raw: &[f32], [mh, mw]: [usize; 2], size: [usize; 2]) -> Vec<f32> 
         .collect()
 }
 
+/// A reference file of `scripts/make_restored_fixtures.py`, keyed by fixture name.
+fn references<T: serde::de::DeserializeOwned>(file: &str) -> T {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity")
+        .join(file);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// The fixtures written with every method (and the targets, ARCC, SESS and DFF).
 const EVERY_METHOD: [&str; 3] = ["cifar_resnet8_w4", "tutorial_cnn_tiny", "vgg11_bn_small"];
 
@@ -820,12 +829,7 @@ fn swin_maps_match_pytorch_grad_cam() {
 /// misreads Swin's tokens; there the reference is its intent (the script says how).
 #[test]
 fn shapley_cam_matches_pytorch_grad_cam() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/parity/shapley.json"
-    );
-    let references: BTreeMap<String, BTreeMap<String, Vec<f32>>> =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let references: BTreeMap<String, BTreeMap<String, Vec<f32>>> = references("shapley.json");
     for (name, maps) in &references {
         let (fixture, model) = load(name);
         let [h, w] = fixture.image_size;
@@ -897,12 +901,7 @@ fn several_targets_share_one_capture() {
 /// convolution and BatchNorm with a bias, on twelve networks.
 #[test]
 fn full_grad_matches_pytorch_grad_cam() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/parity/fullgrad.json"
-    );
-    let references: BTreeMap<String, Vec<f32>> =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let references: BTreeMap<String, Vec<f32>> = references("fullgrad.json");
     for (name, theirs) in &references {
         let (fixture, model) = load(name);
         let images = fixture_images(&fixture);
@@ -923,12 +922,7 @@ fn full_grad_matches_pytorch_grad_cam() {
 /// the method's capture, as pytorch-grad-cam's `aug_smooth` calls the method itself.
 #[test]
 fn augmentation_smoothing_takes_each_methods_own_capture() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/parity/aug_smooth.json"
-    );
-    let references: BTreeMap<String, BTreeMap<String, Vec<f32>>> =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let references: BTreeMap<String, BTreeMap<String, Vec<f32>>> = references("aug_smooth.json");
     for (name, maps) in &references {
         let (fixture, model) = load(name);
         let images = fixture_images(&fixture);
