@@ -76,8 +76,14 @@ pub struct Finetune {
     /// classifier's); the schedule scales both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained_lr: Option<f64>,
-    /// What the pretrained BatchNorm layers do in the layers that train.
-    #[serde(default, skip_serializing_if = "is_default")]
+    /// What the pretrained BatchNorm layers do in the layers that train. Written
+    /// `pretrained_batch_norm`; read as `batch_norm` too when its value is a word (VGG's own
+    /// `batch_norm` is true or false).
+    #[serde(
+        default,
+        skip_serializing_if = "is_default",
+        rename = "pretrained_batch_norm"
+    )]
     pub batch_norm: PretrainedBatchNorm,
 }
 
@@ -104,7 +110,7 @@ const FINETUNE_KEYS: [&str; 5] = [
     "train",
     "probe_epochs",
     "pretrained_lr",
-    "batch_norm",
+    "pretrained_batch_norm",
 ];
 
 // serde cannot flatten these keys into the architecture's tagged, `deny_unknown_fields` table,
@@ -120,10 +126,15 @@ impl<'de> Deserialize<'de> for ModelSection {
             }
             None => Head::default(),
         };
-        let finetune: toml::Table = FINETUNE_KEYS
+        let mut finetune: toml::Table = FINETUNE_KEYS
             .iter()
             .filter_map(|&key| Some((key.to_string(), table.remove(key)?)))
             .collect();
+        // `batch_norm = "frozen"` is fine-tuning's; `batch_norm = true` VGG's.
+        if let Some(toml::Value::String(_)) = table.get("batch_norm") {
+            let value = table.remove("batch_norm").expect("just seen");
+            finetune.insert("pretrained_batch_norm".into(), value);
+        }
         let finetune =
             Finetune::deserialize(toml::Value::Table(finetune)).map_err(D::Error::custom)?;
         let published = match (table.len(), table.get("name")) {
@@ -570,6 +581,32 @@ mod tests {
                 ..Default::default()
             })
             .is_err()
+        );
+    }
+
+    /// VGG's `batch_norm = true|false` and fine-tuning's `batch_norm = "frozen"|"trained"`
+    /// share a key in the config a user writes; the run's saved config keeps both apart.
+    #[test]
+    fn vgg_batch_norm_and_fine_tuning_batch_norm_both_survive_the_saved_config() {
+        let text = |model: &str| {
+            format!(
+                "epochs = 1\nbatch_size = 4\n[model]\n{model}\n[data]\nsource = \"shapes\"\ncount = 40\nvalidation = 0.25\nimage_size = [32, 32]\n[optimizer]\nname = \"adam\"\nlr = 0.001\n"
+            )
+        };
+        for model in [
+            "name = \"vgg\"\ndepth = 11\nwidth = 4\nhidden = 16",
+            "name = \"vgg\"\ndepth = 11\nbatch_norm = true\nwidth = 4\nhidden = 16",
+            "name = \"vgg11_bn\"\nweights = \"w.pth\"\nbatch_norm = \"trained\"",
+        ] {
+            let config = TrainConfig::parse(&text(model), "test").unwrap();
+            let saved = TrainConfig::parse(&config.to_toml(), "saved")
+                .unwrap_or_else(|e| panic!("{model}: {e}\n{}", config.to_toml()));
+            assert_eq!(saved, config, "{model}");
+        }
+        let tuned = TrainConfig::parse(&text("name = \"vgg11_bn\"\nbatch_norm = \"trained\""), "t");
+        assert_eq!(
+            tuned.unwrap().model.finetune.batch_norm,
+            PretrainedBatchNorm::Trained
         );
     }
 }
