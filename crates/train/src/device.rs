@@ -50,6 +50,12 @@ pub trait OnBackend {
     fn run<I: Kernels>(self, device: I::Device) -> Self::Output;
 }
 
+/// Work generic over the backend that takes several devices of it (data-parallel training).
+pub trait OnDevices {
+    type Output;
+    fn run<I: Kernels>(self, devices: Vec<I::Device>) -> Self::Output;
+}
+
 /// The CPU backend.
 pub type Cpu = Autodiff<Flex>;
 
@@ -68,6 +74,45 @@ impl DeviceChoice {
             DeviceChoice::Cuda(index) => cuda::run(index, work),
         }
     }
+}
+
+/// Runs `work` on `devices`, which must all be of one kind: the CPU (as often as given: the
+/// replicas share its cores), or CUDA GPUs (each once).
+pub fn run_on_devices<W: OnDevices>(
+    devices: &[DeviceChoice],
+    work: W,
+) -> Result<W::Output, TrainError> {
+    let cuda: Vec<usize> = devices
+        .iter()
+        .filter_map(|d| match d {
+            DeviceChoice::Cuda(index) => Some(*index),
+            DeviceChoice::Cpu => None,
+        })
+        .collect();
+    match cuda.len() {
+        0 => Ok(work.run::<Flex>(vec![Default::default(); devices.len().max(1)])),
+        n if n == devices.len() => {
+            let mut distinct = cuda.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if distinct.len() != n {
+                return Err(TrainError::Device(format!(
+                    "--devices names a GPU twice ({}): give each GPU once",
+                    list(devices)
+                )));
+            }
+            cuda::run_on_all(&cuda, work)
+        }
+        _ => Err(TrainError::Device(format!(
+            "--devices mixes the CPU and GPUs ({}): the replicas must all be on the CPU or all on GPUs",
+            list(devices)
+        ))),
+    }
+}
+
+fn list(devices: &[DeviceChoice]) -> String {
+    let names: Vec<String> = devices.iter().map(ToString::to_string).collect();
+    names.join(",")
 }
 
 /// Runs a benchmark's `work` on the device and precision its command line names (the trailing
@@ -105,6 +150,13 @@ mod cuda {
     pub fn run<W: OnBackend>(index: usize, work: W) -> Result<W::Output, TrainError> {
         check(index)?;
         Ok(work.run::<Cuda>(CudaDevice::new(index)))
+    }
+
+    pub fn run_on_all<W: OnDevices>(indices: &[usize], work: W) -> Result<W::Output, TrainError> {
+        for &index in indices {
+            check(index)?;
+        }
+        Ok(work.run::<Cuda>(indices.iter().map(|&i| CudaDevice::new(i)).collect()))
     }
 
     /// Turns on cubecl's cache of compiled kernels (see `kernels::cube::cache`); a cache that
@@ -145,6 +197,10 @@ mod cuda {
 
     pub fn run<W: OnBackend>(index: usize, _work: W) -> Result<W::Output, TrainError> {
         Err(check(index).unwrap_err())
+    }
+
+    pub fn run_on_all<W: OnDevices>(indices: &[usize], _work: W) -> Result<W::Output, TrainError> {
+        Err(check(indices[0]).unwrap_err())
     }
 
     pub fn check(_index: usize) -> Result<(), TrainError> {

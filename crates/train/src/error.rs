@@ -28,6 +28,9 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Device(String),
+    /// Training on several devices or nodes could not start or go on.
+    #[error("{0}")]
+    Parallel(String),
     #[error(transparent)]
     Pretrained(#[from] pretrained::ImportError),
 }

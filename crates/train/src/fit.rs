@@ -7,7 +7,7 @@ use std::sync::mpsc::sync_channel;
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, ModuleMapper, Param, ParamId};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, Optimizer};
 use burn::prelude::*;
@@ -20,6 +20,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::config::OptimizerConfig;
+use crate::parallel::{Peer, Plan};
 use crate::report;
 use crate::run_dir::{CheckpointState, EpochMetrics, RunDir};
 use crate::transfer::{self, Features};
@@ -138,30 +139,179 @@ pub fn fit<B: AutodiffKernels>(
     device: &B::Device,
     observer: &mut dyn Observer,
 ) -> Result<Summary, TrainError> {
-    let trainer: Trainer<B> = Trainer {
-        config,
+    let sets = Sets {
         train,
         validation,
         test,
+    };
+    let devices = std::slice::from_ref(device);
+    fit_parallel::<B>(
+        config,
+        sets,
         run,
         resume,
-        device,
+        devices,
+        &Plan::single(),
         observer,
+    )
+}
+
+/// The images a fit reads.
+#[derive(Clone, Copy)]
+pub struct Sets<'a> {
+    pub train: &'a ImageSet,
+    pub validation: &'a ImageSet,
+    pub test: Option<&'a ImageSet>,
+}
+
+/// [`fit`] with a replica of the network on each of `devices`: each step's batch split between
+/// them, their gradients averaged, every replica taking the same step. The first replica
+/// validates, reports to `observer` and writes the run; the others only train. BatchNorm
+/// normalises each replica's share with its own statistics (PyTorch's DDP without
+/// SyncBatchNorm), and the running statistics saved are the first replica's.
+pub fn fit_parallel<B: AutodiffKernels>(
+    config: &TrainConfig,
+    sets: Sets,
+    run: &RunDir,
+    resume: bool,
+    devices: &[B::Device],
+    plan: &Plan,
+    observer: &mut dyn Observer,
+) -> Result<Summary, TrainError> {
+    assert_eq!(
+        devices.len(),
+        plan.devices,
+        "one device per replica of this node"
+    );
+    let share = plan.share(config.batch_size)?;
+    // burn's random numbers come from one generator per process: two fits at once (a
+    // sweep in threads, tests) would draw each other's numbers and neither would repeat.
+    let _one_fit_at_a_time = BACKEND_RNG.lock().unwrap_or_else(PoisonError::into_inner);
+    B::seed(&devices[0], config.seed);
+    let start = Start::<B>::load(config, sets.train, run, resume, &devices[0])?;
+    let trainer = |local: usize, start: Start<B>, observer: &mut dyn Observer| {
+        let device = &devices[local];
+        let peer = Peer::<B::InnerBackend>::join(plan.replica(local), device, plan)?;
+        let trainer = Trainer {
+            config,
+            train: sets.train,
+            validation: sets.validation,
+            test: sets.test,
+            run,
+            device,
+            observer,
+            peer: &peer,
+            share,
+        };
+        trainer.run(start)
     };
-    match config.optimizer {
-        OptimizerConfig::Sgd {
-            momentum,
-            nesterov,
-            weight_decay,
-            ..
-        } => {
-            // burn's SGD, as one in-place pass per parameter (kernels::optim).
-            trainer.run(Sgd::new(momentum, 0.0, nesterov, weight_decay).init())
+    std::thread::scope(|scope| {
+        let trainer = &trainer;
+        let others: Vec<_> = (1..devices.len())
+            .map(|local| {
+                let start = start.on(&devices[local]);
+                scope.spawn(move || trainer(local, start, &mut ()))
+            })
+            .collect();
+        let led = trainer(0, start, observer);
+        for other in others {
+            match other.join() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if led.is_ok() => return Err(e),
+                Ok(Err(_)) => {}
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
         }
-        OptimizerConfig::Adam { weight_decay, .. } => {
-            let decay = (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32));
-            trainer.run(AdamConfig::new().with_weight_decay(decay).init())
+        led
+    })
+}
+
+/// Where a fit starts: the network (fresh, pretrained or the last checkpoint's), the
+/// checkpoint's state, and the epoch whose optimiser state each replica loads.
+struct Start<B: AutodiffKernels> {
+    model: Network<B>,
+    state: CheckpointState,
+    resumed_from: Option<usize>,
+}
+
+impl<B: AutodiffKernels> Start<B> {
+    fn load(
+        config: &TrainConfig,
+        train: &ImageSet,
+        run: &RunDir,
+        resume: bool,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        let mut state = CheckpointState {
+            epoch: 0,
+            val_acc: 0.0,
+            best_val_acc: f64::NEG_INFINITY,
+            best_epoch: 0,
+        };
+        let mut model = None;
+        let mut resumed_from = None;
+        if resume {
+            if let Some((epoch, _)) = run.last_checkpoint()? {
+                state = run.checkpoint_state(epoch)?;
+                model = Some(run.load_model(crate::Weights::Epoch(epoch), device)?);
+                resumed_from = Some(epoch);
+                run.repair_best(&state)?;
+            }
+            run.truncate_metrics(state.epoch)?;
         }
+        // A fresh run starts from the pretrained weights, if any: a resumed one never reads them
+        // (and keeps its checkpoint's parameter ids, which its optimiser state is keyed by).
+        let model = match model {
+            Some(model) => model,
+            None => {
+                let spec = config.model_spec(train.class_names.len());
+                numbered_parameters(transfer::initial_model::<B>(config, &spec, device)?)
+            }
+        };
+        Ok(Start {
+            model,
+            state,
+            resumed_from,
+        })
+    }
+
+    /// This start on `device`, the network's parameters copied: replicas share no buffer that
+    /// an in-place optimiser step could change under another.
+    fn on(&self, device: &B::Device) -> Start<B> {
+        Start {
+            model: self.model.clone().map(&mut CopyTo { device }),
+            state: self.state,
+            resumed_from: self.resumed_from,
+        }
+    }
+}
+
+/// The network with its parameters numbered in module order. burn draws parameter ids at
+/// random, and `GradientsParams::all_reduce` averages parameters in the order of their ids:
+/// numbered, replicas made in different processes (nodes, later) pair the same parameters.
+fn numbered_parameters<B: AutodiffKernels>(model: Network<B>) -> Network<B> {
+    struct Numbering(u64);
+    impl<B: Backend> ModuleMapper<B> for Numbering {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (_, tensor, mapper) = param.consume();
+            self.0 += 1;
+            Param::from_mapped_value(ParamId::from(self.0), tensor, mapper)
+        }
+    }
+    model.map(&mut Numbering(0))
+}
+
+/// Copies every parameter to a device, as new buffers.
+struct CopyTo<'a, B: Backend> {
+    device: &'a B::Device,
+}
+
+impl<B: Backend> ModuleMapper<B> for CopyTo<'_, B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let trained = tensor.is_require_grad();
+        let copy = Tensor::from_data(tensor.into_data(), self.device).set_require_grad(trained);
+        Param::from_mapped_value(id, copy, mapper)
     }
 }
 
@@ -171,46 +321,55 @@ struct Trainer<'a, B: AutodiffKernels> {
     validation: &'a ImageSet,
     test: Option<&'a ImageSet>,
     run: &'a RunDir,
-    resume: bool,
     device: &'a B::Device,
     observer: &'a mut dyn Observer,
+    peer: &'a Peer<B::InnerBackend>,
+    /// Images of each batch this replica trains on.
+    share: usize,
 }
 
 impl<B: AutodiffKernels> Trainer<'_, B> {
-    fn run<O: Optimizer<Network<B>, B>>(mut self, optimizer: O) -> Result<Summary, TrainError> {
+    /// [`Trainer::train`] with the config's optimiser.
+    fn run(self, start: Start<B>) -> Result<Summary, TrainError> {
+        match self.config.optimizer {
+            OptimizerConfig::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+                ..
+            } => {
+                // burn's SGD, as one in-place pass per parameter (kernels::optim).
+                self.train_with(
+                    Sgd::new(momentum, 0.0, nesterov, weight_decay).init(),
+                    start,
+                )
+            }
+            OptimizerConfig::Adam { weight_decay, .. } => {
+                let decay =
+                    (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32));
+                self.train_with(AdamConfig::new().with_weight_decay(decay).init(), start)
+            }
+        }
+    }
+
+    fn train_with<O: Optimizer<Network<B>, B>>(
+        mut self,
+        optimizer: O,
+        start: Start<B>,
+    ) -> Result<Summary, TrainError> {
         let started = Instant::now();
         let config = self.config;
-        // burn's random numbers come from one generator per process: two fits at once (a
-        // sweep in threads, tests) would draw each other's numbers and neither would repeat.
-        let _one_fit_at_a_time = BACKEND_RNG.lock().unwrap_or_else(PoisonError::into_inner);
-        B::seed(self.device, config.seed);
-        let spec = config.model_spec(self.train.class_names.len());
-        let mut model = None;
+        let leads = self.peer.replica().leads();
+        let Start {
+            model,
+            mut state,
+            resumed_from,
+        } = start;
         let mut optimizer = optimizer;
-        let mut state = CheckpointState {
-            epoch: 0,
-            val_acc: 0.0,
-            best_val_acc: f64::NEG_INFINITY,
-            best_epoch: 0,
-        };
-
-        if self.resume {
-            if let Some((epoch, _)) = self.run.last_checkpoint()? {
-                state = self.run.checkpoint_state(epoch)?;
-                model = Some(
-                    self.run
-                        .load_model(crate::Weights::Epoch(epoch), self.device)?,
-                );
-                optimizer = optimizer.load_record(self.run.load_optimizer(epoch, self.device)?);
-                self.run.repair_best(&state)?;
-            }
-            self.run.truncate_metrics(state.epoch)?;
+        if let Some(epoch) = resumed_from {
+            optimizer = optimizer.load_record(self.run.load_optimizer(epoch, self.device)?);
         }
-        // A fresh run starts from the pretrained weights, if any: a resumed one never reads them.
-        let mut model = match model {
-            Some(model) => model,
-            None => transfer::initial_model::<B>(config, &spec, self.device)?,
-        };
+        let mut model = model;
         let mut features: Option<(Features, Features)> = None;
 
         let batcher = Batcher {
@@ -244,7 +403,12 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
             let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
             let mut lr = 0.0;
             let (sender, receiver) = sync_channel::<Batch>(2);
-            let chunks: Vec<&[usize]> = order.chunks_exact(config.batch_size).collect();
+            // This replica's share of every batch.
+            let rank = self.peer.replica().rank;
+            let chunks: Vec<&[usize]> = order
+                .chunks_exact(config.batch_size)
+                .map(|batch| &batch[rank * self.share..(rank + 1) * self.share])
+                .collect();
             // The model moves through the epoch: the optimiser updates parameters that nothing
             // else holds in place.
             let trained = std::thread::scope(|scope| -> Result<Network<B>, TrainError> {
@@ -270,6 +434,7 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                 // are read at once: reading them every step would make the host wait for the
                 // GPU each time instead of queueing the next step while it works.
                 let mut unread = UnreadSteps::default();
+                let peer = self.peer;
                 let mut read = |unread: &mut UnreadSteps<B::InnerBackend>| {
                     for step in unread.read() {
                         if !step.loss.is_finite() {
@@ -307,15 +472,19 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                     let (images, labels) = batch.to_tensors::<B>(self.device);
                     let outputs = transfer::logits(&model, images, cached.is_some());
                     let loss = classification_loss(outputs.clone(), labels.clone());
-                    unread.push(
-                        step,
+                    let correct = correct_count(outputs.inner(), labels.inner());
+                    let (loss_value, correct) = whole_batch(peer, loss.clone().inner(), correct)?;
+                    let images = batch.labels.len() * self.peer.replica().world;
+                    unread.push(step, lr, loss_value, correct, images);
+                    let average = |grads| self.peer.average(grads);
+                    model = transfer::step(
+                        &mut optimizer,
+                        model,
+                        loss.backward(),
                         lr,
-                        loss.clone().inner(),
-                        correct_count(outputs.inner(), labels.inner()),
-                        batch.labels.len(),
-                    );
-                    model =
-                        transfer::step(&mut optimizer, model, loss.backward(), lr, pretrained_lr);
+                        pretrained_lr,
+                        average,
+                    )?;
                     if unread.due() {
                         read(&mut unread)?;
                     }
@@ -324,6 +493,9 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
                 Ok(model)
             });
             model = trained?;
+            if !leads {
+                continue;
+            }
 
             let valid = model.valid();
             self.observer
@@ -372,7 +544,7 @@ impl<B: AutodiffKernels> Trainer<'_, B> {
         }
 
         let test_acc = match self.test {
-            Some(test) if state.best_epoch > 0 => {
+            Some(test) if state.best_epoch > 0 && leads => {
                 let best = self
                     .run
                     .load_model::<B::InnerBackend>(crate::Weights::Best, self.device)?;
@@ -498,6 +670,23 @@ fn score<B: Kernels>(
         accuracy: correct as f64 / n,
         confusion,
     }
+}
+
+/// The whole batch's mean loss and correct count from one replica's `loss` and `correct`: the
+/// replicas' shares are equal, so the mean of their means.
+fn whole_batch<B: Backend>(
+    peer: &Peer<B>,
+    loss: Tensor<B, 1>,
+    correct: Tensor<B, 1, Int>,
+) -> Result<(Tensor<B, 1>, Tensor<B, 1, Int>), TrainError> {
+    let world = peer.replica().world;
+    if world == 1 {
+        return Ok((loss, correct));
+    }
+    let both = Tensor::cat(vec![loss.reshape([1]), correct.float().reshape([1])], 0);
+    let summed = peer.sum(both)?;
+    let loss = summed.clone().narrow(0, 0, 1) / world as f32;
+    Ok((loss, summed.narrow(0, 1, 1).int()))
 }
 
 /// How many rows of `outputs` predict their label, as a one-element tensor.

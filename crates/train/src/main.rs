@@ -8,7 +8,9 @@ use burn::backend::Autodiff;
 use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use model::Kernels;
-use train::fit::BatchProgress;
+use train::device::OnDevices;
+use train::fit::{BatchProgress, Sets};
+use train::parallel::Plan;
 use train::tensorboard::TensorBoard;
 use train::{
     DeviceChoice, EpochMetrics, Observer, OnBackend, Overrides, RunDir, Summary, TrainConfig,
@@ -50,8 +52,13 @@ struct Args {
     #[arg(long)]
     seed: Option<u64>,
     /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", conflicts_with = "devices")]
     device: DeviceChoice,
+    /// Data-parallel training: a replica of the network on each device (`cpu,cpu`,
+    /// `cuda:0,cuda:1`), each step's batch split evenly between them, their gradients averaged.
+    /// BatchNorm normalises each replica's share with its own statistics.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    devices: Vec<DeviceChoice>,
     /// How a GPU multiplies in convolutions and matrix products: tf32 (tensor cores, factors
     /// rounded to 10 mantissa bits, as PyTorch convolves by default) or f32 (every product in
     /// f32, several times slower). The CPU always computes in f32.
@@ -81,7 +88,8 @@ const EXAMPLES: &str = "Examples:
   train --config cats_dogs --data-dir ../shared/data/cats-vs-dogs/train
   train --config tutorial                  # the Grad-CAM tutorial's run (../shared/data/cats-vs-dogs)
   train --resume --out runs/cifar-001      # continue an interrupted run
-  train --config cifar --device cuda       # needs a build with --features cuda";
+  train --config cifar --device cuda       # needs a build with --features cuda
+  train --config cifar --devices cuda:0,cuda:1   # two GPUs, each step's batch split";
 
 fn main() {
     kernels::allocator::keep_freed_memory();
@@ -101,7 +109,14 @@ fn run(args: Args) -> Result<()> {
         seed: args.seed,
     };
     kernels::set_precision(args.precision);
-    args.device.check()?;
+    let devices = match args.devices.is_empty() {
+        true => vec![args.device],
+        false => args.devices.clone(),
+    };
+    let plan = Plan::replicas(devices.len());
+    for device in &devices {
+        device.check()?;
+    }
     let (run_path, config) = if args.resume || args.rescore {
         resume_target(&args, &overrides)?
     } else {
@@ -129,6 +144,7 @@ fn run(args: Args) -> Result<()> {
     }
     // Everything that can be refused before the run folder exists, so that a refused run
     // leaves no half-made folder behind.
+    plan.share(config.batch_size)?;
     let classes = data.class_names().len();
     if classes < 2 {
         bail!(
@@ -171,13 +187,14 @@ fn run(args: Args) -> Result<()> {
     }
     let mut bars = bars;
     bars.console = Some(run.path.join("console.log"));
+    let names: Vec<String> = devices.iter().map(ToString::to_string).collect();
     bars.say(&format!(
         "{} · {} train / {} validation images · {} classes · {} · run folder {}",
         architecture_name(&config),
         data.train.len(),
         data.validation.len(),
         data.class_names().len(),
-        args.device,
+        names.join(","),
         run.path.display()
     ));
     if let Some(board) = &tensorboard {
@@ -187,13 +204,17 @@ fn run(args: Args) -> Result<()> {
         ));
     }
     let log = Console(bars.console.clone());
-    let summary = args.device.run(Fit {
-        config: &config,
-        data: &data,
-        run: &run,
-        resume: args.resume,
-        observers: (bars, tensorboard),
-    })??;
+    let summary = train::device::run_on_devices(
+        &devices,
+        Fit {
+            config: &config,
+            data: &data,
+            run: &run,
+            resume: args.resume,
+            plan: &plan,
+            observers: (bars, tensorboard),
+        },
+    )??;
     report(&summary, &run, &log);
     Ok(())
 }
@@ -233,22 +254,27 @@ struct Fit<'a> {
     data: &'a dataset::RunData,
     run: &'a RunDir,
     resume: bool,
+    plan: &'a Plan,
     observers: (Bars, Option<TensorBoard>),
 }
 
-impl OnBackend for Fit<'_> {
+impl OnDevices for Fit<'_> {
     type Output = Result<Summary, train::TrainError>;
 
-    fn run<I: Kernels>(mut self, device: I::Device) -> Self::Output {
+    fn run<I: Kernels>(mut self, devices: Vec<I::Device>) -> Self::Output {
         let data = self.data;
-        train::fit::<Autodiff<I>>(
+        let sets = Sets {
+            train: &data.train,
+            validation: &data.validation,
+            test: data.test.as_ref(),
+        };
+        train::fit_parallel::<Autodiff<I>>(
             self.config,
-            &data.train,
-            &data.validation,
-            data.test.as_ref(),
+            sets,
             self.run,
             self.resume,
-            &device,
+            &devices,
+            self.plan,
             &mut self.observers,
         )
     }

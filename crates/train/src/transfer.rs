@@ -141,28 +141,31 @@ pub fn logits<B: Kernels>(model: &Network<B>, input: Tensor<B, 4>, features: boo
 
 /// One optimiser step. With `pretrained_lr`, the classifier's parameters step at `lr` and the
 /// pretrained ones at `pretrained_lr` (each parameter once: two passes over disjoint sets).
-pub fn step<B, O>(
+/// `average` makes the replicas' gradients one before they are applied (on one device, the
+/// gradients as they are).
+pub fn step<B, O, E>(
     optimizer: &mut O,
     model: Network<B>,
     grads: <B as AutodiffBackend>::Gradients,
     lr: f64,
     pretrained_lr: Option<f64>,
-) -> Network<B>
+    mut average: impl FnMut(GradientsParams) -> Result<GradientsParams, E>,
+) -> Result<Network<B>, E>
 where
     B: AutodiffKernels,
     O: Optimizer<Network<B>, B>,
     Network<B>: AutodiffModule<B>,
 {
     let Some(pretrained_lr) = pretrained_lr else {
-        let grads = GradientsParams::from_grads(grads, &model);
-        return optimizer.step(lr, model, grads);
+        let grads = average(GradientsParams::from_grads(grads, &model))?;
+        return Ok(optimizer.step(lr, model, grads));
     };
     let mut grads = grads;
     let classifier = GradientsParams::from_params(&mut grads, &model, &model.classifier_params());
-    let pretrained = GradientsParams::from_grads(grads, &model);
-    let model = optimizer.step(lr, model, classifier);
+    let pretrained = average(GradientsParams::from_grads(grads, &model))?;
+    let model = optimizer.step(lr, model, average(classifier)?);
     if pretrained.is_empty() {
-        return model;
+        return Ok(model);
     }
-    optimizer.step(pretrained_lr, model, pretrained)
+    Ok(optimizer.step(pretrained_lr, model, pretrained))
 }
