@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use model::{Rectifier, SplitModel, class_scores};
 
-use crate::capture::{resolve_targets, target_score_sum};
+use crate::capture::{check_request, resolve_targets, target_score_sum};
 use crate::postprocess::{Normalization, relu_normalize, resize_bilinear};
 use crate::{Capture, CaptureError, Score, Target};
 
@@ -29,12 +29,7 @@ where
     M: AutodiffModule<B> + SplitModel<B>,
 {
     let [batch, _, height, width] = images.dims();
-    if targets.len() != batch {
-        return Err(CaptureError::TargetCount {
-            targets: targets.len(),
-            images: batch,
-        });
-    }
+    check_request(model, batch, targets, model.last_layer())?;
     let frozen = model.clone().no_grad();
     let probes = BiasProbes::<B>::default();
     let input = Tensor::<B, 4>::from_inner(images.clone()).require_grad();
