@@ -204,6 +204,9 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
         transfer_id: TensorTransferId,
     ) -> Option<bytes::Bytes> {
         loop {
+            // PATCHED: created before the look-up, so that a tensor exposed between the look-up
+            // and the wait still wakes it (notify_waiters keeps no permit).
+            let next_exposed = self.new_tensor_notify.notified();
             {
                 let mut exposed_tensors = self.exposed_tensors.lock().await;
                 // take the tensor out of the hashmap while we download
@@ -220,7 +223,7 @@ impl<B: Backend, P: Protocol> TensorDataService<B, P> {
                 }
             }
             // No matching tensor, wait for a new one to come in.
-            self.new_tensor_notify.notified().await;
+            next_exposed.await;
         }
     }
 

@@ -66,22 +66,24 @@ impl<P: Protocol> SyncService<P> {
                 .expect("Peer closed connection unexpectedly");
         }
         loop {
+            // PATCHED: created before the check, so that a request arriving between the check
+            // and the wait still wakes it (notify_waiters keeps no permit).
+            let next_request = self.sync_notif.notified();
             {
-                // compare currently synced peers with list of all nodes
-                let mut syncing_peers = self.syncing_peers.lock().unwrap().to_vec();
-                syncing_peers.sort();
-
-                let mut all_node_ids = node_state.nodes.keys().cloned().collect::<Vec<_>>();
-                all_node_ids.sort();
-
-                if syncing_peers == all_node_ids {
-                    // all nodes have synced
-                    syncing_peers.clear();
+                // PATCHED: the published code compared and cleared a copy of the list, so the
+                // requests of one sync were still there at the next, which then never
+                // completed. Each completed sync now takes one request of every node out of
+                // the shared list, and leaves any early request of the next sync in it.
+                let mut syncing_peers = self.syncing_peers.lock().unwrap();
+                if node_state.nodes.keys().all(|id| syncing_peers.contains(id)) {
+                    for id in node_state.nodes.keys() {
+                        let at = syncing_peers.iter().position(|peer| peer == id).unwrap();
+                        syncing_peers.swap_remove(at);
+                    }
                     return;
                 }
             }
-            // Wait for the next sync to come in
-            self.sync_notif.notified().await
+            next_request.await
         }
     }
 
