@@ -188,10 +188,12 @@ pub fn fit_parallel<B: AutodiffKernels>(
     // sweep in threads, tests) would draw each other's numbers and neither would repeat.
     let _one_fit_at_a_time = BACKEND_RNG.lock().unwrap_or_else(PoisonError::into_inner);
     B::seed(&devices[0], config.seed);
-    let start = Start::<B>::load(config, sets.train, run, resume, &devices[0])?;
+    let start = Start::<B>::load(config, sets.train, run, resume, plan, &devices[0])?;
+    let fingerprint = fingerprint(config, sets.train, start.resumed_from);
     let trainer = |local: usize, start: Start<B>, observer: &mut dyn Observer| {
         let device = &devices[local];
         let peer = Peer::<B::InnerBackend>::join(plan.replica(local), device, plan)?;
+        peer.agree(fingerprint, device)?;
         let trainer = Trainer {
             config,
             train: sets.train,
@@ -240,6 +242,7 @@ impl<B: AutodiffKernels> Start<B> {
         train: &ImageSet,
         run: &RunDir,
         resume: bool,
+        plan: &Plan,
         device: &B::Device,
     ) -> Result<Self, TrainError> {
         let mut state = CheckpointState {
@@ -255,9 +258,13 @@ impl<B: AutodiffKernels> Start<B> {
                 state = run.checkpoint_state(epoch)?;
                 model = Some(run.load_model(crate::Weights::Epoch(epoch), device)?);
                 resumed_from = Some(epoch);
-                run.repair_best(&state)?;
+                if plan.writes_run() {
+                    run.repair_best(&state)?;
+                }
             }
-            run.truncate_metrics(state.epoch)?;
+            if plan.writes_run() {
+                run.truncate_metrics(state.epoch)?;
+            }
         }
         // A fresh run starts from the pretrained weights, if any: a resumed one never reads them
         // (and keeps its checkpoint's parameter ids, which its optimiser state is keyed by).
@@ -286,9 +293,30 @@ impl<B: AutodiffKernels> Start<B> {
     }
 }
 
+/// What a replica trains, in 8 bytes: the config (but where the data and the pretrained
+/// weights are, which may differ between machines), the training images' labels and file
+/// names, and the checkpoint it starts from.
+fn fingerprint(config: &TrainConfig, train: &ImageSet, resumed_from: Option<usize>) -> [u8; 8] {
+    use sha2::{Digest, Sha256};
+    let mut config = config.clone();
+    config.data.dir = None;
+    config.model.finetune.weights = config.model.finetune.weights.map(|_| "".into());
+    let mut hasher = Sha256::new();
+    hasher.update(toml::to_string(&config).unwrap_or_default());
+    hasher.update(train.class_names.join("\n"));
+    for sample in &train.samples {
+        hasher.update(sample.label.to_le_bytes());
+        if let Some(name) = sample.path.as_deref().and_then(|p| p.file_name()) {
+            hasher.update(name.as_encoded_bytes());
+        }
+    }
+    hasher.update(resumed_from.unwrap_or(0).to_le_bytes());
+    hasher.finalize()[..8].try_into().expect("8 of 32 bytes")
+}
+
 /// The network with its parameters numbered in module order. burn draws parameter ids at
 /// random, and `GradientsParams::all_reduce` averages parameters in the order of their ids:
-/// numbered, replicas made in different processes (nodes, later) pair the same parameters.
+/// numbered, replicas made in different processes (nodes) pair the same parameters.
 fn numbered_parameters<B: AutodiffKernels>(model: Network<B>) -> Network<B> {
     struct Numbering(u64);
     impl<B: Backend> ModuleMapper<B> for Numbering {

@@ -10,7 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use model::Kernels;
 use train::device::OnDevices;
 use train::fit::{BatchProgress, Sets};
-use train::parallel::Plan;
+use train::parallel::{Cluster, Plan, WsAddress};
 use train::tensorboard::TensorBoard;
 use train::{
     DeviceChoice, EpochMetrics, Observer, OnBackend, Overrides, RunDir, Summary, TrainConfig,
@@ -59,6 +59,27 @@ struct Args {
     /// BatchNorm normalises each replica's share with its own statistics.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     devices: Vec<DeviceChoice>,
+    /// Train on several machines: how many. Each runs this command with its own --node-rank
+    /// and the same config, options and data set (at --data-dir on each); --resume needs the
+    /// run folder on a file system every node reads. Node 0 coordinates and writes the run.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    nodes: usize,
+    /// This machine's place among --nodes, 0 to N-1 (Slurm: $SLURM_NODEID).
+    #[arg(long, default_value_t = 0, value_name = "R")]
+    node_rank: usize,
+    /// Where node 0 serves the coordinator that the nodes register with: ws://HOST:PORT,
+    /// HOST being node 0's address as the others reach it.
+    #[arg(long, value_name = "ws://HOST:PORT")]
+    coordinator: Option<WsAddress>,
+    /// Where this node serves its gradients to the others [default: this machine's host name
+    /// (the coordinator's host when that is a loopback address), at the coordinator's port
+    /// + 1 + --node-rank].
+    #[arg(long, value_name = "ws://HOST:PORT")]
+    node_address: Option<WsAddress>,
+    /// Seconds a replica waits for the others, at a step or for the nodes to come up, before
+    /// the run stops: a replica or node that died leaves the others waiting.
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
+    peer_timeout: u64,
     /// How a GPU multiplies in convolutions and matrix products: tf32 (tensor cores, factors
     /// rounded to 10 mantissa bits, as PyTorch convolves by default) or f32 (every product in
     /// f32, several times slower). The CPU always computes in f32.
@@ -89,7 +110,9 @@ const EXAMPLES: &str = "Examples:
   train --config tutorial                  # the Grad-CAM tutorial's run (../shared/data/cats-vs-dogs)
   train --resume --out runs/cifar-001      # continue an interrupted run
   train --config cifar --device cuda       # needs a build with --features cuda
-  train --config cifar --devices cuda:0,cuda:1   # two GPUs, each step's batch split";
+  train --config cifar --devices cuda:0,cuda:1   # two GPUs, each step's batch split
+  train --config cifar --nodes 2 --node-rank 0 --coordinator ws://node0:29500   # on node0,
+  train --config cifar --nodes 2 --node-rank 1 --coordinator ws://node0:29500   # and on node1";
 
 fn main() {
     kernels::allocator::keep_freed_memory();
@@ -113,7 +136,7 @@ fn run(args: Args) -> Result<()> {
         true => vec![args.device],
         false => args.devices.clone(),
     };
-    let plan = Plan::replicas(devices.len());
+    let plan = plan(&args, devices.len())?;
     for device in &devices {
         device.check()?;
     }
@@ -157,14 +180,17 @@ fn run(args: Args) -> Result<()> {
         .validate()
         .map_err(|e| anyhow::anyhow!("the model does not fit the data: {e}"))?;
     let tensorboard = match &args.tensorboard {
-        Some(dir) => Some(
+        Some(dir) if plan.writes_run() => Some(
             TensorBoard::new(dir, &run_path)
                 .with_context(|| format!("--tensorboard {}", dir.display()))?,
         ),
-        None => None,
+        _ => None,
     };
     let run = if args.resume || args.rescore {
         RunDir::open(&run_path)?
+    } else if !plan.writes_run() {
+        // Node 0 makes the folder and writes everything in it; this node only trains.
+        RunDir { path: run_path }
     } else {
         let run = RunDir::create(&run_path, &config, data.class_names())?;
         if let Some(root) = &config.data.dir {
@@ -186,16 +212,25 @@ fn run(args: Args) -> Result<()> {
         })?;
     }
     let mut bars = bars;
-    bars.console = Some(run.path.join("console.log"));
     let names: Vec<String> = devices.iter().map(ToString::to_string).collect();
+    let place = match &plan.cluster {
+        Some(cluster) => format!(" · node {} of {}", cluster.rank, cluster.nodes),
+        None => String::new(),
+    };
+    let writes = match plan.writes_run() {
+        true => {
+            bars.console = Some(run.path.join("console.log"));
+            format!("run folder {}", run.path.display())
+        }
+        false => "node 0 writes the run folder".into(),
+    };
     bars.say(&format!(
-        "{} · {} train / {} validation images · {} classes · {} · run folder {}",
+        "{} · {} train / {} validation images · {} classes · {}{place} · {writes}",
         architecture_name(&config),
         data.train.len(),
         data.validation.len(),
         data.class_names().len(),
         names.join(","),
-        run.path.display()
     ));
     if let Some(board) = &tensorboard {
         bars.say(&format!(
@@ -204,6 +239,9 @@ fn run(args: Args) -> Result<()> {
         ));
     }
     let log = Console(bars.console.clone());
+    if let Some(cluster) = plan.cluster.as_ref().filter(|c| c.rank == 0) {
+        cluster.serve_coordinator()?;
+    }
     let summary = train::device::run_on_devices(
         &devices,
         Fit {
@@ -215,8 +253,36 @@ fn run(args: Args) -> Result<()> {
             observers: (bars, tensorboard),
         },
     )??;
-    report(&summary, &run, &log);
+    match plan.writes_run() {
+        true => report(&summary, &run, &log),
+        false => log.say(&format!(
+            "done in {:.0} s; node 0 wrote the run",
+            summary.seconds
+        )),
+    }
     Ok(())
+}
+
+/// The devices and nodes that `args` spread the training over.
+fn plan(args: &Args, devices: usize) -> Result<Plan> {
+    let mut plan = Plan::replicas(devices);
+    plan.peer_timeout = Duration::from_secs(args.peer_timeout);
+    let alone = args.coordinator.is_none() && args.node_address.is_none() && args.node_rank == 0;
+    match (args.nodes, &args.coordinator) {
+        (1, _) if alone => Ok(plan),
+        (1, _) => bail!("--node-rank, --coordinator and --node-address need --nodes N (N ≥ 2)"),
+        (_, None) => bail!("--nodes needs --coordinator ws://HOST:PORT, where node 0 listens"),
+        (_, _) if args.rescore => bail!("--rescore runs on one machine: leave out --nodes"),
+        (nodes, Some(coordinator)) => {
+            let cluster = Cluster::new(
+                nodes,
+                args.node_rank,
+                coordinator.clone(),
+                args.node_address.clone(),
+            )?;
+            Ok(plan.across(cluster))
+        }
+    }
 }
 
 /// On --resume: the run folder and its saved config, with only --epochs allowed to change.

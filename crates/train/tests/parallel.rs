@@ -1,8 +1,10 @@
-//! Data-parallel training on the CPU: two replicas in one process end with the weights one
-//! device reaches on the whole batch (a network without BatchNorm, whose statistics would be
-//! each replica's own), and so does a run of two replicas resumed halfway.
+//! Data-parallel training on the CPU: two replicas in one process, or two processes as two
+//! nodes, end with the weights one device reaches on the whole batch (a network without
+//! BatchNorm, whose statistics would be each replica's own), and so do runs resumed halfway.
 
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use burn::prelude::*;
 use burn_flex::Flex;
@@ -214,4 +216,138 @@ fn the_command_line_takes_a_list_of_devices() {
         "{stderr}"
     );
     assert!(!dir.path().join("odd").exists());
+}
+
+/// A port nothing listens on, and the two after it for the nodes' own servers: below the
+/// range the system draws the ports of outgoing connections from (32768 and up), where one
+/// of the nodes' own connections could take them first.
+fn free_port() -> u16 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let seed = std::process::id() as u64 ^ now.unwrap().as_nanos() as u64;
+    let bindable = |port: u16| std::net::TcpListener::bind(("0.0.0.0", port)).is_ok();
+    (0..1000u64)
+        .map(|i| 20_000 + ((seed.wrapping_mul(7919) + i * 3) % 12_000) as u16)
+        .find(|&port| (port..port + 3).all(bindable))
+        .expect("three free ports")
+}
+
+/// `train --nodes 2 --node-rank RANK` on 127.0.0.1, started in the background.
+fn start_node(out: &Path, rank: usize, port: u16, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["--quiet", "--out", out.to_str().unwrap()])
+        .args(["--nodes", "2", "--node-rank", &rank.to_string()])
+        .args(["--coordinator", &format!("ws://127.0.0.1:{port}")])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The node's exit status and what it printed, or a failure once `limit` has passed.
+fn finish_node(mut node: Child, limit: Duration) -> (std::process::ExitStatus, String) {
+    let started = Instant::now();
+    while node.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            node.kill().unwrap();
+            let output = node.wait_with_output().unwrap();
+            panic!(
+                "a node still ran after {limit:?}:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = node.wait_with_output().unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status, printed)
+}
+
+/// Two nodes, each a process, through the coordinator on 127.0.0.1.
+fn fit_on_two_nodes(out: &Path, extra: &[&str]) {
+    let port = free_port();
+    let nodes: Vec<Child> = (0..2)
+        .map(|rank| start_node(out, rank, port, extra))
+        .collect();
+    for (rank, node) in nodes.into_iter().enumerate() {
+        let (status, printed) = finish_node(node, Duration::from_secs(300));
+        assert!(status.success(), "node {rank} failed:\n{printed}");
+    }
+}
+
+/// Two processes as two nodes end where one device does on the whole batch; the second node
+/// writes nothing, and nodes that train different things are refused.
+#[test]
+fn two_nodes_end_where_one_device_does_on_the_whole_batch() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, CONFIG).unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    fit_in_process(&one, 1);
+    let config = ["--config", file.to_str().unwrap()];
+    fit_on_two_nodes(&two, &config);
+    let gap = largest_difference(&weights(&one), &weights(&two));
+    eprintln!("one device vs two nodes: largest relative difference {gap:.2e}");
+    assert!(gap <= 1e-5, "the nodes ended {gap} away");
+    assert_eq!(RunDir::open(&two).unwrap().metrics().unwrap().len(), 3);
+
+    // Another seed on one node: refused on both, before any step.
+    let port = free_port();
+    let out = dir.path().join("disagree");
+    let nodes = [
+        start_node(&out, 0, port, &config),
+        start_node(&out, 1, port, &[&config[..], &["--seed", "12"]].concat()),
+    ];
+    for node in nodes {
+        let (status, printed) = finish_node(node, Duration::from_secs(120));
+        assert!(
+            !status.success() && printed.contains("the nodes disagree"),
+            "{printed}"
+        );
+    }
+}
+
+/// A node killed mid-run: the other stops within its --peer-timeout, the last checkpoint is
+/// intact, and both nodes resumed end where one device does.
+#[test]
+fn a_killed_node_stops_the_other_and_the_run_resumes() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, CONFIG).unwrap();
+    let out = dir.path().join("two");
+    let port = free_port();
+    let file = file.to_str().unwrap();
+    let long = ["--config", file, "--epochs", "1000", "--peer-timeout", "5"];
+    let leader = start_node(&out, 0, port, &long);
+    let mut follower = start_node(&out, 1, port, &long);
+    let run = |_: ()| RunDir::open(&out).ok()?.last_checkpoint().ok()?;
+    let started = Instant::now();
+    while run(()).is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    let killed = Instant::now();
+    let (status, printed) = finish_node(leader, Duration::from_secs(60));
+    assert!(!status.success(), "{printed}");
+    eprintln!(
+        "node 0 stopped {:.1} s after node 1 was killed",
+        killed.elapsed().as_secs_f64()
+    );
+
+    let (last, _) = run(()).expect("the last checkpoint");
+    let epochs = (last + 2).to_string();
+    fit_on_two_nodes(&out, &["--resume", "--epochs", &epochs]);
+    let reference = dir.path().join("one");
+    fit_epochs(&reference, 1, last + 2, false);
+    let gap = largest_difference(&weights(&reference), &weights(&out));
+    assert!(gap <= 1e-5, "the resumed nodes ended {gap} away");
 }
