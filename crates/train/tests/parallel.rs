@@ -351,3 +351,42 @@ fn a_killed_node_stops_the_other_and_the_run_resumes() {
     let gap = largest_difference(&weights(&reference), &weights(&out));
     assert!(gap <= 1e-5, "the resumed nodes ended {gap} away");
 }
+
+/// Node 0 refuses a coordinator port that another program holds, by name, and ends at once on
+/// SIGTERM (a cluster's time limit) while it waits for the other node, though the coordinator
+/// takes the signal over.
+#[test]
+fn node_0_refuses_a_taken_port_and_ends_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, CONFIG).unwrap();
+    let config = ["--config", file.to_str().unwrap()];
+    let port = free_port();
+
+    let taken = std::net::TcpListener::bind(("0.0.0.0", port)).unwrap();
+    let node = start_node(&dir.path().join("taken"), 0, port, &config);
+    let (status, printed) = finish_node(node, Duration::from_secs(60));
+    assert!(
+        !status.success() && printed.contains(&format!("port {port}, for the coordinator")),
+        "{printed}"
+    );
+    drop(taken);
+
+    let node = start_node(&dir.path().join("alone"), 0, port, &config);
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no coordinator"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let signalled = Command::new("kill")
+        .args(["-TERM", &node.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let (status, printed) = finish_node(node, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(130), "{printed}");
+    assert!(printed.contains("interrupted"), "{printed}");
+}
