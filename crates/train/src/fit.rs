@@ -803,3 +803,60 @@ impl<B: Backend> UnreadSteps<B> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use data::Sample;
+
+    use super::*;
+
+    fn images(names: &[&str]) -> ImageSet {
+        let samples = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Sample {
+                pixels: vec![0; 3],
+                label: i % 2,
+                path: Some(PathBuf::from("/data/a").join(name)),
+                objects: Vec::new(),
+            })
+            .collect();
+        ImageSet {
+            samples,
+            class_names: vec!["a".into(), "b".into()],
+            image_size: [1, 1],
+        }
+    }
+
+    #[test]
+    fn fingerprints_tell_what_is_trained_not_where_it_lies() {
+        let config = TrainConfig::load("cifar").unwrap().0;
+        let set = images(&["x.jpg", "y.jpg"]);
+        let print = fingerprint(&config, &set, None);
+        let mut moved = config.clone();
+        moved.data.dir = Some("/elsewhere".into());
+        let mut elsewhere = set.clone();
+        for sample in &mut elsewhere.samples {
+            let name = sample
+                .path
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_owned();
+            sample.path = Some(PathBuf::from("/mnt/b").join(name));
+        }
+        assert_eq!(fingerprint(&moved, &elsewhere, None), print);
+
+        let mut reseeded = config.clone();
+        reseeded.seed += 1;
+        assert_ne!(fingerprint(&reseeded, &set, None), print);
+        assert_ne!(
+            fingerprint(&config, &images(&["x.jpg", "z.jpg"]), None),
+            print
+        );
+        assert_ne!(fingerprint(&config, &set, Some(3)), print);
+    }
+}
