@@ -6,8 +6,9 @@
 #   scripts/prepare_device.sh [--shared DIR]      # DIR defaults to ../shared
 #
 # Takes the release build's time (over 30 minutes from scratch on 2 cores, a few once built).
-# What it writes stays under 64 MiB, what one device call can carry. PYTHON names a Python with
-# pip and Pillow (default python3).
+# What a device call carries stays under 64 MiB: name .gpu/bin.tar.xz, .gpu/cifar-train.tar,
+# .gpu/cats-dogs.tar, .gpu/resnet20-12fca82f.th and .gpu/py (not .gpu/stage, the work folder).
+# PYTHON names a Python with pip and Pillow (default: scripts/.venv's, else python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=../shared
@@ -20,6 +21,10 @@ done
 [ -d "$SHARED/data" ] || { echo "no $SHARED/data: pass --shared DIR" >&2; exit 1; }
 G=.gpu
 mkdir -p "$G/stage"
+if [ -z "${PYTHON:-}" ]; then
+  PYTHON=python3
+  [ -x scripts/.venv/bin/python ] && PYTHON=scripts/.venv/bin/python
+fi
 
 echo "== release binaries with CUDA"
 CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000} cargo build --release \
@@ -42,7 +47,7 @@ for class_dir in "$SHARED"/data/cifar10-jpeg/train/*/; do
 done
 tar -cf "$G/cifar-train.tar" -C "$G/stage" cifar-train
 # 1,000 cats and 1,000 dogs at the tutorial's 128×128 (the loader resizes anyway; smaller files).
-"${PYTHON:-python3}" - "$SHARED" "$G/stage/cats-dogs" <<'EOF'
+"$PYTHON" - "$SHARED" "$G/stage/cats-dogs" <<'EOF'
 import os, sys
 from PIL import Image
 src, dst = sys.argv[1] + "/data/cats-vs-dogs/train", sys.argv[2]
@@ -57,7 +62,7 @@ cp "$SHARED/weights/resnet20-cifar10/resnet20-12fca82f.th" "$G/"
 
 echo "== pytorch-grad-cam 1.5.7 and ttach, pure Python"
 rm -rf "$G/py" "$G/stage/wheels" && mkdir -p "$G/py" "$G/stage/wheels"
-"${PYTHON:-python3}" -m pip download -q --no-deps grad-cam==1.5.7 ttach==0.0.3 -d "$G/stage/wheels"
+"$PYTHON" -m pip download -q --no-deps grad-cam==1.5.7 ttach==0.0.3 -d "$G/stage/wheels"
 tar -xzf "$G"/stage/wheels/grad_cam-1.5.7.tar.gz -C "$G/stage/wheels"
 cp -r "$G"/stage/wheels/grad_cam-1.5.7/pytorch_grad_cam "$G/py/"
 python3 -m zipfile -e "$G"/stage/wheels/ttach-0.0.3-py3-none-any.whl "$G/py"
