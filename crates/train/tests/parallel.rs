@@ -44,6 +44,13 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// CONFIG written into `dir`, for the command line.
+fn config_file(dir: &Path) -> std::path::PathBuf {
+    let file = dir.join("config.toml");
+    std::fs::write(&file, CONFIG).unwrap();
+    file
+}
+
 fn config(epochs: usize) -> TrainConfig {
     let mut config = TrainConfig::parse(CONFIG, "test").unwrap();
     config.epochs = epochs;
@@ -165,8 +172,7 @@ fn replicas_resumed_halfway_end_where_they_would_have() {
 #[test]
 fn the_command_line_takes_a_list_of_devices() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.toml");
-    std::fs::write(&file, CONFIG).unwrap();
+    let file = config_file(dir.path());
     let out = dir.path().join("run");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
         .args([
@@ -283,8 +289,7 @@ fn fit_on_two_nodes(out: &Path, extra: &[&str]) {
 fn two_nodes_end_where_one_device_does_on_the_whole_batch() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.toml");
-    std::fs::write(&file, CONFIG).unwrap();
+    let file = config_file(dir.path());
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));
     fit_in_process(&one, 1);
     let config = ["--config", file.to_str().unwrap()];
@@ -316,8 +321,7 @@ fn two_nodes_end_where_one_device_does_on_the_whole_batch() {
 fn a_killed_node_stops_the_other_and_the_run_resumes() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.toml");
-    std::fs::write(&file, CONFIG).unwrap();
+    let file = config_file(dir.path());
     let out = dir.path().join("two");
     let port = free_port();
     let file = file.to_str().unwrap();
@@ -358,8 +362,7 @@ fn a_killed_node_stops_the_other_and_the_run_resumes() {
 #[test]
 fn node_0_refuses_a_taken_port_and_ends_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.toml");
-    std::fs::write(&file, CONFIG).unwrap();
+    let file = config_file(dir.path());
     let config = ["--config", file.to_str().unwrap()];
     let port = free_port();
 
