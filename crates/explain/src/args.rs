@@ -39,13 +39,19 @@ pub struct Args {
     #[arg(long)]
     pub run: Option<PathBuf>,
     /// A run's weights: best, last or an epoch number [default: best]; with --arch, the
-    /// PyTorch file (.pth zip or legacy pickle, .th, .safetensors).
+    /// PyTorch file (.pth zip or legacy pickle, .th, .safetensors), or with --arch onnx the
+    /// .onnx file (a .onnx file alone implies --arch onnx).
     #[arg(long)]
     pub weights: Option<String>,
-    /// Explain a pretrained PyTorch model of this architecture instead of a run: vgg11..vgg19
-    /// (and _bn), resnet18..resnet152, resnet20..resnet110 (CIFAR), efficientnet_lite0.
+    /// Explain a pretrained model instead of a run: `onnx` (any image network exported to
+    /// ONNX, --weights FILE.onnx) or one of the built-in architectures (`explain --help` lists
+    /// them under ARCHITECTURES).
     #[arg(long, conflicts_with_all = ["run", "split"])]
     pub arch: Option<String>,
+    /// Print the layers --layer can take (name, operator, output shape) and the default one,
+    /// then stop.
+    #[arg(long)]
+    pub list_layers: bool,
     /// Class names for --arch, one per line [default: ImageNet for 1000 classes, CIFAR-10 for 10].
     #[arg(long, requires = "arch")]
     pub labels: Option<PathBuf>,

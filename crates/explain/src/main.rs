@@ -28,7 +28,7 @@ use burn::backend::Autodiff;
 use burn::prelude::Backend;
 use cam::{GuidedBackend, Method, Score, Target};
 use clap::Parser;
-use model::{AutodiffKernels, Head, Kernels, SplitModel, find_layer};
+use model::{AutodiffKernels, Head, Kernels, SplitModel};
 use rayon::prelude::*;
 use train::OnBackend;
 
@@ -53,12 +53,17 @@ fn run(args: Args) -> Result<()> {
     }
     kernels::set_precision(args.precision);
     args.device.check()?;
-    let source = match &args.arch {
+    let implied = args
+        .weights
+        .as_deref()
+        .filter(|w| args.arch.is_none() && args.run.is_none() && w.ends_with(".onnx"))
+        .map(|_| "onnx".to_string());
+    let source = match args.arch.as_ref().or(implied.as_ref()) {
         Some(architecture) => {
             let Some(file) = &args.weights else {
                 bail!("--arch {architecture} needs --weights FILE (a .pth, .th or .safetensors)");
             };
-            if args.image.is_empty() && args.data_dir.is_none() {
+            if args.image.is_empty() && args.data_dir.is_none() && !args.list_layers {
                 bail!("--arch needs images: --image FILE... or --data-dir FOLDER");
             }
             ModelSource::Pretrained {
@@ -128,7 +133,20 @@ impl OnBackend for Job<'_> {
             return self.accuracy::<I>(&device);
         }
         let subject = self.source.open::<Autodiff<I>>(&device)?;
+        if self.args.list_layers {
+            print!("{}", subject::layer_table(&subject.model));
+            return Ok(());
+        }
         let layers = resolve_layers(&subject.model, &self.args.layer)?;
+        if let model::Network::Onnx(_) = &subject.model
+            && self.args.layer.is_empty()
+        {
+            let names = subject.model.layer_names();
+            eprintln!(
+                "note: the layer is {} (--list-layers shows the others)",
+                names[layers[0]]
+            );
+        }
         let (targets, score) = self.targets(&subject)?;
         let (selection, layout) = self.items(&subject)?;
         let mut methods: Vec<Method> = self.args.method.iter().flatten().copied().collect();
@@ -234,7 +252,7 @@ fn resolve_layers<B: Backend, M: SplitModel<B>>(
     let names = model.layer_names();
     let mut layers = Vec::new();
     for query in queries {
-        let Some(layer) = find_layer(&names, query) else {
+        let Some(layer) = model.find_layer(query) else {
             bail!(
                 "--layer {query}: {} has no such layer; its layers are {}",
                 model.architecture(),

@@ -1,12 +1,12 @@
 //! Whose predictions are explained: a `train` run, or a pretrained PyTorch file (`--arch`).
 //! Either way the rest of `explain` sees one model, its class names and its preprocessing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use burn::prelude::*;
 use data::{Batcher, Normalization};
-use model::{Architecture, Head, Kernels, Network, PRETRAINED_NAMES};
+use model::{Architecture, Head, Kernels, Network, OnnxNetwork, PRETRAINED_NAMES, SplitModel};
 use train::{RunDir, TrainConfig, Weights};
 
 /// Where the model comes from, as the command line says.
@@ -87,6 +87,9 @@ impl ModelSource {
                 mean,
                 std,
             } => {
+                if architecture == "onnx" {
+                    return open_onnx(file, labels.as_deref(), *input_size, *mean, *std, device);
+                }
                 let Some(arch) = Architecture::from_name(architecture) else {
                     bail!("--arch {architecture}: unknown; use one of {PRETRAINED_NAMES}");
                 };
@@ -123,6 +126,82 @@ impl ModelSource {
             }
         }
     }
+}
+
+/// A network exported to ONNX: its input size from the graph (or `input_size`), ImageNet's
+/// normalisation unless told otherwise, classes numbered unless `labels` names them.
+fn open_onnx<B: Kernels>(
+    file: &Path,
+    labels: Option<&Path>,
+    input_size: Option<[usize; 2]>,
+    mean: Option<[f32; 3]>,
+    std: Option<[f32; 3]>,
+    device: &B::Device,
+) -> Result<Subject<B>> {
+    let network = OnnxNetwork::<B>::load(file, input_size, device)?;
+    let plan = network.plan();
+    let classes = plan.dims[plan.output_slot].iter().product::<usize>();
+    if classes < 2 {
+        bail!(
+            "{}: the graph gives {classes} output; a classifier gives one logit per class",
+            file.display()
+        );
+    }
+    let normalization = Normalization {
+        mean: mean.unwrap_or(Normalization::IMAGENET.mean),
+        std: std.unwrap_or(Normalization::IMAGENET.std),
+    };
+    if normalization.std.contains(&0.0) {
+        bail!("--std must not contain 0");
+    }
+    let class_names = match labels {
+        Some(path) => pretrained::read_labels(path, classes)?,
+        None if classes == 1000 || classes == 10 => pretrained::class_names(classes),
+        None => (0..classes).map(|c| c.to_string()).collect(),
+    };
+    Ok(Subject {
+        image_size: plan.size,
+        model: Network::Onnx(network),
+        head: Head::Softmax,
+        class_names,
+        normalization,
+        weights_file: file.to_path_buf(),
+        origin: Origin::Pretrained {
+            architecture: "onnx".into(),
+            file: file.to_path_buf(),
+        },
+    })
+}
+
+/// `--list-layers`: each layer's name, operator and output shape, the default marked.
+pub fn layer_table<B: Kernels>(model: &Network<B>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let default = model.last_layer();
+    match model {
+        Network::Onnx(net) => {
+            let plan = net.plan();
+            for (i, layer) in net.layers().iter().enumerate() {
+                let node = &plan.graph.nodes[layer.node];
+                let mark = if i == default { "  (default)" } else { "" };
+                let original = node.original.as_deref().unwrap_or("");
+                let _ = writeln!(
+                    out,
+                    "{:<48} {:<20} {:?} {original}{mark}",
+                    layer.name,
+                    node.op.name(),
+                    layer.dims
+                );
+            }
+        }
+        _ => {
+            for (i, name) in model.layer_names().iter().enumerate() {
+                let mark = if i == default { "  (default)" } else { "" };
+                let _ = writeln!(out, "{name}{mark}");
+            }
+        }
+    }
+    out
 }
 
 impl<B: Backend> Subject<B> {

@@ -241,6 +241,35 @@ pub fn conv2d_with<B: Kernels>(
     ))
 }
 
+/// A convolution given by its tensors and options alone (symmetric padding), for networks
+/// whose layers are not burn modules (an ONNX graph).
+pub fn conv2d_options<B: Kernels>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    options: ConvOptions<2>,
+) -> Tensor<B, 4> {
+    float(B::conv2d_forward(
+        primitive(x),
+        primitive(weight),
+        bias.map(primitive),
+        options,
+    ))
+}
+
+/// `x · weight + bias` with `weight` `[in, out]`, as [`linear`] without a module.
+pub fn linear_with<B: Kernels>(
+    x: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, 2> {
+    float(B::linear_forward(
+        primitive(x),
+        primitive(weight),
+        bias.map(primitive),
+    ))
+}
+
 /// `[[top, bottom], [left, right]]` padding of `conv` for an input of `size`: burn-nn's rule,
 /// whose own function is private to it (`Same` centres the padding, the odd pixel at the end).
 fn padding_pairs<B: Backend>(conv: &Conv2d<B>, size: [usize; 2]) -> [[usize; 2]; 2] {

@@ -3,7 +3,8 @@ use kernels::Kernels;
 
 use crate::{
     CifarResNet, ConvNext, DenseNet, EfficientNetLite, InputShape, MobileNetV2, MobileNetV3,
-    Rectifier, ResNet, SplitModel, SwinTransformer, TutorialCnn, Vgg, VisionTransformer,
+    OnnxNetwork, Rectifier, ResNet, SplitModel, SwinTransformer, TutorialCnn, Vgg,
+    VisionTransformer,
 };
 
 /// Any architecture of [`crate::Architecture`], as one module type that `train` and `explain`
@@ -23,6 +24,8 @@ pub enum Network<B: Backend> {
     Convnext(ConvNext<B>),
     Vit(VisionTransformer<B>),
     Swin(SwinTransformer<B>),
+    /// A network read from an ONNX file (`explain --arch onnx`).
+    Onnx(OnnxNetwork<B>),
 }
 
 macro_rules! dispatch {
@@ -39,6 +42,7 @@ macro_rules! dispatch {
             Network::Convnext($m) => $e,
             Network::Vit($m) => $e,
             Network::Swin($m) => $e,
+            Network::Onnx($m) => $e,
         }
     };
 }
@@ -86,5 +90,35 @@ impl<B: Kernels> SplitModel<B> for Network<B> {
         relu: &R,
     ) -> Tensor<B, 2> {
         dispatch!(self, m => m.head_from_embedding(embedding, relu))
+    }
+
+    fn head<R: Rectifier<B>>(&self, activations: Tensor<B, 4>, relu: &R) -> Tensor<B, 2> {
+        dispatch!(self, m => m.head(activations, relu))
+    }
+
+    fn find_layer(&self, query: &str) -> Option<usize> {
+        dispatch!(self, m => m.find_layer(query))
+    }
+
+    fn last_layer(&self) -> usize {
+        dispatch!(self, m => m.last_layer())
+    }
+
+    fn features_at<R: Rectifier<B>>(
+        &self,
+        images: Tensor<B, 4>,
+        index: usize,
+        relu: &R,
+    ) -> Tensor<B, 4> {
+        dispatch!(self, m => m.features_at(images, index, relu))
+    }
+
+    fn logits_from<R: Rectifier<B>>(
+        &self,
+        activations: Tensor<B, 4>,
+        index: usize,
+        relu: &R,
+    ) -> Tensor<B, 2> {
+        dispatch!(self, m => m.logits_from(activations, index, relu))
     }
 }

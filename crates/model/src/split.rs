@@ -152,6 +152,11 @@ pub trait SplitModel<B: Backend> {
         None
     }
 
+    /// The layer a user named (`--layer`): see [`find_layer`].
+    fn find_layer(&self, query: &str) -> Option<usize> {
+        find_layer(&self.layer_names(), query)
+    }
+
     /// Index of the last layer, where `features` ends.
     fn last_layer(&self) -> usize {
         self.layer_names().len() - 1

@@ -182,6 +182,10 @@ pub(crate) fn fresh_linear<B: Backend>(
         .init(device)
 }
 
+/// `train` builds no ONNX network (its configs name the built-in architectures only); a
+/// program that hands one to the fine-tuning functions is told so.
+const ONNX_TRAINING: &str = "fine-tuning a network read from ONNX is not supported yet";
+
 impl<B: Backend> Network<B> {
     /// The network with its last Linear layer replaced by a fresh one of `outputs` outputs (a
     /// pretrained network taught new classes).
@@ -202,6 +206,7 @@ impl<B: Backend> Network<B> {
             Network::Convnext(m) => Network::Convnext(m.with_new_classifier(outputs, device)),
             Network::Vit(m) => Network::Vit(m.with_new_classifier(outputs, device)),
             Network::Swin(m) => Network::Swin(m.with_new_classifier(outputs, device)),
+            Network::Onnx(_) => panic!("{ONNX_TRAINING}"),
         }
     }
 
@@ -220,6 +225,7 @@ impl<B: Backend> Network<B> {
             Network::Convnext(m) => Network::Convnext(m.trained_from(first)),
             Network::Vit(m) => Network::Vit(m.trained_from(first)),
             Network::Swin(m) => Network::Swin(m.trained_from(first)),
+            Network::Onnx(_) => panic!("{ONNX_TRAINING}"),
         }
     }
 
@@ -245,6 +251,7 @@ impl<B: Backend> Network<B> {
             Network::Convnext(m) => [param_ids(&m.norm), param_ids(&m.classifier)].concat(),
             Network::Vit(m) => param_ids(&m.head),
             Network::Swin(m) => param_ids(&m.head),
+            Network::Onnx(_) => panic!("{ONNX_TRAINING}"),
         }
     }
 }

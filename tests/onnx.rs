@@ -1,0 +1,116 @@
+//! Networks read from ONNX (`explain --arch onnx`) against onnxruntime and pytorch-grad-cam:
+//! small networks of each family of operators, exported with both of torch's exporters, from
+//! `scripts/make_onnx_fixtures.py`. CI reads only the committed files.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use cam::postprocess::{Normalization, relu_normalize, upsample};
+use cam::{Target, capture_at, grad_cam};
+use model::{OnnxNetwork, SplitModel};
+use train::device::Cpu;
+
+type Inner = burn::backend::Flex;
+
+#[derive(serde::Deserialize)]
+struct Fixture {
+    input_shape: [usize; 4],
+    input: Vec<f32>,
+    logits: std::collections::BTreeMap<String, Vec<f32>>,
+    targets: Vec<usize>,
+    layer: String,
+    gradcam: Vec<f32>,
+}
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx")
+}
+
+fn fixture(name: &str) -> Fixture {
+    let path = dir().join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Logits within 1e-4 (relative) of onnxruntime's, Grad-CAM at the fixture's torch layer
+/// within 1e-4 of pytorch-grad-cam's, for both exports of `name`.
+fn check(name: &str) {
+    let fixture = fixture(name);
+    let [batch, channels, h, w] = fixture.input_shape;
+    for exporter in ["script", "dynamo"] {
+        let what = format!("{name}.{exporter}");
+        let file = dir().join(format!("{what}.onnx"));
+        let model = OnnxNetwork::<Cpu>::load(&file, None, &Default::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let layer = model
+            .find_layer(&fixture.layer)
+            .unwrap_or_else(|| panic!("{what}: no layer {}", fixture.layer));
+        let images = Tensor::<Inner, 4>::from_data(
+            TensorData::new(fixture.input.clone(), [batch, channels, h, w]),
+            &Default::default(),
+        );
+        let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
+        let captured = capture_at(&model, images, &targets, layer).unwrap();
+        let logits = captured
+            .outputs
+            .clone()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let reference = &fixture.logits[exporter];
+        let worst = logits
+            .iter()
+            .zip(reference)
+            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+            .fold(0.0f32, f32::max);
+        eprintln!("{what}: logits, max relative difference from onnxruntime {worst:.2e}");
+        assert!(worst <= 1e-4, "{what}: logits {logits:?} vs {reference:?}");
+
+        let [_, _, mh, mw] = captured.activations.dims();
+        let maps = grad_cam(captured.activations, captured.gradients)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let ours: Vec<f32> = maps
+            .chunks(mh * mw)
+            .flat_map(|m| {
+                upsample(
+                    &relu_normalize(m, Normalization::MinMax),
+                    [mh, mw],
+                    [h, w],
+                    Normalization::MinMax,
+                )
+            })
+            .collect();
+        let worst = ours
+            .iter()
+            .zip(&fixture.gradcam)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        eprintln!(
+            "{what}: Grad-CAM at {}, max |ours − pytorch-grad-cam| {worst:.2e}",
+            fixture.layer
+        );
+        assert!(worst <= 1e-4, "{what}: Grad-CAM differs by {worst}");
+    }
+}
+
+#[test]
+fn resnet_d_with_squeeze_excitation_matches() {
+    check("resnet_d");
+}
+
+#[test]
+fn depthwise_hardswish_gelu_network_matches() {
+    check("mobile");
+}
+
+#[test]
+fn convnext_blocks_match() {
+    check("convnext");
+}
+
+#[test]
+fn vision_transformer_matches_at_its_last_blocks_first_norm() {
+    check("vit");
+}
