@@ -1,4 +1,4 @@
-//! `explain` keeps its documented memory bound (README, "Large, damaged and hostile input"):
+//! `explain` keeps its documented memory bound (docs/explaining.md, "Large, damaged and hostile input"):
 //! under 1 GiB besides the weights for one image, however large the photo. Its own test binary,
 //! so that the peak measured is that of the one child it starts.
 
