@@ -282,12 +282,3 @@ impl Op {
         }
     }
 }
-
-impl Graph {
-    /// The node that produces `value`, if a node does.
-    pub fn producer(&self, value: &str) -> Option<usize> {
-        self.nodes
-            .iter()
-            .position(|n| n.outputs.iter().any(|o| o == value))
-    }
-}
