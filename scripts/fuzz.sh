@@ -15,7 +15,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(cifar_batch torch_weights safetensors_weights train_config checkpoint image)
+    targets=(cifar_batch torch_weights safetensors_weights train_config checkpoint image onnx_model)
 fi
 
 # Allocation bounds: 64 MiB (over 1,000 times the largest input, 64 KiB) for everything but

@@ -43,6 +43,7 @@ fn every_input_the_fuzzers_found_is_an_error_not_a_crash() {
 fn the_generated_seeds_are_accepted() {
     fuzzing::torch_weights(&fuzzing::safetensors_seed()).unwrap();
     fuzzing::checkpoint(&fuzzing::checkpoint_seed()).unwrap();
+    fuzzing::onnx_model(&fuzzing::onnx_seed()).unwrap();
 }
 
 /// The first finding (safetensors_weights, 2026-12-02): a running mean stored as U32 was poured

@@ -1,6 +1,7 @@
 //! Writes the seeds of the fuzz targets that Rust can make itself into `<dir>/<target>/`:
-//! a real checkpoint, safetensors weights, CIFAR records, the embedded configs, a PNG and a
-//! JPEG. The zip and legacy-pickle PyTorch seeds come from `scripts/make_fuzz_seeds.py` (torch).
+//! a real checkpoint, safetensors weights, CIFAR records, the embedded configs, a PNG, a
+//! JPEG and a small ONNX export (a committed fixture). The zip and legacy-pickle PyTorch seeds
+//! come from `scripts/make_fuzz_seeds.py` (torch).
 
 use std::path::PathBuf;
 
@@ -12,6 +13,7 @@ fn main() {
         std::fs::write(folder.join(name), bytes).unwrap();
     };
     write("checkpoint", "model.mpk", &fuzzing::checkpoint_seed());
+    write("onnx_model", "mobile.onnx", &fuzzing::onnx_seed());
     let weights = fuzzing::safetensors_seed();
     write("safetensors_weights", "resnet8_w4.safetensors", &weights);
     write("torch_weights", "resnet8_w4.safetensors", &weights);

@@ -17,13 +17,14 @@ type Cpu = burn_flex::Flex;
 pub type Entry = fn(&[u8]) -> Result<(), String>;
 
 /// The parsers, by the name of their fuzz target.
-pub const TARGETS: [(&str, Entry); 6] = [
+pub const TARGETS: [(&str, Entry); 7] = [
     ("cifar_batch", cifar_batch),
     ("torch_weights", torch_weights),
     ("safetensors_weights", torch_weights),
     ("train_config", train_config),
     ("checkpoint", checkpoint),
     ("image", image),
+    ("onnx_model", onnx_model),
 ];
 
 /// A CIFAR-10 binary batch file (`data_batch_N.bin`).
@@ -63,6 +64,25 @@ pub fn checkpoint(bytes: &[u8]) -> Result<(), String> {
 /// An image file, decoded and resized as training and `explain` read one.
 pub fn image(bytes: &[u8]) -> Result<(), String> {
     data::folder::read_image(&scratch_file("image", bytes), [8, 8]).map(drop)
+}
+
+/// An ONNX model as `explain --arch onnx` loads one: parsed, checked, and run once on a blank
+/// image (which checks every operator and its shapes).
+pub fn onnx_model(bytes: &[u8]) -> Result<(), String> {
+    let path = scratch_file("model.onnx", bytes);
+    model::OnnxNetwork::<Cpu>::load(&path, Some([32, 32]), &Default::default())
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// A small real export (depthwise, HardSwish, squeeze-excitation), the seed of the
+/// `onnx_model` target: committed as a test fixture, made by `scripts/make_onnx_fixtures.py`.
+pub fn onnx_seed() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/onnx/mobile.script.onnx"
+    );
+    std::fs::read(path).expect("the committed fixture")
 }
 
 /// The weight targets' model saved as safetensors under PyTorch's names: a seed of the weight

@@ -34,7 +34,7 @@ pub fn import(file: &Path) -> Result<Graph, Error> {
         file: file.to_path_buf(),
         reason,
     };
-    let modules = names::read(file).map_err(parse)?;
+    let modules = names::read(file)?;
     let ir = catch_unwind(AssertUnwindSafe(|| {
         OnnxGraphBuilder::new().parse_file(file)
     }))
@@ -133,10 +133,12 @@ fn convert(file: &Path, ir: &OnnxGraph, modules: &names::Modules) -> Result<Grap
         }
         let op = op(node).map_err(|op| Error::Unsupported {
             file: file.to_path_buf(),
-            node: modules
-                .original(node.name())
-                .unwrap_or(node.name())
-                .to_string(),
+            node: match node {
+                IrNode::Custom(c) => modules.first_of_type(&c.op_type),
+                _ => modules.original(node.name()),
+            }
+            .unwrap_or(node.name())
+            .to_string(),
             op,
             opset: modules.opset,
         })?;

@@ -14,14 +14,17 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path};
 
-use onnx_ir::{Message, ModelProto, NodeProto};
+use onnx_ir::{Message, ModelProto, NodeProto, TensorProto};
 
-use crate::MAX_TENSOR_ELEMENTS;
+use crate::{Error, MAX_TENSOR_ELEMENTS};
 
 /// onnx-ir's node names → the file's node names and module paths.
 #[derive(Debug, Default)]
 pub struct Modules {
     by_ir_name: HashMap<String, (String, Option<String>)>,
+    /// The first node of each operator type: onnx-ir names an operator it does not know
+    /// `custom<n>` whatever it is, so this is how such a node is named in an error.
+    first_of_type: HashMap<String, String>,
     pub opset: usize,
 }
 
@@ -37,6 +40,11 @@ impl Modules {
             .and_then(|(_, module)| module.as_deref())
     }
 
+    /// The exporter's name for the first node of operator `op_type`.
+    pub fn first_of_type(&self, op_type: &str) -> Option<&str> {
+        self.first_of_type.get(op_type).map(String::as_str)
+    }
+
     fn lookup(&self, ir_name: &str) -> Option<&(String, Option<String>)> {
         // onnx-ir names a fused attention after the MatMul it starts from.
         let name = ir_name.strip_suffix("_attention").unwrap_or(ir_name);
@@ -44,42 +52,102 @@ impl Modules {
     }
 }
 
-/// Reads `file`'s protobuf: checks its tensors' dims and external data, then names its nodes.
-pub fn read(file: &Path) -> Result<Modules, String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot read it: {e}"))?;
-    let model = ModelProto::parse_from_bytes(&bytes).map_err(|e| e.to_string())?;
-    let graph = model.graph.as_ref().ok_or("the file holds no graph")?;
-    let mut constants = HashSet::new();
-    for tensor in &graph.initializer {
-        let locations = tensor.external_data.iter().filter(|e| e.key == "location");
-        check_tensor(
-            &tensor.name,
-            &tensor.dims,
-            locations.map(|e| e.value.as_str()),
-        )?;
-        constants.insert(tensor.name.clone());
-    }
-    for node in &graph.node {
-        if node.op_type == "Constant" {
-            constants.extend(node.output.iter().cloned());
-        }
-    }
+/// Reads `file`'s protobuf: checks its tensors, its wiring and its domains, then names its
+/// nodes. These checks come before onnx-ir's, whose messages about them are less direct
+/// (a dangling input is a failed type inference there).
+pub fn read(file: &Path) -> Result<Modules, Error> {
+    let parse = |reason: String| Error::Parse {
+        file: file.to_path_buf(),
+        reason,
+    };
+    let invalid = |reason: String| Error::Invalid {
+        file: file.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(file).map_err(|e| Error::Unreadable {
+        file: file.to_path_buf(),
+        reason: format!("cannot read it: {e}"),
+    })?;
+    let model = ModelProto::parse_from_bytes(&bytes).map_err(|e| parse(e.to_string()))?;
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| parse("the file holds no graph".into()))?;
     let opset = model
         .opset_import
         .iter()
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map_or(0, |o| o.version.max(0) as usize);
+    let mut constants = HashSet::new();
+    for tensor in &graph.initializer {
+        check_tensor(tensor).map_err(invalid)?;
+        constants.insert(tensor.name.clone());
+    }
+    for node in &graph.node {
+        if node.op_type == "Constant" {
+            for attribute in &node.attribute {
+                if let Some(tensor) = attribute.t.as_ref() {
+                    check_tensor(tensor).map_err(invalid)?;
+                }
+            }
+            constants.extend(node.output.iter().cloned());
+        }
+    }
+    if let Some(node) = graph
+        .node
+        .iter()
+        .find(|n| !(n.domain.is_empty() || n.domain == "ai.onnx"))
+    {
+        return Err(Error::Unsupported {
+            file: file.to_path_buf(),
+            node: node.name.clone(),
+            op: format!("{}::{}", node.domain, node.op_type),
+            opset,
+        });
+    }
+    check_wiring(graph).map_err(invalid)?;
+    let mut first_of_type = HashMap::new();
+    for node in graph.node.iter().rev() {
+        first_of_type.insert(node.op_type.clone(), node.name.clone());
+    }
     Ok(Modules {
         by_ir_name: ir_names(&graph.node, &constants),
+        first_of_type,
         opset,
     })
 }
 
-fn check_tensor<'a>(
-    name: &str,
-    dims: &[i64],
-    locations: impl Iterator<Item = &'a str>,
-) -> Result<(), String> {
+/// Every input a node reads is the graph's input, a weight, or the output of an earlier node.
+fn check_wiring(graph: &onnx_ir::GraphProto) -> Result<(), String> {
+    let mut known: HashSet<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+    known.extend(graph.initializer.iter().map(|t| t.name.as_str()));
+    let all_outputs: HashSet<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(String::as_str))
+        .collect();
+    for node in &graph.node {
+        if let Some(input) = node
+            .input
+            .iter()
+            .find(|i| !i.is_empty() && !known.contains(i.as_str()))
+        {
+            let why = if all_outputs.contains(input.as_str()) {
+                "which a later node produces: the graph has a cycle or is out of order"
+            } else {
+                "which no node produces"
+            };
+            return Err(format!("node {} reads {input}, {why}", node.name));
+        }
+        known.extend(node.output.iter().map(String::as_str));
+    }
+    Ok(())
+}
+
+/// Refuses a tensor whose dims are absurd, whose data lies outside the model's folder, or whose
+/// data held in the file does not match its dims: before anything is allocated for it.
+fn check_tensor(tensor: &TensorProto) -> Result<(), String> {
+    let (name, dims) = (&tensor.name, &tensor.dims);
     let mut elements: usize = 1;
     for &d in dims {
         let d = usize::try_from(d).map_err(|_| format!("tensor {name} has dims {dims:?}"))?;
@@ -88,20 +156,58 @@ fn check_tensor<'a>(
             .filter(|&n| n <= MAX_TENSOR_ELEMENTS)
             .ok_or_else(|| format!("tensor {name} claims dims {dims:?}: too large to be real"))?;
     }
-    for location in locations {
-        let shown = location;
-        let location = Path::new(location);
-        let inside = location
+    let locations: Vec<&str> = tensor
+        .external_data
+        .iter()
+        .filter(|e| e.key == "location")
+        .map(|e| e.value.as_str())
+        .collect();
+    for location in &locations {
+        let inside = Path::new(location)
             .components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
         if !inside {
             return Err(format!(
-                "tensor {name} keeps its data at {}, outside the model's folder: refused",
-                shown
+                "tensor {name} keeps its data at {location}, outside the model's folder: refused"
             ));
         }
     }
+    if locations.is_empty()
+        && let Some(held) = held_elements(tensor)
+        && held != elements
+    {
+        return Err(format!(
+            "tensor {name} has dims {dims:?} ({elements} values) but the file holds {held}"
+        ));
+    }
     Ok(())
+}
+
+/// How many values a tensor stored in the file itself holds, by the ONNX rules of which field
+/// carries which type; `None` for types this does not count (strings, complex).
+fn held_elements(tensor: &TensorProto) -> Option<usize> {
+    let bytes = match tensor.data_type {
+        2 | 3 | 9 => 1,       // uint8, int8, bool
+        4 | 5 | 10 | 16 => 2, // uint16, int16, float16, bfloat16
+        1 | 6 | 12 => 4,      // float, int32, uint32
+        7 | 11 | 13 => 8,     // int64, double, uint64
+        _ => return None,
+    };
+    if !tensor.raw_data.is_empty() {
+        let held = tensor.raw_data.len() / bytes;
+        return Some(if tensor.raw_data.len() % bytes == 0 {
+            held
+        } else {
+            usize::MAX // a partial value: never equal to the dims
+        });
+    }
+    Some(match tensor.data_type {
+        1 => tensor.float_data.len(),
+        7 => tensor.int64_data.len(),
+        11 => tensor.double_data.len(),
+        12 | 13 => tensor.uint64_data.len(),
+        _ => tensor.int32_data.len(),
+    })
 }
 
 /// Counts the nodes as onnx-ir's node conversion does: a counter per (remapped) type, and

@@ -111,6 +111,17 @@ fn input_size(
         (_, _, Some(s)) => s,
         _ => return Err("the graph does not fix its input size: pass --input-size H,W".into()),
     };
+    // 4096×4096 RGB: far above what classifiers take, far below what would exhaust memory.
+    const MAX_INPUT_VALUES: usize = 3 << 24;
+    let values = [channels, size[0], size[1]]
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d));
+    if !values.is_some_and(|n| n > 0 && n <= MAX_INPUT_VALUES) {
+        return Err(format!(
+            "an input of {channels}×{}×{} is not an image this reads (at most {MAX_INPUT_VALUES} values)",
+            size[0], size[1]
+        ));
+    }
     Ok((channels, size))
 }
 

@@ -238,18 +238,32 @@ pub fn apply<B: Kernels, R: Rectifier<B>>(
                     if d == 1 { s } else { d }
                 })
                 .collect();
+            bounded("Expand", &target)?;
             let x = Value {
                 tensor: x.tensor,
                 rank,
             };
             one(x.map(|t| t.expand(padded(&target))))
         }
-        Op::Pad { pads, value } => one(pad(take(0)?, pads, *value)),
+        Op::Pad { pads, value } => {
+            let x = take(0)?;
+            let mut dims = x.dims();
+            for (d, (before, after)) in dims.iter_mut().zip(pads) {
+                *d = d.saturating_add(*before).saturating_add(*after);
+            }
+            bounded("Pad", &dims)?;
+            one(pad(x, pads, *value))
+        }
         Op::Linear { transpose_weight } => {
             let (x, w) = (take(0)?, take(1)?);
             let bias = take(2).ok().map(|b| b.to::<1>());
             let w = w.to::<2>();
             let w = if *transpose_weight { w.transpose() } else { w };
+            let mut dims = x.dims();
+            if let Some(last) = dims.last_mut() {
+                *last = w.dims()[1];
+            }
+            bounded("Linear", &dims)?;
             one(linear(x, w, bias))
         }
         Op::Gemm {
@@ -261,6 +275,7 @@ pub fn apply<B: Kernels, R: Rectifier<B>>(
             let (a, b) = (take(0)?.to::<2>(), take(1)?.to::<2>());
             let a = if *trans_a { a.transpose() } else { a };
             let b = if *trans_b { b.transpose() } else { b };
+            bounded("Gemm", &[a.dims()[0], b.dims()[1]])?;
             let mut y = Value::new(a.matmul(b) * *alpha);
             if let Ok(c) = take(2) {
                 y = binary(y, c.map(|t| t * *beta), |a, b| a + b);
@@ -269,6 +284,10 @@ pub fn apply<B: Kernels, R: Rectifier<B>>(
         }
         Op::MatMul => {
             let (a, b) = (take(0)?, take(1)?);
+            let (da, db) = (a.tensor.dims(), b.tensor.dims());
+            let mut out: Vec<usize> = (0..MAX_RANK - 2).map(|i| da[i].max(db[i])).collect();
+            out.extend([da[MAX_RANK - 2], db[MAX_RANK - 1]]);
+            bounded("MatMul", &out)?;
             if b.rank == 2 && a.rank >= 2 {
                 return one(linear(a, b.to::<2>(), None));
             }
@@ -319,6 +338,25 @@ pub fn apply<B: Kernels, R: Rectifier<B>>(
             })
         }
         Op::ConstantOfShape { .. } => Err("ConstantOfShape outside the shape arithmetic".into()),
+    }
+}
+
+/// The most values one operator may make for one image: 2^28, 1 GiB of f32. The operators whose
+/// output can outgrow their inputs and weights are checked before they allocate, so that a few
+/// bytes of a hostile file's shapes cannot ask for terabytes.
+const MAX_VALUES: usize = 1 << 28;
+
+fn bounded(op: &str, dims: &[usize]) -> Result<(), String> {
+    let fits = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .is_some_and(|n| n <= MAX_VALUES);
+    if fits {
+        Ok(())
+    } else {
+        Err(format!(
+            "{op} would make a tensor of dims {dims:?}, more than {MAX_VALUES} values"
+        ))
     }
 }
 
