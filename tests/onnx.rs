@@ -114,3 +114,71 @@ fn convnext_blocks_match() {
 fn vision_transformer_matches_at_its_last_blocks_first_norm() {
     check("vit");
 }
+
+/// `[model] name = "onnx"`: the ResNet-D export fine-tuned on the synthetic shapes, one probe
+/// epoch then `from layer2`. The classifier is new (the shapes' classes, not the file's 5),
+/// the stem and layer1 keep the file's weights, layer2 learns, and the run reopens from its
+/// own copy of the graph.
+#[test]
+fn an_onnx_network_fine_tunes_from_a_layer_and_its_run_reopens() {
+    use train::{RunDir, TrainConfig, Weights, dataset};
+    let file = dir().join("resnet_d.script.onnx");
+    let config = TrainConfig::parse(
+        &format!(
+            r#"
+            epochs = 2
+            batch_size = 16
+            seed = 5
+            [model]
+            name = "onnx"
+            weights = "{}"
+            train = "from layer2"
+            probe_epochs = 1
+            pretrained_lr = 1e-3
+            [data]
+            source = "shapes"
+            count = 48
+            validation = 0.25
+            image_size = [32, 32]
+            [optimizer]
+            name = "adam"
+            lr = 1e-2
+            "#,
+            file.display()
+        ),
+        "test config",
+    )
+    .unwrap();
+    let data = dataset::load(&config.data, config.seed, &()).unwrap();
+    let classes = data.class_names().len();
+    let out = tempfile::tempdir().unwrap();
+    let run = RunDir::create(out.path(), &config, data.class_names()).unwrap();
+    train::fit::<Cpu>(
+        &config,
+        &data.train,
+        &data.validation,
+        None,
+        &run,
+        false,
+        &Default::default(),
+        &mut (),
+    )
+    .unwrap();
+    assert_eq!(run.metrics().unwrap().len(), 2);
+    assert!(out.path().join("model.onnx").is_file());
+
+    let device = Default::default();
+    let trained = run.load_model::<Inner>(Weights::Last, &device).unwrap();
+    let original = OnnxNetwork::<Inner>::load(&file, None, &device).unwrap();
+    let images = Tensor::<Inner, 4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
+    assert_eq!(trained.forward(images.clone()).dims(), [2, classes]);
+    let at = |layer: &str| {
+        let index = original.find_layer(layer).unwrap();
+        assert_eq!(trained.find_layer(layer), Some(index));
+        let ours = trained.features_at(images.clone(), index, &model::PlainRelu);
+        let file = original.features_at(images.clone(), index, &model::PlainRelu);
+        (ours - file).abs().max().into_scalar()
+    };
+    assert_eq!(at("layer1"), 0.0, "layer1 is frozen");
+    assert!(at("layer2") > 1e-4, "layer2 trains");
+}

@@ -1,11 +1,14 @@
 //! The one list of architectures a config can name, and how each is built.
 
+use std::path::Path;
+
 use burn::prelude::*;
+use kernels::Kernels;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     CifarResNetConfig, ConvNextConfig, DenseNetConfig, EfficientNetLiteConfig, Head,
-    MobileNetV2Config, MobileNetV3Config, Network, ResNetConfig, SwinConfig, TutorialCnnConfig,
+    MobileNetV2Config, MobileNetV3Config, Network, OnnxNetwork, ResNetConfig, SwinConfig, TutorialCnnConfig,
     VggConfig, VitConfig,
 };
 
@@ -26,7 +29,15 @@ pub enum Architecture {
     Convnext(ConvNextConfig),
     Vit(VitConfig),
     Swin(SwinConfig),
+    /// A network read from an ONNX file (`name = "onnx"` with `weights = FILE`): the file is
+    /// the architecture, so it has no keys of its own.
+    Onnx(OnnxConfig),
 }
+
+/// The keys of `name = "onnx"`: none, the graph comes from the weights file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnnxConfig {}
 
 /// The names `--arch` accepts, as torchvision and the CIFAR ResNet papers spell them.
 pub const PRETRAINED_NAMES: &str = "vgg11, vgg13, vgg16, vgg19 (and _bn), resnet18, resnet34, \
@@ -68,6 +79,7 @@ impl Architecture {
             };
         }
         match name {
+            "onnx" => Some(Architecture::Onnx(OnnxConfig {})),
             "efficientnet_lite0" => Some(Architecture::EfficientnetLite(Default::default())),
             "mobilenet_v2" => Some(Architecture::MobilenetV2(Default::default())),
             "mobilenet_v3_large" => Some(Architecture::MobilenetV3Large(Default::default())),
@@ -207,6 +219,7 @@ impl ModelSpec {
                     ));
                 }
             }
+            Architecture::Onnx(_) => {}
             Architecture::Convnext(cfg) => {
                 if cfg.dims.contains(&0) || cfg.depths.contains(&0) {
                     return Err("convnext dims and depths must be positive".into());
@@ -254,6 +267,30 @@ impl ModelSpec {
             }
             Architecture::Vit(cfg) => Network::Vit(cfg.init(self.channels, outputs, device)),
             Architecture::Swin(cfg) => Network::Swin(cfg.init(self.channels, outputs, device)),
+            Architecture::Onnx(_) => {
+                return Err(
+                    "an ONNX network is built from its file: give model.weights (or --weights) \
+                     the .onnx file"
+                        .into(),
+                );
+            }
         })
+    }
+
+    /// The network in the ONNX file `file`, for this spec's image size, its classifier replaced
+    /// when its outputs are not the spec's.
+    pub fn init_onnx<B: Kernels>(
+        &self,
+        file: &Path,
+        device: &B::Device,
+    ) -> Result<Network<B>, String> {
+        self.validate()?;
+        let network = OnnxNetwork::<B>::load(file, Some(self.image_size), device)
+            .map_err(|e| e.to_string())?;
+        let outputs = self.head.outputs(self.num_classes);
+        if network.outputs() == outputs {
+            return Ok(Network::Onnx(network));
+        }
+        Network::Onnx(network).with_new_classifier(outputs, device)
     }
 }

@@ -25,7 +25,7 @@ mod tutorial_cnn;
 mod vgg;
 mod vit;
 
-pub use architecture::{Architecture, ModelSpec, PRETRAINED_NAMES};
+pub use architecture::{Architecture, ModelSpec, OnnxConfig, PRETRAINED_NAMES};
 pub use cifar_resnet::{BasicBlock, CifarResNet, CifarResNetConfig};
 pub use convnext::{ConvNext, ConvNextBlock, ConvNextConfig};
 pub use densenet::{DenseLayer, DenseNet, DenseNetConfig, Transition};

@@ -10,7 +10,9 @@ impl Architecture {
     /// and Linear's layout are the adapter's job, not this list's.
     pub fn torch_key_patterns(&self) -> Vec<(String, String)> {
         let pairs: &[(&str, &str)] = match self {
-            Architecture::TutorialCnn(_) | Architecture::CifarResnet(_) => &[],
+            Architecture::TutorialCnn(_) | Architecture::CifarResnet(_) | Architecture::Onnx(_) => {
+                &[]
+            }
             Architecture::Vgg(config) => return vgg_patterns(config),
             Architecture::MobilenetV2(config) => return crate::mobilenet::torch_patterns(config),
             Architecture::MobilenetV3Large(config) => {

@@ -14,6 +14,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use kernels::Kernels;
+
 use crate::{Network, find_layer};
 
 /// What of a network trains: `"all"`, `"classifier"` (every layer frozen), or
@@ -182,15 +184,14 @@ pub(crate) fn fresh_linear<B: Backend>(
         .init(device)
 }
 
-/// `train` builds no ONNX network (its configs name the built-in architectures only); a
-/// program that hands one to the fine-tuning functions is told so.
-const ONNX_TRAINING: &str = "fine-tuning a network read from ONNX is not supported yet";
-
 impl<B: Backend> Network<B> {
     /// The network with its last Linear layer replaced by a fresh one of `outputs` outputs (a
-    /// pretrained network taught new classes).
-    pub fn with_new_classifier(self, outputs: usize, device: &B::Device) -> Self {
-        match self {
+    /// pretrained network taught new classes). Only a graph read from ONNX can lack one.
+    pub fn with_new_classifier(self, outputs: usize, device: &B::Device) -> Result<Self, String>
+    where
+        B: Kernels,
+    {
+        Ok(match self {
             Network::TutorialCnn(m) => Network::TutorialCnn(m.with_new_classifier(outputs, device)),
             Network::CifarResnet(m) => Network::CifarResnet(m.with_new_classifier(outputs, device)),
             Network::Vgg(m) => Network::Vgg(m.with_new_classifier(outputs, device)),
@@ -206,12 +207,28 @@ impl<B: Backend> Network<B> {
             Network::Convnext(m) => Network::Convnext(m.with_new_classifier(outputs, device)),
             Network::Vit(m) => Network::Vit(m.with_new_classifier(outputs, device)),
             Network::Swin(m) => Network::Swin(m.with_new_classifier(outputs, device)),
-            Network::Onnx(_) => panic!("{ONNX_TRAINING}"),
+            Network::Onnx(m) => Network::Onnx(
+                m.with_new_classifier(outputs, device)
+                    .map_err(|e| e.to_string())?,
+            ),
+        })
+    }
+
+    /// The network with `scope` (and the classifier) trained and the rest frozen.
+    pub fn trained(self, scope: &Trainable) -> Result<Self, String>
+    where
+        B: Kernels,
+    {
+        if let Network::Onnx(m) = self {
+            return m.trained(scope).map(Network::Onnx);
         }
+        let first = scope.first_trained(&crate::SplitModel::layer_names(&self))?;
+        Ok(self.trained_from(first))
     }
 
     /// The network with layers `first..` (`SplitModel::layer_names`) and the classifier trained,
-    /// the layers before frozen.
+    /// the layers before frozen. A graph read from ONNX trains by module path instead
+    /// ([`Network::trained`]): its "layers" are every node that gives a map.
     pub fn trained_from(self, first: usize) -> Self {
         match self {
             Network::TutorialCnn(m) => Network::TutorialCnn(m.trained_from(first)),
@@ -225,7 +242,7 @@ impl<B: Backend> Network<B> {
             Network::Convnext(m) => Network::Convnext(m.trained_from(first)),
             Network::Vit(m) => Network::Vit(m.trained_from(first)),
             Network::Swin(m) => Network::Swin(m.trained_from(first)),
-            Network::Onnx(_) => panic!("{ONNX_TRAINING}"),
+            Network::Onnx(m) => Network::Onnx(m),
         }
     }
 
@@ -236,7 +253,10 @@ impl<B: Backend> Network<B> {
     }
 
     /// The parameters of the classifier (the layers after the last activation map).
-    pub fn classifier_params(&self) -> Vec<ParamId> {
+    pub fn classifier_params(&self) -> Vec<ParamId>
+    where
+        B: Kernels,
+    {
         match self {
             Network::TutorialCnn(m) => m.classifier_params(),
             Network::CifarResnet(m) => param_ids(&m.linear),
@@ -251,7 +271,7 @@ impl<B: Backend> Network<B> {
             Network::Convnext(m) => [param_ids(&m.norm), param_ids(&m.classifier)].concat(),
             Network::Vit(m) => param_ids(&m.head),
             Network::Swin(m) => param_ids(&m.head),
-            Network::Onnx(_) => panic!("{ONNX_TRAINING}"),
+            Network::Onnx(m) => m.classifier_params(),
         }
     }
 }

@@ -235,6 +235,7 @@ fn a_classifier_only_finetune_reads_features_nothing_trains_in() {
         let probe = network
             .clone()
             .with_new_classifier(7, &device)
+            .unwrap()
             .trained_from(layers);
         let embedding = probe.embedding(probe.features(x.clone()));
         let logits = probe.head_from_embedding(embedding.clone(), &PlainRelu);

@@ -44,6 +44,14 @@ pub fn load<B: Backend>(
     image_size: [usize; 2],
     device: &B::Device,
 ) -> Result<Pretrained<B>, ImportError> {
+    if let Architecture::Onnx(_) = architecture {
+        return Err(ImportError::Unreadable {
+            path: path.to_path_buf(),
+            message: "an ONNX network is read by model::OnnxNetwork (ModelSpec::init_onnx), \
+                      not as PyTorch weights"
+                .into(),
+        });
+    }
     let snapshots = remap(
         read_state_dict(path)?,
         architecture.torch_key_patterns(),
@@ -353,6 +361,8 @@ fn classifier_key(architecture: &Architecture) -> &'static str {
         | Architecture::Densenet(_)
         | Architecture::Convnext(_) => "classifier.weight",
         Architecture::Vit(_) | Architecture::Swin(_) => "head.weight",
+        // Never asked: `load` refuses ONNX, whose file is its own architecture.
+        Architecture::Onnx(_) => "",
     }
 }
 

@@ -24,5 +24,7 @@ pub fn preprocessing(architecture: &Architecture) -> ([usize; 2], Normalization)
         | Architecture::Convnext(_)
         | Architecture::Vit(_)
         | Architecture::Swin(_) => ([224, 224], Normalization::IMAGENET),
+        // What exports of ImageNet networks expect; the graph's input fixes the size it takes.
+        Architecture::Onnx(_) => ([224, 224], Normalization::IMAGENET),
     }
 }

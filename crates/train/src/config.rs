@@ -386,6 +386,21 @@ impl TrainConfig {
                     .into(),
             );
         }
+        if let Architecture::Onnx(_) = self.model.architecture {
+            if finetune.weights.is_none() {
+                return Err(
+                    "model.name = \"onnx\" trains the network of an ONNX file: give \
+                     model.weights = \"FILE.onnx\" (or --weights)"
+                        .into(),
+                );
+            }
+            if finetune.batch_norm == PretrainedBatchNorm::Trained {
+                return Err("model.pretrained_batch_norm = \"trained\": the BatchNormalization \
+                            nodes of an ONNX graph normalise with the export's statistics \
+                            (frozen); remove the key"
+                    .into());
+            }
+        }
         if let Some(lr) = finetune.pretrained_lr
             && (lr < 0.0 || !lr.is_finite())
         {

@@ -5,6 +5,7 @@
 //!   config.toml              the resolved config (command-line overrides applied)
 //!   classes.txt              one class name per line, in label order
 //!   held_out.txt             folder sources: the validation files, relative to data.dir
+//!   model.onnx               `name = "onnx"`: the graph fine-tuned (a copy of model.weights)
 //!   metrics.csv              one row per finished epoch
 //!   checkpoints/epoch-NNNN/  model.mpk, optimizer.mpk, state.json
 //!   best/                    model.mpk, state.json of the best validation accuracy
@@ -96,6 +97,8 @@ pub struct RunDir {
 }
 
 const HELD_OUT: &str = "held_out.txt";
+/// A run of an ONNX network keeps its graph: its checkpoints hold only the weights.
+const ONNX_GRAPH: &str = "model.onnx";
 
 type Bytes = NamedMpkBytesRecorder<FullPrecisionSettings>;
 
@@ -152,6 +155,13 @@ impl RunDir {
             &run.path.join("metrics.csv"),
             format!("{METRICS_HEADER}\n").as_bytes(),
         )?;
+        if let (model::Architecture::Onnx(_), Some(file)) = (
+            &config.model.architecture,
+            &config.model.finetune.weights,
+        ) {
+            let bytes = fs::read(file).map_err(|e| TrainError::io(file, e))?;
+            write_atomic(&run.path.join(ONNX_GRAPH), &bytes)?;
+        }
         Ok(run)
     }
 
@@ -325,9 +335,11 @@ impl RunDir {
     ) -> Result<Network<B>, TrainError> {
         let file = self.model_file(weights)?;
         let spec = self.config()?.model_spec(self.class_names()?.len());
-        let model = spec
-            .init::<B>(device)
-            .map_err(|m| TrainError::run(&self.path, m))?;
+        let model = match spec.architecture {
+            model::Architecture::Onnx(_) => spec.init_onnx::<B>(&self.path.join(ONNX_GRAPH), device),
+            _ => spec.init::<B>(device),
+        }
+        .map_err(|m| TrainError::run(&self.path, m))?;
         let record = decode(&file, device)?;
         Ok(model.load_record(record))
     }

@@ -31,13 +31,20 @@ pub fn initial_model<B: AutodiffKernels>(
                 message,
             });
     };
-    spec.validate().map_err(|message| TrainError::Config {
+    let config_error = |message| TrainError::Config {
         origin: "[model]".into(),
         message,
-    })?;
+    };
+    if let model::Architecture::Onnx(_) = spec.architecture {
+        return spec.init_onnx(weights, device).map_err(config_error);
+    }
+    spec.validate().map_err(config_error)?;
     let loaded = pretrained::load::<B>(&spec.architecture, weights, spec.image_size, device)?;
     let outputs = spec.head.outputs(spec.num_classes);
-    Ok(loaded.model.with_new_classifier(outputs, device))
+    loaded
+        .model
+        .with_new_classifier(outputs, device)
+        .map_err(config_error)
 }
 
 /// Whether epoch `epoch` (from 1) trains the classifier alone (a probe epoch).
@@ -48,7 +55,7 @@ pub fn probing(config: &TrainConfig, epoch: usize) -> bool {
 /// `model` with what trains in `epoch` trained and the rest frozen (frozen BatchNorm layers
 /// keep their running statistics; in a fine-tuned network, by default, all of them). An
 /// ordinary run, which trains everything, is unchanged.
-pub fn for_epoch<B: Backend>(
+pub fn for_epoch<B: Kernels>(
     model: Network<B>,
     config: &TrainConfig,
     epoch: usize,
@@ -64,13 +71,12 @@ where
     if finetune.weights.is_none() && finetune.probe_epochs == 0 && *scope == Trainable::All {
         return Ok(model);
     }
-    let first = scope
-        .first_trained(&model.layer_names())
+    let model = model
+        .trained(scope)
         .map_err(|message| TrainError::Config {
             origin: "[model]".into(),
             message,
         })?;
-    let model = model.trained_from(first);
     Ok(match (&finetune.weights, finetune.batch_norm) {
         (Some(_), PretrainedBatchNorm::Frozen) => model.with_frozen_batch_norm(),
         _ => model,

@@ -7,6 +7,7 @@
 //! input beside its first norm), they are packed beside the output along the channels, as
 //! [`crate::VisionTransformer`] packs its `ln_1` layers.
 
+mod finetune;
 mod ops;
 mod plan;
 mod value;
@@ -53,11 +54,28 @@ impl<B: Kernels> OnnxNetwork<B> {
         device: &B::Device,
     ) -> Result<Self, OnnxError> {
         let graph = onnx::load(file)?;
+        let (channels, size) = input_size(&graph.input_dims, size).map_err(|reason| {
+            OnnxError::Run {
+                file: file.display().to_string(),
+                reason,
+            }
+        })?;
+        Self::from_graph(graph, &file.display().to_string(), channels, size, device)
+    }
+
+    /// `graph` (read from `file`) set up for `channels`×`size` images: its float constants
+    /// become the parameters, and one run on a blank image settles the plan.
+    fn from_graph(
+        graph: onnx::Graph,
+        file: &str,
+        channels: usize,
+        size: [usize; 2],
+        device: &B::Device,
+    ) -> Result<Self, OnnxError> {
         let run_error = |reason: String| OnnxError::Run {
-            file: file.display().to_string(),
+            file: file.to_string(),
             reason,
         };
-        let (channels, size) = input_size(&graph.input_dims, size).map_err(run_error)?;
         let weights: Vec<Param<Tensor<B, 1>>> = graph
             .constants
             .iter()
@@ -69,7 +87,7 @@ impl<B: Kernels> OnnxNetwork<B> {
                 Values::Int(_) => None,
             })
             .collect();
-        let mut plan = Plan::wire(graph, channels, size);
+        let mut plan = Plan::wire(graph, file, channels, size);
         let (dims, fixed) = settle_run(&plan, &weights, device).map_err(run_error)?;
         plan.settle(dims, fixed).map_err(run_error)?;
         Ok(OnnxNetwork {
@@ -80,6 +98,12 @@ impl<B: Kernels> OnnxNetwork<B> {
 
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// How many numbers the graph outputs per image (its classes).
+    pub fn outputs(&self) -> usize {
+        let plan = self.plan();
+        plan.dims[plan.output_slot].iter().product::<usize>()
     }
 
     /// The layers `--list-layers` prints.

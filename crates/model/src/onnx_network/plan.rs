@@ -48,6 +48,8 @@ impl Layer {
 #[derive(Debug)]
 pub struct Plan {
     pub graph: Graph,
+    /// The file the graph was read from, for messages.
+    pub file: String,
     pub inputs: Vec<Vec<Option<Source>>>,
     pub outputs: Vec<Vec<usize>>,
     pub slots: usize,
@@ -76,7 +78,7 @@ pub struct Plan {
 
 impl Plan {
     /// The wiring of `graph`; its dims, fixed values and layers come from [`Plan::settle`].
-    pub fn wire(graph: Graph, channels: usize, size: [usize; 2]) -> Plan {
+    pub fn wire(graph: Graph, file: &str, channels: usize, size: [usize; 2]) -> Plan {
         let mut slots = HashMap::new();
         slots.insert(graph.input.clone(), 0usize);
         let mut ints = Vec::new();
@@ -145,6 +147,7 @@ impl Plan {
         }
         Plan {
             graph,
+            file: file.to_string(),
             inputs,
             outputs,
             slots: count,
@@ -276,7 +279,9 @@ impl Plan {
     }
 }
 
-/// A node is fixed when none of its inputs depends on the image, a Shape's input aside.
+/// A node is fixed when none of its inputs depends on the image or on a weight, a Shape's
+/// input aside. Weights count as dynamic because they train: a value computed from one at
+/// load (a class token expanded, a weight transposed) would never see its updates.
 fn fixed_nodes(
     graph: &Graph,
     inputs: &[Vec<Option<Source>>],
@@ -291,7 +296,11 @@ fn fixed_nodes(
             && inputs[n]
                 .iter()
                 .flatten()
-                .any(|s| matches!(s, Source::Slot(s) if dynamic[*s]));
+                .any(|s| match s {
+                    Source::Slot(s) => dynamic[*s],
+                    Source::Weight(_) => true,
+                    Source::Int(_) => false,
+                });
         for &o in &outputs[n] {
             dynamic[o] = depends;
         }
