@@ -37,7 +37,8 @@ fn main() {
     let channels = network.plan().channels;
     let values = floats(&std::fs::read(input).expect("the input file"));
     assert_eq!(values.len(), channels * h * w, "the input's size");
-    let images = Tensor::<Flex, 4>::from_data(TensorData::new(values, [1, channels, h, w]), &device);
+    let images =
+        Tensor::<Flex, 4>::from_data(TensorData::new(values, [1, channels, h, w]), &device);
     let start = Instant::now();
     let logits = network.forward(images).into_data().to_vec::<f32>().unwrap();
     let ran = start.elapsed().as_secs_f64();

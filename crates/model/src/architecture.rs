@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     CifarResNetConfig, ConvNextConfig, DenseNetConfig, EfficientNetLiteConfig, Head,
-    MobileNetV2Config, MobileNetV3Config, Network, OnnxNetwork, ResNetConfig, SwinConfig, TutorialCnnConfig,
-    VggConfig, VitConfig,
+    MobileNetV2Config, MobileNetV3Config, Network, OnnxNetwork, ResNetConfig, SwinConfig,
+    TutorialCnnConfig, VggConfig, VitConfig,
 };
 
 /// An architecture and its widths, as written in a config's `[model]` table:

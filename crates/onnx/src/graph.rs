@@ -185,6 +185,13 @@ pub enum Op {
         trans_b: bool,
     },
     MatMul,
+    /// A two-operand Einsum that is a batched matrix product (MaxViT's attention):
+    /// the letters of each operand and of the output.
+    Einsum {
+        a: Vec<char>,
+        b: Vec<char>,
+        out: Vec<char>,
+    },
     LayerNorm {
         axis: usize,
         epsilon: f64,
@@ -272,6 +279,7 @@ impl Op {
             Op::Linear { .. } => "Linear",
             Op::Gemm { .. } => "Gemm",
             Op::MatMul => "MatMul",
+            Op::Einsum { .. } => "Einsum",
             Op::LayerNorm { .. } => "LayerNormalization",
             Op::Softmax { .. } => "Softmax",
             Op::LogSoftmax { .. } => "LogSoftmax",
@@ -280,5 +288,49 @@ impl Op {
             Op::Cast { .. } => "Cast",
             Op::ConstantOfShape { .. } => "ConstantOfShape",
         }
+    }
+}
+
+impl Op {
+    /// `equation` as an [`Op::Einsum`], when it is a batched matrix product: two operands,
+    /// letters only (no ellipsis), none repeated within a term, and every letter that leaves
+    /// the output shared by both operands (a contraction, not a sum over one operand).
+    pub fn einsum(equation: &str) -> Option<Op> {
+        let equation: String = equation.chars().filter(|c| !c.is_whitespace()).collect();
+        let (inputs, out) = equation.split_once("->")?;
+        let (a, b) = inputs.split_once(',')?;
+        let term = |t: &str| -> Option<Vec<char>> {
+            let letters: Vec<char> = t.chars().collect();
+            let distinct = letters
+                .iter()
+                .enumerate()
+                .all(|(i, c)| c.is_ascii_alphabetic() && !letters[..i].contains(c));
+            distinct.then_some(letters)
+        };
+        let (a, b, out) = (term(a)?, term(b)?, term(out)?);
+        let fits = a
+            .iter()
+            .chain(&b)
+            .all(|c| out.contains(c) || (a.contains(c) && b.contains(c)))
+            && out.iter().all(|c| a.contains(c) || b.contains(c));
+        fits.then_some(Op::Einsum { a, b, out })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batched_products_are_einsums_and_other_equations_are_not() {
+        assert!(Op::einsum("B G H I D, B G H J D -> B G H I J").is_some());
+        assert!(Op::einsum("bij,bjk->bik").is_some());
+        assert!(Op::einsum("ij->ji").is_none(), "one operand");
+        assert!(Op::einsum("...ij,...jk->...ik").is_none(), "ellipsis");
+        assert!(Op::einsum("ii,ij->ij").is_none(), "a repeated letter");
+        assert!(
+            Op::einsum("ij,jk->k").is_none(),
+            "i is summed over one operand only"
+        );
     }
 }

@@ -373,6 +373,9 @@ fn op(node: &IrNode) -> Result<Op, String> {
             trans_b: n.config.trans_b != 0,
         }),
         N::MatMul(_) => Ok(Op::MatMul),
+        N::Einsum(n) if n.inputs.len() == 2 => {
+            Op::einsum(&n.config.equation).ok_or(format!("Einsum \"{}\"", n.config.equation))
+        }
         N::LayerNormalization(n) => Ok(Op::LayerNorm {
             axis: {
                 let rank = n.inputs.first().map_or(1, |x| x.ty.rank()) as i64;

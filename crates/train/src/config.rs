@@ -395,10 +395,12 @@ impl TrainConfig {
                 );
             }
             if finetune.batch_norm == PretrainedBatchNorm::Trained {
-                return Err("model.pretrained_batch_norm = \"trained\": the BatchNormalization \
+                return Err(
+                    "model.pretrained_batch_norm = \"trained\": the BatchNormalization \
                             nodes of an ONNX graph normalise with the export's statistics \
                             (frozen); remove the key"
-                    .into());
+                        .into(),
+                );
             }
         }
         if let Some(lr) = finetune.pretrained_lr

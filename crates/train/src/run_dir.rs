@@ -155,10 +155,9 @@ impl RunDir {
             &run.path.join("metrics.csv"),
             format!("{METRICS_HEADER}\n").as_bytes(),
         )?;
-        if let (model::Architecture::Onnx(_), Some(file)) = (
-            &config.model.architecture,
-            &config.model.finetune.weights,
-        ) {
+        if let (model::Architecture::Onnx(_), Some(file)) =
+            (&config.model.architecture, &config.model.finetune.weights)
+        {
             let bytes = fs::read(file).map_err(|e| TrainError::io(file, e))?;
             write_atomic(&run.path.join(ONNX_GRAPH), &bytes)?;
         }
@@ -336,7 +335,9 @@ impl RunDir {
         let file = self.model_file(weights)?;
         let spec = self.config()?.model_spec(self.class_names()?.len());
         let model = match spec.architecture {
-            model::Architecture::Onnx(_) => spec.init_onnx::<B>(&self.path.join(ONNX_GRAPH), device),
+            model::Architecture::Onnx(_) => {
+                spec.init_onnx::<B>(&self.path.join(ONNX_GRAPH), device)
+            }
             _ => spec.init::<B>(device),
         }
         .map_err(|m| TrainError::run(&self.path, m))?;

@@ -71,12 +71,10 @@ where
     if finetune.weights.is_none() && finetune.probe_epochs == 0 && *scope == Trainable::All {
         return Ok(model);
     }
-    let model = model
-        .trained(scope)
-        .map_err(|message| TrainError::Config {
-            origin: "[model]".into(),
-            message,
-        })?;
+    let model = model.trained(scope).map_err(|message| TrainError::Config {
+        origin: "[model]".into(),
+        message,
+    })?;
     Ok(match (&finetune.weights, finetune.batch_norm) {
         (Some(_), PretrainedBatchNorm::Frozen) => model.with_frozen_batch_norm(),
         _ => model,

@@ -29,7 +29,9 @@ impl<B: Kernels> OnnxNetwork<B> {
             reason,
         };
         let (node, _) = plan.classifier.ok_or_else(|| {
-            error("no Linear, Gemm or MatMul on pooled features to replace as the classifier".into())
+            error(
+                "no Linear, Gemm or MatMul on pooled features to replace as the classifier".into(),
+            )
         })?;
         let mut graph = self.current_graph();
         let classifier = &graph.nodes[node];
@@ -42,8 +44,12 @@ impl<B: Kernels> OnnxNetwork<B> {
             Some(Some(Operand::Constant(c))) => Some(*c),
             _ => None,
         };
-        let weight = constant(1)
-            .ok_or_else(|| error(format!("the classifier {} has no constant weight", classifier.name)))?;
+        let weight = constant(1).ok_or_else(|| {
+            error(format!(
+                "the classifier {} has no constant weight",
+                classifier.name
+            ))
+        })?;
         let bias = constant(2);
         let dims = graph.constants[weight].dims.clone();
         let [a, b] = dims[..] else {
@@ -53,10 +59,11 @@ impl<B: Kernels> OnnxNetwork<B> {
         let bound = 1.0 / (inputs as f64).sqrt();
         let fresh = |dims: Vec<usize>| {
             let count = dims.iter().product::<usize>();
-            let values = Tensor::<B, 1>::random([count], Distribution::Uniform(-bound, bound), device)
-                .into_data()
-                .to_vec::<f32>()
-                .expect("f32 values");
+            let values =
+                Tensor::<B, 1>::random([count], Distribution::Uniform(-bound, bound), device)
+                    .into_data()
+                    .to_vec::<f32>()
+                    .expect("f32 values");
             onnx::Constant {
                 dims,
                 values: Values::F32(values),
@@ -84,7 +91,11 @@ impl<B: Kernels> OnnxNetwork<B> {
             .iter_mut()
             .filter(|c| matches!(c.values, Values::F32(_)));
         for (constant, weight) in floats.zip(&self.weights) {
-            let values = weight.val().into_data().to_vec::<f32>().expect("f32 values");
+            let values = weight
+                .val()
+                .into_data()
+                .to_vec::<f32>()
+                .expect("f32 values");
             constant.values = Values::F32(values);
         }
         graph

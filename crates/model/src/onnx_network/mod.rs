@@ -54,12 +54,11 @@ impl<B: Kernels> OnnxNetwork<B> {
         device: &B::Device,
     ) -> Result<Self, OnnxError> {
         let graph = onnx::load(file)?;
-        let (channels, size) = input_size(&graph.input_dims, size).map_err(|reason| {
-            OnnxError::Run {
+        let (channels, size) =
+            input_size(&graph.input_dims, size).map_err(|reason| OnnxError::Run {
                 file: file.display().to_string(),
                 reason,
-            }
-        })?;
+            })?;
         Self::from_graph(graph, &file.display().to_string(), channels, size, device)
     }
 

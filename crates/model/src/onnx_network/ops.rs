@@ -109,18 +109,8 @@ pub fn apply<B: Kernels, R: Rectifier<B>>(
             let dims = reshaped(&x.dims(), &shape, *allowzero)?;
             one(x.reshape(&dims))
         }
-        Op::Transpose { perm } => {
-            let x = take(0)?;
-            let offset = MAX_RANK - x.rank;
-            let perm: [usize; MAX_RANK] = std::array::from_fn(|i| {
-                if i < offset {
-                    i
-                } else {
-                    offset + perm[i - offset]
-                }
-            });
-            one(x.map(|t| t.permute(perm)))
-        }
+        Op::Transpose { perm } => one(permuted(take(0)?, perm)),
+        Op::Einsum { a, b, out } => one(einsum(take(0)?, take(1)?, a, b, out)?),
         Op::Squeeze { axes } => {
             let x = take(0)?;
             let dims = x.dims();
@@ -614,6 +604,86 @@ fn linear<B: Kernels>(x: Value<B>, w: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) 
     Value::new(out).reshape(&dims)
 }
 
+/// `x` with its ONNX axes in the order `perm`.
+fn permuted<B: Backend>(x: Value<B>, perm: &[usize]) -> Value<B> {
+    let offset = MAX_RANK - x.rank;
+    let perm: [usize; MAX_RANK] = std::array::from_fn(|i| {
+        if i < offset {
+            i
+        } else {
+            offset + perm[i - offset]
+        }
+    });
+    x.map(|t| t.permute(perm))
+}
+
+/// A two-operand Einsum as one batched matrix product: the letters both operands share and
+/// the output keeps are the batch, those they share and it drops are contracted; each
+/// operand is permuted and flattened to `[batch, rows, inner]`, and the product back.
+fn einsum<B: Backend>(
+    a: Value<B>,
+    b: Value<B>,
+    la: &[char],
+    lb: &[char],
+    out: &[char],
+) -> Result<Value<B>, String> {
+    let (da, db) = (a.dims(), b.dims());
+    if da.len() != la.len() || db.len() != lb.len() {
+        return Err(format!("Einsum operands of dims {da:?} and {db:?}"));
+    }
+    let size = |c: &char| match (
+        la.iter().position(|x| x == c),
+        lb.iter().position(|x| x == c),
+    ) {
+        (Some(i), Some(j)) if da[i] != db[j] => {
+            Err(format!("Einsum: {c} is {} and {}", da[i], db[j]))
+        }
+        (Some(i), _) => Ok(da[i]),
+        (None, Some(j)) => Ok(db[j]),
+        (None, None) => Err(format!("Einsum: {c} is in no operand")),
+    };
+    let batch: Vec<char> = out
+        .iter()
+        .copied()
+        .filter(|c| la.contains(c) && lb.contains(c))
+        .collect();
+    let rows: Vec<char> = out.iter().copied().filter(|c| !lb.contains(c)).collect();
+    let cols: Vec<char> = out.iter().copied().filter(|c| !la.contains(c)).collect();
+    let inner: Vec<char> = la
+        .iter()
+        .copied()
+        .filter(|c| lb.contains(c) && !out.contains(c))
+        .collect();
+    let product = |letters: &[char]| -> Result<usize, String> {
+        letters.iter().map(size).try_fold(1, |n, d| Ok(n * d?))
+    };
+    let (nb, nr, nc, ni) = (
+        product(&batch)?,
+        product(&rows)?,
+        product(&cols)?,
+        product(&inner)?,
+    );
+    bounded("Einsum", &[nb, nr, nc])?;
+    let order = |letters: &[char], groups: [&[char]; 3]| -> Vec<usize> {
+        groups
+            .iter()
+            .flat_map(|g| g.iter())
+            .map(|c| {
+                letters
+                    .iter()
+                    .position(|x| x == c)
+                    .expect("a letter of the term")
+            })
+            .collect()
+    };
+    let a = permuted(a, &order(la, [&batch, &rows, &inner])).reshape(&[nb, nr, ni]);
+    let b = permuted(b, &order(lb, [&batch, &inner, &cols])).reshape(&[nb, ni, nc]);
+    let done: Vec<char> = [&batch[..], &rows, &cols].concat();
+    let dims: Vec<usize> = done.iter().map(size).collect::<Result<_, _>>()?;
+    let y = matmul(a, b).reshape(&dims);
+    Ok(permuted(y, &order(&done, [out, &[], &[]])))
+}
+
 /// A batched matrix product, the batch dims broadcast.
 fn matmul<B: Backend>(a: Value<B>, b: Value<B>) -> Value<B> {
     let rank = a.rank.max(b.rank);
@@ -655,5 +725,41 @@ fn layer_norm<B: Backend>(
     match bias {
         Some(bias) => binary(scaled, bias, |a, b| a + b),
         None => scaled,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    fn einsum_of(equation: &str, a: Tensor<Flex, 3>, b: Tensor<Flex, 3>) -> Tensor<Flex, 3> {
+        let Some(Op::Einsum { a: la, b: lb, out }) = Op::einsum(equation) else {
+            panic!("{equation} is a product");
+        };
+        einsum(Value::new(a), Value::new(b), &la, &lb, &out)
+            .unwrap()
+            .to::<3>()
+    }
+
+    #[test]
+    fn einsum_equals_the_matrix_products_it_names() {
+        let device = Default::default();
+        let random = |dims: [usize; 3]| {
+            Tensor::<Flex, 3>::random(dims, burn::tensor::Distribution::Default, &device)
+        };
+        let (q, k) = (random([2, 3, 4]), random([2, 5, 4]));
+        let scores = einsum_of("bik,bjk->bij", q.clone(), k.clone());
+        let expected = q.clone().matmul(k.clone().swap_dims(1, 2));
+        scores
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Default::default());
+        // The output's letters in another order: the product, transposed.
+        let v = random([2, 4, 6]);
+        let transposed = einsum_of("bij,bjk->bki", q.clone(), v.clone());
+        let expected = q.matmul(v).swap_dims(1, 2);
+        transposed
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Default::default());
     }
 }

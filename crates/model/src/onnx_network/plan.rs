@@ -293,14 +293,11 @@ fn fixed_nodes(
     let mut fixed = Vec::with_capacity(graph.nodes.len());
     for (n, node) in graph.nodes.iter().enumerate() {
         let depends = !matches!(node.op, Op::Shape { .. })
-            && inputs[n]
-                .iter()
-                .flatten()
-                .any(|s| match s {
-                    Source::Slot(s) => dynamic[*s],
-                    Source::Weight(_) => true,
-                    Source::Int(_) => false,
-                });
+            && inputs[n].iter().flatten().any(|s| match s {
+                Source::Slot(s) => dynamic[*s],
+                Source::Weight(_) => true,
+                Source::Int(_) => false,
+            });
         for &o in &outputs[n] {
             dynamic[o] = depends;
         }
