@@ -8,6 +8,7 @@ exporters, run by onnxruntime and explained by pytorch-grad-cam on the PyTorch m
 Per network, under tests/fixtures/onnx/:
 - `<name>.script.onnx` (TorchScript-based exporter, `dynamo=False`, opset 17) and
   `<name>.dynamo.onnx` (`dynamo=True`, opset 18), with a dynamic batch dimension;
+- `<name>.static.onnx`: the TorchScript export of a batch of 1, without a dynamic batch;
 - `<name>.json`: the input batch, onnxruntime's logits for each export, the Grad-CAM maps
   pytorch-grad-cam gives at the layer the tests name (ReLU, min-max, at the input's size),
   and that layer's torch module path."""
@@ -238,6 +239,10 @@ def fixture(name):
         ort = export(model, images, OUT / f"{name}.{exporter}.onnx", dynamo)
         print(f"{name} {exporter}: onnxruntime vs torch {np.abs(ort - logits.numpy()).max():.2e}")
         exports[exporter] = short(ort)
+    # Without a dynamic batch: the TorchScript exporter then bakes batch 1 into the shape
+    # arithmetic, as many users' exports do. The tests run it on the same batch of 2.
+    torch.onnx.export(model, (images[:1],), OUT / f"{name}.static.onnx", dynamo=False,
+                      opset_version=17, input_names=["images"], output_names=["logits"])
     with GradCAM(model=model, target_layers=[module(model, layer)], reshape_transform=reshape) as cam:
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(t) for t in targets])
     (OUT / f"{name}.json").write_text(json.dumps({

@@ -49,6 +49,10 @@ fn check(name: &str) {
             TensorData::new(fixture.input.clone(), [batch, channels, h, w]),
             &Default::default(),
         );
+        assert!(
+            model.runs_at_once(batch, &Default::default()),
+            "{what}: a dynamic batch runs at once"
+        );
         let targets: Vec<Target> = fixture.targets.iter().map(|&t| Target::Class(t)).collect();
         let captured = capture_at(&model, images, &targets, layer).unwrap();
         let logits = captured
@@ -92,6 +96,32 @@ fn check(name: &str) {
             fixture.layer
         );
         assert!(worst <= 1e-4, "{what}: Grad-CAM differs by {worst}");
+    }
+}
+
+/// An export of batch 1 (no dynamic batch: its shape arithmetic may hold a literal 1) gives a
+/// batch of 2 the logits of the dynamic export, at once where the graph allows, else image
+/// by image.
+#[test]
+fn exports_without_a_dynamic_batch_still_take_batches() {
+    for name in ["resnet_d", "mobile", "convnext", "vit"] {
+        let fixture = fixture(name);
+        let file = dir().join(format!("{name}.static.onnx"));
+        let model = OnnxNetwork::<Inner>::load(&file, None, &Default::default()).unwrap();
+        let images = Tensor::<Inner, 4>::from_data(
+            TensorData::new(fixture.input.clone(), fixture.input_shape),
+            &Default::default(),
+        );
+        let logits = model.forward(images).into_data().to_vec::<f32>().unwrap();
+        let reference = &fixture.logits["script"];
+        let worst = logits
+            .iter()
+            .zip(reference)
+            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+            .fold(0.0f32, f32::max);
+        let at_once = model.runs_at_once(2, &Default::default());
+        eprintln!("{name}.static: batch of 2 at once: {at_once}, logits within {worst:.2e}");
+        assert!(worst <= 1e-4, "{name}.static: {logits:?} vs {reference:?}");
     }
 }
 
@@ -170,7 +200,8 @@ fn an_onnx_network_fine_tunes_from_a_layer_and_its_run_reopens() {
     let device = Default::default();
     let trained = run.load_model::<Inner>(Weights::Last, &device).unwrap();
     let original = OnnxNetwork::<Inner>::load(&file, None, &device).unwrap();
-    let images = Tensor::<Inner, 4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
+    let images =
+        Tensor::<Inner, 4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
     assert_eq!(trained.forward(images.clone()).dims(), [2, classes]);
     let at = |layer: &str| {
         let index = original.find_layer(layer).unwrap();

@@ -126,6 +126,7 @@ impl<B: Kernels> OnnxNetwork<B> {
         Ok(OnnxNetwork {
             weights,
             plan: self.plan,
+            batches: self.batches,
         })
     }
 

@@ -7,6 +7,7 @@
 //! input beside its first norm), they are packed beside the output along the channels, as
 //! [`crate::VisionTransformer`] packs its `ln_1` layers.
 
+mod batch;
 mod finetune;
 mod ops;
 mod plan;
@@ -32,6 +33,9 @@ pub struct OnnxNetwork<B: Backend> {
     weights: Vec<Param<Tensor<B, 1>>>,
     #[module(skip)]
     plan: Arc<Plan>,
+    /// The fixed values for each batch size tried (`None`: that batch runs image by image).
+    #[module(skip)]
+    batches: batch::Batches,
 }
 
 /// Why a graph cannot run.
@@ -44,6 +48,8 @@ pub enum OnnxError {
 }
 
 type Env<B> = Vec<Option<Value<B>>>;
+/// The values of the fixed nodes (shape arithmetic) for one batch size, by slot.
+type Fixed = Vec<Option<(Vec<f32>, Vec<usize>)>>;
 
 impl<B: Kernels> OnnxNetwork<B> {
     /// Reads `file` and runs it once on a blank image of `size` (or the size its input fixes),
@@ -87,11 +93,12 @@ impl<B: Kernels> OnnxNetwork<B> {
             })
             .collect();
         let mut plan = Plan::wire(graph, file, channels, size);
-        let (dims, fixed) = settle_run(&plan, &weights, device).map_err(run_error)?;
+        let (dims, fixed) = settle_run(&plan, &weights, 1, device).map_err(run_error)?;
         plan.settle(dims, fixed).map_err(run_error)?;
         Ok(OnnxNetwork {
             weights,
             plan: Arc::new(plan),
+            batches: Default::default(),
         })
     }
 
@@ -154,20 +161,21 @@ fn input_size(
 fn settle_run<B: Kernels>(
     plan: &Plan,
     weights: &[Param<Tensor<B, 1>>],
+    batch: usize,
     device: &B::Device,
-) -> Result<(Vec<Vec<usize>>, Vec<Option<(Vec<f32>, Vec<usize>)>>), String> {
+) -> Result<(Vec<Vec<usize>>, Fixed), String> {
     let mut env: Env<B> = vec![None; plan.slots];
     let [h, w] = plan.size;
     env[plan.input_slot] = Some(Value::new(Tensor::<B, 4>::zeros(
-        [1, plan.channels, h, w],
+        [batch, plan.channels, h, w],
         device,
     )));
     let mut dims = vec![Vec::new(); plan.slots];
-    dims[plan.input_slot] = vec![1, plan.channels, h, w];
+    dims[plan.input_slot] = vec![batch, plan.channels, h, w];
     let mut fixed = vec![None; plan.slots];
     for n in 0..plan.graph.nodes.len() {
         let outs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_node(plan, weights, &env, n, &PlainRelu, device)
+            run_node(plan, &plan.fixed, weights, &env, n, &PlainRelu, device)
         }))
         .map_err(|_| "a panic".to_string())
         .and_then(|r| r)
@@ -197,6 +205,7 @@ fn settle_run<B: Kernels>(
 /// Node `n`'s outputs from `env` (fixed values, weights and integer constants filled in).
 fn run_node<B: Kernels, R: Rectifier<B>>(
     plan: &Plan,
+    fixed: &Fixed,
     weights: &[Param<Tensor<B, 1>>],
     env: &Env<B>,
     n: usize,
@@ -208,7 +217,7 @@ fn run_node<B: Kernels, R: Rectifier<B>>(
         .map(|source| {
             source
                 .map(|s| match s {
-                    Source::Slot(slot) => match (&env[slot], &plan.fixed[slot]) {
+                    Source::Slot(slot) => match (&env[slot], &fixed[slot]) {
                         (Some(v), _) => Ok(v.clone()),
                         (None, Some((values, dims))) => {
                             Ok(Value::from_vec(values.clone(), dims, device))
@@ -234,6 +243,7 @@ impl<B: Kernels> OnnxNetwork<B> {
     /// Runs nodes `from..to` on one image's `env`, freeing values nothing later reads.
     fn run<R: Rectifier<B>>(
         &self,
+        fixed: &Fixed,
         env: &mut Env<B>,
         from: usize,
         to: usize,
@@ -245,13 +255,14 @@ impl<B: Kernels> OnnxNetwork<B> {
             if plan.fixed_node[n] {
                 continue;
             }
-            let outs = run_node(plan, &self.weights, env, n, relu, device).unwrap_or_else(|e| {
-                panic!(
-                    "ONNX node {} ({}): {e}",
-                    plan.graph.nodes[n].name,
-                    plan.graph.nodes[n].op.name()
-                )
-            });
+            let outs =
+                run_node(plan, fixed, &self.weights, env, n, relu, device).unwrap_or_else(|e| {
+                    panic!(
+                        "ONNX node {} ({}): {e}",
+                        plan.graph.nodes[n].name,
+                        plan.graph.nodes[n].op.name()
+                    )
+                });
             for (&slot, value) in plan.outputs[n].iter().zip(outs) {
                 env[slot] = Some(value);
             }
@@ -299,22 +310,13 @@ impl<B: Kernels> OnnxNetwork<B> {
         env
     }
 
-    fn per_image<const D: usize>(
-        &self,
-        x: Tensor<B, 4>,
-        f: impl Fn(Tensor<B, 4>) -> Tensor<B, D>,
-    ) -> Tensor<B, D> {
-        let rows = x.dims()[0];
-        Tensor::cat((0..rows).map(|i| f(x.clone().narrow(0, i, 1))).collect(), 0)
-    }
-
-    fn output(&self, env: &mut Env<B>) -> Tensor<B, 2> {
+    /// The graph's output for `rows` images, as `[rows, classes]`.
+    fn output(&self, env: &mut Env<B>, rows: usize) -> Tensor<B, 2> {
         let v = env[self.plan().output_slot]
             .take()
             .expect("the graph's output");
-        let dims = v.dims();
-        let classes = dims.iter().product::<usize>();
-        v.reshape(&[1, classes]).to::<2>()
+        let total = v.dims().iter().product::<usize>();
+        v.reshape(&[rows, total / rows]).to::<2>()
     }
 }
 
@@ -357,7 +359,7 @@ impl<B: Kernels> SplitModel<B> for OnnxNetwork<B> {
     fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         let layers = self.layers();
         let device = x.device();
-        self.per_image(x, |row| {
+        self.by_batch(x, |fixed, row| {
             let (mut env, from) = match index {
                 0 => {
                     let mut env = vec![None; self.plan().slots];
@@ -369,7 +371,7 @@ impl<B: Kernels> SplitModel<B> for OnnxNetwork<B> {
                     layers[index - 1].node + 1,
                 ),
             };
-            self.run(&mut env, from, layers[index].node + 1, relu, &device);
+            self.run(fixed, &mut env, from, layers[index].node + 1, relu, &device);
             self.pack(&layers[index], &mut env)
         })
     }
@@ -382,10 +384,10 @@ impl<B: Kernels> SplitModel<B> for OnnxNetwork<B> {
     ) -> Tensor<B, 4> {
         let layer = &self.layers()[index];
         let device = images.device();
-        self.per_image(images, |row| {
+        self.by_batch(images, |fixed, row| {
             let mut env = vec![None; self.plan().slots];
             env[self.plan().input_slot] = Some(Value::new(row));
-            self.run(&mut env, 0, layer.node + 1, relu, &device);
+            self.run(fixed, &mut env, 0, layer.node + 1, relu, &device);
             self.pack(layer, &mut env)
         })
     }
@@ -399,10 +401,11 @@ impl<B: Kernels> SplitModel<B> for OnnxNetwork<B> {
         let layer = &self.layers()[index];
         let device = activations.device();
         let end = self.plan().graph.nodes.len();
-        self.per_image(activations, |row| {
+        self.by_batch(activations, |fixed, row| {
+            let rows = row.dims()[0];
             let mut env = self.unpack(layer, row);
-            self.run(&mut env, layer.node + 1, end, relu, &device);
-            self.output(&mut env)
+            self.run(fixed, &mut env, layer.node + 1, end, relu, &device);
+            self.output(&mut env, rows)
         })
     }
 
@@ -418,9 +421,9 @@ impl<B: Kernels> SplitModel<B> for OnnxNetwork<B> {
             .expect("the graph has no Linear classifier on pooled features");
         let layer = &self.layers()[self.last_layer()];
         let device = activations.device();
-        self.per_image(activations, |row| {
+        self.by_batch(activations, |fixed, row| {
             let mut env = self.unpack(layer, row);
-            self.run(&mut env, layer.node + 1, node, &PlainRelu, &device);
+            self.run(fixed, &mut env, layer.node + 1, node, &PlainRelu, &device);
             env[slot].take().expect("the embedding").to::<2>()
         })
     }
@@ -435,19 +438,14 @@ impl<B: Kernels> SplitModel<B> for OnnxNetwork<B> {
             .classifier
             .expect("the graph has no Linear classifier on pooled features");
         let device = embedding.device();
-        let rows = embedding.dims()[0];
         let end = plan.graph.nodes.len();
-        Tensor::cat(
-            (0..rows)
-                .map(|i| {
-                    let mut env = vec![None; plan.slots];
-                    env[slot] = Some(Value::new(embedding.clone().narrow(0, i, 1)));
-                    self.run(&mut env, node, end, relu, &device);
-                    self.output(&mut env)
-                })
-                .collect(),
-            0,
-        )
+        self.by_batch(embedding, |fixed, rows| {
+            let count = rows.dims()[0];
+            let mut env = vec![None; plan.slots];
+            env[slot] = Some(Value::new(rows));
+            self.run(fixed, &mut env, node, end, relu, &device);
+            self.output(&mut env, count)
+        })
     }
 
     fn hooked_part(&self, index: usize, output: Tensor<B, 4>) -> Tensor<B, 4> {
