@@ -213,3 +213,30 @@ fn an_onnx_network_fine_tunes_from_a_layer_and_its_run_reopens() {
     assert_eq!(at("layer1"), 0.0, "layer1 is frozen");
     assert!(at("layer2") > 1e-4, "layer2 trains");
 }
+
+/// Plain CAM's weights: where the head is pooling then one Linear, the logits of two images
+/// differ by the weights times the difference of their pooled maps (the bias cancels).
+/// A transformer's head is not such a head.
+#[test]
+fn class_weights_are_the_linear_head_on_pooled_maps() {
+    let device = Default::default();
+    for exporter in ["script", "dynamo", "static"] {
+        let file = dir().join(format!("resnet_d.{exporter}.onnx"));
+        let model = OnnxNetwork::<Inner>::load(&file, None, &device).unwrap();
+        let weights = model.class_weights().expect("GAP + Linear");
+        let images = Tensor::<Inner, 4>::random(
+            [2, 3, 32, 32],
+            burn::tensor::Distribution::Default,
+            &device,
+        );
+        let maps = model.features_at(images.clone(), model.last_layer(), &model::PlainRelu);
+        let pooled = maps.mean_dim(3).mean_dim(2).flatten::<2>(1, 3);
+        let logits = model.forward(images);
+        let delta = |t: Tensor<Inner, 2>| t.clone().narrow(0, 0, 1) - t.narrow(0, 1, 1);
+        let predicted = delta(pooled).matmul(weights.transpose());
+        let error = (predicted - delta(logits)).abs().max().into_scalar();
+        assert!(error < 1e-5, "resnet_d.{exporter}: {error}");
+    }
+    let vit = OnnxNetwork::<Inner>::load(&dir().join("vit.script.onnx"), None, &device).unwrap();
+    assert!(vit.class_weights().is_none());
+}

@@ -144,6 +144,54 @@ impl<B: Kernels> OnnxNetwork<B> {
             .collect()
     }
 
+    /// The classifier's weights `[outputs, channels]` when only global average pooling (and
+    /// reshapes) lie between the default layer and a Linear classifier on its channels: the
+    /// head plain CAM explains.
+    pub fn pooled_linear_weights(&self) -> Option<Tensor<B, 2>> {
+        let plan = self.plan();
+        let (node, _) = plan.classifier?;
+        let layer = &plan.layers[plan.default_layer];
+        if layer.tokens() || layer.live.len() != 1 {
+            return None;
+        }
+        let mut pooled = false;
+        for n in layer.node + 1..node {
+            if plan.fixed_node[n] {
+                continue;
+            }
+            match &plan.graph.nodes[n].op {
+                Op::GlobalAveragePool => pooled = true,
+                Op::Reduce {
+                    kind: onnx::Reduce::Mean,
+                    axes: Some(axes),
+                    ..
+                } if axes == &[2, 3] => pooled = true,
+                Op::Flatten { .. } | Op::Reshape { .. } | Op::Squeeze { .. } => {}
+                Op::Unary(onnx::Unary::Identity) => {}
+                _ => return None,
+            }
+        }
+        let classifier = &plan.graph.nodes[node];
+        let weight_first = match classifier.op {
+            Op::Linear { transpose_weight } => transpose_weight,
+            Op::Gemm { trans_b, .. } => trans_b,
+            _ => false,
+        };
+        let Some(Some(Source::Weight(w))) = plan.inputs[node].get(1) else {
+            return None;
+        };
+        let [a, b] = plan.weight_dims[*w][..] else {
+            return None;
+        };
+        let weight = self.weights[*w].val().reshape([a, b]);
+        let weight = if weight_first {
+            weight
+        } else {
+            weight.transpose()
+        };
+        (pooled && weight.dims()[1] == layer.channels()).then_some(weight)
+    }
+
     /// The first node under module path `query`, or the node a layer of that name ends at.
     fn first_node_of(&self, query: &str) -> Option<usize> {
         let prefix = format!("{query}.");

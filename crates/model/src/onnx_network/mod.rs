@@ -356,6 +356,10 @@ impl<B: Kernels> SplitModel<B> for OnnxNetwork<B> {
         self.plan().default_layer
     }
 
+    fn class_weights(&self) -> Option<Tensor<B, 2>> {
+        self.pooled_linear_weights()
+    }
+
     fn layer<R: Rectifier<B>>(&self, index: usize, x: Tensor<B, 4>, relu: &R) -> Tensor<B, 4> {
         let layers = self.layers();
         let device = x.device();
