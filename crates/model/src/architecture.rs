@@ -277,8 +277,9 @@ impl ModelSpec {
         })
     }
 
-    /// The network in the ONNX file `file`, for this spec's image size, its classifier replaced
-    /// when its outputs are not the spec's.
+    /// The network in the ONNX file `file` shaped for this spec: for its image size, and with a
+    /// fresh classifier where the file's outputs are not the spec's (a run's checkpoint then
+    /// fills in the weights).
     pub fn init_onnx<B: Kernels>(
         &self,
         file: &Path,

@@ -69,14 +69,22 @@ pub enum Unary {
     Neg,
     Abs,
     Reciprocal,
+    /// Logical not of a 0/1 value.
+    Not,
     HardSwish,
     Gelu,
     GeluTanh,
     Softplus,
     Mish,
     LeakyRelu(f32),
-    HardSigmoid { alpha: f32, beta: f32 },
-    Clip { min: f32, max: f32 },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    Clip {
+        min: f32,
+        max: f32,
+    },
 }
 
 /// A 2-D pooling window.
@@ -98,6 +106,8 @@ pub enum Reduce {
     Sum,
     Max,
     Min,
+    /// √Σx² (Swin V2's cosine attention normalises by it).
+    L2,
 }
 
 /// The operators the runtime runs. Where an attribute is `None` the value is read at run time
@@ -170,8 +180,10 @@ pub enum Op {
         shape: Option<Vec<i64>>,
     },
     /// Constant padding: (before, after) per axis.
+    /// `pads` per axis (before, after); `None`: read from input 1 at run time (ONNX's layout,
+    /// every axis's start, then every axis's end).
     Pad {
-        pads: Vec<(usize, usize)>,
+        pads: Option<Vec<(usize, usize)>>,
         value: f32,
     },
     /// `x · Wᵀ + b` with W `[out, in]` when `transpose_weight`, else `x · W + b` (W `[in, out]`).
@@ -185,6 +197,16 @@ pub enum Op {
         trans_b: bool,
     },
     MatMul,
+    /// The remainder: with `fmod`, of the sign of the dividend (C's fmod); else of the
+    /// divisor (Python's %).
+    Mod {
+        fmod: bool,
+    },
+    /// A copy of input 0 with the slices that input 1's index tuples name replaced by input
+    /// 2's (Swin's attention mask, built by slice assignment).
+    ScatterNd,
+    /// The slices of input 0 that input 1's index tuples name (no batch dims).
+    GatherNd,
     /// A two-operand Einsum that is a batched matrix product (MaxViT's attention):
     /// the letters of each operand and of the output.
     Einsum {
@@ -207,6 +229,9 @@ pub enum Op {
     Attention {
         scale: Option<f64>,
         causal: bool,
+        /// The optional fourth input, a mask: boolean (false hides a score) or added to the
+        /// scaled scores (Swin's shifted windows).
+        boolean_mask: bool,
     },
     Shape {
         start: usize,
@@ -218,6 +243,12 @@ pub enum Op {
     ConstantOfShape {
         shape: Option<Vec<i64>>,
         value: f64,
+    },
+    /// `start, start + delta, …` below `limit`; a `None` is read from input 0, 1 or 2.
+    Range {
+        start: Option<f64>,
+        limit: Option<f64>,
+        delta: Option<f64>,
     },
 }
 
@@ -237,6 +268,7 @@ impl Op {
                 Unary::Neg => "Neg",
                 Unary::Abs => "Abs",
                 Unary::Reciprocal => "Reciprocal",
+                Unary::Not => "Not",
                 Unary::HardSwish => "HardSwish",
                 Unary::Gelu | Unary::GeluTanh => "Gelu",
                 Unary::Softplus => "Softplus",
@@ -264,6 +296,7 @@ impl Op {
                 Reduce::Sum => "ReduceSum",
                 Reduce::Max => "ReduceMax",
                 Reduce::Min => "ReduceMin",
+                Reduce::L2 => "ReduceL2",
             },
             Op::Flatten { .. } => "Flatten",
             Op::Reshape { .. } => "Reshape",
@@ -280,6 +313,9 @@ impl Op {
             Op::Gemm { .. } => "Gemm",
             Op::MatMul => "MatMul",
             Op::Einsum { .. } => "Einsum",
+            Op::Mod { .. } => "Mod",
+            Op::ScatterNd => "ScatterND",
+            Op::GatherNd => "GatherND",
             Op::LayerNorm { .. } => "LayerNormalization",
             Op::Softmax { .. } => "Softmax",
             Op::LogSoftmax { .. } => "LogSoftmax",
@@ -287,6 +323,7 @@ impl Op {
             Op::Shape { .. } => "Shape",
             Op::Cast { .. } => "Cast",
             Op::ConstantOfShape { .. } => "ConstantOfShape",
+            Op::Range { .. } => "Range",
         }
     }
 }

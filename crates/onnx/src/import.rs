@@ -184,6 +184,7 @@ fn op(node: &IrNode) -> Result<Op, String> {
         N::Neg(_) => unary(Unary::Neg),
         N::Abs(_) => unary(Unary::Abs),
         N::Reciprocal(_) => unary(Unary::Reciprocal),
+        N::Not(_) => unary(Unary::Not),
         N::HardSwish(_) => unary(Unary::HardSwish),
         N::Softplus(_) => unary(Unary::Softplus),
         N::Mish(_) => unary(Unary::Mish),
@@ -212,6 +213,13 @@ fn op(node: &IrNode) -> Result<Op, String> {
         }
         N::Add(_) => Ok(Op::Add),
         N::Sub(_) => Ok(Op::Sub),
+        N::Mod(n) => Ok(Op::Mod {
+            fmod: n.config.fmod,
+        }),
+        N::ScatterND(n) => match &n.config.reduction {
+            onnx_ir::node::scatter_nd::ScatterNDReduction::None => Ok(Op::ScatterNd),
+            other => Err(format!("ScatterND with reduction {other:?}")),
+        },
         N::Mul(_) => Ok(Op::Mul),
         N::Div(_) => Ok(Op::Div),
         N::Pow(_) => Ok(Op::Pow),
@@ -263,6 +271,8 @@ fn op(node: &IrNode) -> Result<Op, String> {
         N::ReduceSum(n) => reduce(Reduce::Sum, &n.config),
         N::ReduceMax(n) => reduce(Reduce::Max, &n.config),
         N::ReduceMin(n) => reduce(Reduce::Min, &n.config),
+        N::ReduceL2(n) => reduce(Reduce::L2, &n.config),
+        N::GatherND(n) if n.config.batch_dims == 0 => Ok(Op::GatherNd),
         N::Flatten(n) => Ok(Op::Flatten {
             axis: n.config.axis,
         }),
@@ -352,16 +362,14 @@ fn op(node: &IrNode) -> Result<Op, String> {
             if !matches!(c.mode, PadMode::Constant) {
                 return Err(format!("Pad in {:?} mode", c.mode));
             }
-            let PadInput::Static(pads) = &c.pads else {
-                return Err("Pad with pads computed at run time".into());
+            let pads = match &c.pads {
+                PadInput::Static(pads) => Some(pads.clone()),
+                _ => None,
             };
             let ConstantValueInput::Static(value) = c.constant_value else {
                 return Err("Pad with a value computed at run time".into());
             };
-            Ok(Op::Pad {
-                pads: pads.clone(),
-                value,
-            })
+            Ok(Op::Pad { pads, value })
         }
         N::Linear(n) => Ok(Op::Linear {
             transpose_weight: n.config.transpose_weight,
@@ -392,12 +400,18 @@ fn op(node: &IrNode) -> Result<Op, String> {
         }),
         N::Attention(n) => {
             let c = &n.config;
-            if n.inputs.len() > 3 || c.softcap != 0.0 {
-                return Err("Attention with a mask, a cache or a softcap".into());
+            let cache = n.inputs.iter().skip(4).any(|a| !a.is_optional());
+            if cache || c.softcap != 0.0 {
+                return Err("Attention with a cache or a softcap".into());
             }
+            let boolean_mask = n
+                .inputs
+                .get(3)
+                .is_some_and(|m| matches!(m.ty.elem_type(), onnx_ir::ir::DType::Bool(_)));
             Ok(Op::Attention {
                 scale: c.scale,
                 causal: c.is_causal,
+                boolean_mask,
             })
         }
         N::Shape(n) => Ok(Op::Shape {
@@ -407,6 +421,20 @@ fn op(node: &IrNode) -> Result<Op, String> {
         N::Cast(n) => Ok(Op::Cast {
             to_float: n.config.to.is_float(),
         }),
+        N::Range(n) => {
+            use onnx_ir::node::range::RangeInput;
+            let value = |r: &RangeInput| match r {
+                RangeInput::Static(v) => Some(*v as f64),
+                RangeInput::StaticFloat(v) => Some(*v),
+                RangeInput::Runtime(_) => None,
+            };
+            let c = &n.config;
+            Ok(Op::Range {
+                start: value(&c.start),
+                limit: value(&c.limit),
+                delta: value(&c.delta),
+            })
+        }
         N::ConstantOfShape(n) => {
             use onnx_ir::node::constant_of_shape::ConstantOfShapeShape;
             let c = &n.config;

@@ -35,14 +35,17 @@ pub fn initial_model<B: AutodiffKernels>(
         origin: "[model]".into(),
         message,
     };
-    if let model::Architecture::Onnx(_) = spec.architecture {
-        return spec.init_onnx(weights, device).map_err(config_error);
-    }
     spec.validate().map_err(config_error)?;
-    let loaded = pretrained::load::<B>(&spec.architecture, weights, spec.image_size, device)?;
+    let loaded = match spec.architecture {
+        model::Architecture::Onnx(_) => Network::Onnx(
+            model::OnnxNetwork::load(weights, Some(spec.image_size), device)
+                .map_err(|e| config_error(e.to_string()))?,
+        ),
+        _ => pretrained::load::<B>(&spec.architecture, weights, spec.image_size, device)?.model,
+    };
+    // A fresh classifier even where the file's has as many outputs: its classes are others.
     let outputs = spec.head.outputs(spec.num_classes);
     loaded
-        .model
         .with_new_classifier(outputs, device)
         .map_err(config_error)
 }

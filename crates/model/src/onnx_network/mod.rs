@@ -177,7 +177,13 @@ fn settle_run<B: Kernels>(
         let outs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run_node(plan, &plan.fixed, weights, &env, n, &PlainRelu, device)
         }))
-        .map_err(|_| "a panic".to_string())
+        .map_err(|panic| {
+            let text = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            format!("a panic ({})", text.unwrap_or_default())
+        })
         .and_then(|r| r)
         .map_err(|e| {
             let node = &plan.graph.nodes[n];
@@ -236,7 +242,7 @@ fn run_node<B: Kernels, R: Rectifier<B>>(
         })
         .collect::<Result<Vec<_>, String>>()?;
     let outputs = plan.outputs[n].len();
-    ops::apply(&plan.graph.nodes[n].op, inputs, outputs, relu)
+    ops::apply(&plan.graph.nodes[n].op, inputs, outputs, relu, device)
 }
 
 impl<B: Kernels> OnnxNetwork<B> {

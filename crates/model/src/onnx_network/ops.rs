@@ -18,6 +18,7 @@ pub fn apply<B: Kernels, R: Rectifier<B>>(
     mut inputs: Inputs<B>,
     outputs: usize,
     relu: &R,
+    device: &B::Device,
 ) -> Result<Vec<Value<B>>, String> {
     let mut take = |i: usize| -> Result<Value<B>, String> {
         inputs
@@ -110,6 +111,16 @@ pub fn apply<B: Kernels, R: Rectifier<B>>(
             one(x.reshape(&dims))
         }
         Op::Transpose { perm } => one(permuted(take(0)?, perm)),
+        Op::Mod { fmod } => one(expanded(take(0)?, take(1)?, |a, b| {
+            let q = a.clone() / b.clone();
+            let q = match fmod {
+                true => q.clone().sign() * q.abs().floor(),
+                false => q.floor(),
+            };
+            a - b * q
+        })),
+        Op::GatherNd => one(gather_nd(take(0)?, take(1)?)?),
+        Op::ScatterNd => one(scatter_nd(take(0)?, take(1)?, take(2)?)?),
         Op::Einsum { a, b, out } => one(einsum(take(0)?, take(1)?, a, b, out)?),
         Op::Squeeze { axes } => {
             let x = take(0)?;
@@ -151,6 +162,13 @@ pub fn apply<B: Kernels, R: Rectifier<B>>(
         Op::Concat { axis } => {
             let parts: Vec<Value<B>> = inputs.into_iter().flatten().collect();
             let rank = parts.iter().map(|p| p.rank).max().unwrap_or(1);
+            // Empty parts add nothing (and burn concatenates none of them).
+            let kept: Vec<Value<B>> = parts
+                .iter()
+                .filter(|p| p.tensor.dims().iter().all(|&d| d > 0))
+                .cloned()
+                .collect();
+            let parts = if kept.is_empty() { parts } else { kept };
             let dim = MAX_RANK - rank + axis;
             let t = Tensor::cat(parts.into_iter().map(|p| p.tensor).collect(), dim);
             one(Value { tensor: t, rank })
@@ -237,6 +255,11 @@ pub fn apply<B: Kernels, R: Rectifier<B>>(
         }
         Op::Pad { pads, value } => {
             let x = take(0)?;
+            let pads = match pads {
+                Some(p) => p.clone(),
+                None => pairs(&take(1)?.ints(), x.rank)?,
+            };
+            let pads = &pads;
             let mut dims = x.dims();
             for (d, (before, after)) in dims.iter_mut().zip(pads) {
                 *d = d.saturating_add(*before).saturating_add(*after);
@@ -299,7 +322,11 @@ pub fn apply<B: Kernels, R: Rectifier<B>>(
             let dim = x.axis(*axis);
             one(x.map(|t| activation::log_softmax(t, dim)))
         }
-        Op::Attention { scale, causal } => {
+        Op::Attention {
+            scale,
+            causal,
+            boolean_mask,
+        } => {
             if *causal {
                 return Err("causal attention".into());
             }
@@ -310,8 +337,16 @@ pub fn apply<B: Kernels, R: Rectifier<B>>(
             let depth = q.dims()[3];
             let scale = scale.unwrap_or(1.0 / (depth as f64).sqrt());
             let k = k.map(|t| t.swap_dims(4, 5));
-            let scores = matmul(q, k).map(|t| activation::softmax(t * scale, 5));
-            one(matmul(scores, v))
+            let mut scores = matmul(q, k).map(|t| t * scale);
+            if let Ok(mask) = take(3) {
+                scores = match boolean_mask {
+                    false => expanded(scores, mask, |s, m| s + m),
+                    true => expanded(scores, mask, |s, m| {
+                        s.mask_fill(m.equal_elem(0.0), f32::NEG_INFINITY)
+                    }),
+                };
+            }
+            one(matmul(scores.map(|t| activation::softmax(t, 5)), v))
         }
         Op::Shape { start, end } => {
             let x = take(0)?;
@@ -327,7 +362,43 @@ pub fn apply<B: Kernels, R: Rectifier<B>>(
                 x.map(|t| t.int().float())
             })
         }
-        Op::ConstantOfShape { .. } => Err("ConstantOfShape outside the shape arithmetic".into()),
+        Op::ConstantOfShape { shape, value } => {
+            let shape = match shape {
+                Some(s) => s.clone(),
+                None => take(0)?.ints(),
+            };
+            let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+            bounded("ConstantOfShape", &dims)?;
+            let count = dims.iter().product::<usize>();
+            one(Value::from_vec(vec![*value as f32; count], &dims, device))
+        }
+        Op::Range {
+            start,
+            limit,
+            delta,
+        } => {
+            let mut read = |given: &Option<f64>, i: usize| -> Result<f64, String> {
+                match given {
+                    Some(v) => Ok(*v),
+                    None => Ok(take(i)?
+                        .floats()
+                        .first()
+                        .copied()
+                        .ok_or("an empty Range input")? as f64),
+                }
+            };
+            let (start, limit, delta) = (read(start, 0)?, read(limit, 1)?, read(delta, 2)?);
+            let count = ((limit - start) / delta).ceil();
+            if !(count.is_finite() && delta != 0.0) {
+                return Err(format!("Range({start}, {limit}, {delta})"));
+            }
+            let count = count.max(0.0) as usize;
+            bounded("Range", &[count])?;
+            let values = (0..count)
+                .map(|i| (start + i as f64 * delta) as f32)
+                .collect();
+            one(Value::from_vec(values, &[count], device))
+        }
     }
 }
 
@@ -363,6 +434,7 @@ fn unary<B: Backend, R: Rectifier<B>>(u: Unary, x: Value<B>, relu: &R) -> Value<
         Unary::Neg => t.neg(),
         Unary::Abs => t.abs(),
         Unary::Reciprocal => t.recip(),
+        Unary::Not => t.equal_elem(0.0).float(),
         Unary::HardSwish => t.clone() * (t + 3.0).clamp(0.0, 6.0) / 6.0,
         Unary::Gelu => activation::gelu(t),
         Unary::GeluTanh => {
@@ -459,6 +531,9 @@ fn reduce<B: Backend>(x: Value<B>, kind: Reduce, axes: &[i64], keepdims: bool) -
     }
     let offset = MAX_RANK - x.rank;
     let mut t = x.tensor;
+    if kind == Reduce::L2 {
+        t = t.powi_scalar(2);
+    }
     for &a in &axes {
         let d = offset + a;
         t = match kind {
@@ -466,7 +541,11 @@ fn reduce<B: Backend>(x: Value<B>, kind: Reduce, axes: &[i64], keepdims: bool) -
             Reduce::Sum => t.sum_dim(d),
             Reduce::Max => t.max_dim(d),
             Reduce::Min => t.min_dim(d),
+            Reduce::L2 => t.sum_dim(d),
         };
+    }
+    if kind == Reduce::L2 {
+        t = t.sqrt();
     }
     let kept = Value {
         tensor: t,
@@ -540,7 +619,16 @@ fn slice<B: Backend>(
                 clampi(resolve(ends[i]), 0, n),
             );
             if step == 1 {
-                x = x.map(|t| t.narrow(dim, s as usize, (e - s).max(0) as usize));
+                x = match (e - s).max(0) as usize {
+                    // Shape arithmetic slices empty ranges (`shape[2:]` of a 2-vector); burn
+                    // narrows to nothing by building the empty tensor itself.
+                    0 => x.map(|t| {
+                        let mut dims = t.dims();
+                        dims[dim] = 0;
+                        Tensor::from_data(TensorData::new(Vec::<f32>::new(), dims), &t.device())
+                    }),
+                    len => x.map(|t| t.narrow(dim, s as usize, len)),
+                };
                 continue;
             }
             (s..e).step_by(step as usize).collect()
@@ -602,6 +690,100 @@ fn linear<B: Kernels>(x: Value<B>, w: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) 
     let out = kernels::linear_with(x.reshape(&[rows, inner]).to::<2>(), w.clone(), bias);
     *dims.last_mut().unwrap() = w.dims()[1];
     Value::new(out).reshape(&dims)
+}
+
+/// ONNX GatherND without batch dims: the slices of `data` that the index tuples (the last
+/// axis of `indices`) name, as one `select` on `data` flattened over the tuple's axes.
+fn gather_nd<B: Backend>(data: Value<B>, indices: Value<B>) -> Result<Value<B>, String> {
+    let dims = data.dims();
+    let index_dims = indices.dims();
+    let k = index_dims.last().copied().unwrap_or(0);
+    if k == 0 || k > dims.len() {
+        return Err(format!("GatherND index tuples of {k} into {dims:?}"));
+    }
+    let rows: usize = dims[..k].iter().product();
+    let per: usize = dims[k..].iter().product();
+    let mut flat = Vec::new();
+    for tuple in indices.ints().chunks(k) {
+        let mut at = 0i64;
+        for (d, &i) in tuple.iter().enumerate() {
+            let n = dims[d] as i64;
+            let i = if i < 0 { i + n } else { i };
+            if !(0..n).contains(&i) {
+                return Err(format!("GatherND index {tuple:?} outside {dims:?}"));
+            }
+            at = at * n + i;
+        }
+        flat.push(at);
+    }
+    let count = flat.len();
+    let device = data.tensor.device();
+    let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(flat, [count]), &device);
+    let picked = data.reshape(&[rows, per]).to::<2>().select(0, ids);
+    let mut out: Vec<usize> = index_dims[..index_dims.len() - 1].to_vec();
+    out.extend(&dims[k..]);
+    Ok(Value::new(picked).reshape(&out))
+}
+
+/// ONNX's pads (every axis's start, then every axis's end) as (before, after) per axis.
+fn pairs(pads: &[i64], rank: usize) -> Result<Vec<(usize, usize)>, String> {
+    if pads.len() != 2 * rank || pads.iter().any(|&p| p < 0) {
+        return Err(format!("Pad with pads {pads:?} on a rank-{rank} tensor"));
+    }
+    Ok((0..rank)
+        .map(|i| (pads[i] as usize, pads[rank + i] as usize))
+        .collect())
+}
+
+/// ONNX ScatterND without reduction: each index tuple (the last axis of `indices`, `k` long)
+/// names a slice of `data` over its first `k` axes, replaced by the matching slice of
+/// `updates`. Slice assignment keeps it differentiable.
+fn scatter_nd<B: Backend>(
+    data: Value<B>,
+    indices: Value<B>,
+    updates: Value<B>,
+) -> Result<Value<B>, String> {
+    let (dims, rank) = (data.dims(), data.rank);
+    let k = indices.dims().last().copied().unwrap_or(0);
+    let indices = indices.ints();
+    if k == 0 || k > dims.len() {
+        return Err(format!("ScatterND index tuples of {k} into {dims:?}"));
+    }
+    let per: usize = dims[k..].iter().product();
+    let count = indices.len() / k;
+    if updates.dims().iter().product::<usize>() != count * per {
+        return Err(format!(
+            "ScatterND: {count} slices of {:?} from updates of dims {:?}",
+            &dims[k..],
+            updates.dims()
+        ));
+    }
+    let offset = MAX_RANK - rank;
+    let mut out = data.tensor;
+    let flat_updates = updates.reshape(&[count, per]).to::<2>();
+    for (t, tuple) in indices.chunks(k).enumerate() {
+        let mut ranges: Vec<std::ops::Range<usize>> = (0..MAX_RANK).map(|_| 0..1).collect();
+        let mut block = [1usize; MAX_RANK];
+        for (axis, range) in ranges.iter_mut().enumerate().skip(offset) {
+            let d = axis - offset;
+            *range = if d < k {
+                let i = tuple[d];
+                let i = if i < 0 { i + dims[d] as i64 } else { i };
+                if i < 0 || i as usize >= dims[d] {
+                    return Err(format!("ScatterND index {tuple:?} outside {dims:?}"));
+                }
+                i as usize..i as usize + 1
+            } else {
+                block[axis] = dims[d];
+                0..dims[d]
+            };
+        }
+        let slice = flat_updates.clone().narrow(0, t, 1).reshape(block);
+        let ranges: [std::ops::Range<usize>; MAX_RANK] =
+            ranges.try_into().expect("MAX_RANK ranges");
+        out = out.slice_assign(ranges, slice);
+    }
+    Ok(Value { tensor: out, rank })
 }
 
 /// `x` with its ONNX axes in the order `perm`.
@@ -761,5 +943,102 @@ mod tests {
         transposed
             .into_data()
             .assert_approx_eq::<f32>(&expected.into_data(), Default::default());
+    }
+
+    fn values(v: Value<Flex>) -> (Vec<f32>, Vec<usize>) {
+        let dims = v.dims();
+        (v.floats(), dims)
+    }
+
+    fn of(values: &[f32], dims: &[usize]) -> Value<Flex> {
+        Value::from_vec(values.to_vec(), dims, &Default::default())
+    }
+
+    fn run(op: Op, inputs: Vec<Value<Flex>>) -> (Vec<f32>, Vec<usize>) {
+        let inputs = inputs.into_iter().map(Some).collect();
+        let out = apply(&op, inputs, 1, &crate::PlainRelu, &Default::default()).unwrap();
+        values(out.into_iter().next().unwrap())
+    }
+
+    #[test]
+    fn mod_follows_the_divisor_or_with_fmod_the_dividend() {
+        let (a, b) = (
+            of(&[7.0, -7.0, 7.0, -7.0], &[4]),
+            of(&[3.0, 3.0, -3.0, -3.0], &[4]),
+        );
+        let python = run(Op::Mod { fmod: false }, vec![a.clone(), b.clone()]).0;
+        assert_eq!(python, [1.0, 2.0, -2.0, -1.0]);
+        let c = run(Op::Mod { fmod: true }, vec![a, b]).0;
+        assert_eq!(c, [1.0, -1.0, 1.0, -1.0]);
+    }
+
+    #[test]
+    fn scatter_and_gather_nd_address_slices_by_index_tuples() {
+        let data = of(&[0.0; 6], &[3, 2]);
+        let indices = of(&[2.0, 0.0], &[2, 1]);
+        let updates = of(&[5.0, 6.0, 7.0, 8.0], &[2, 2]);
+        let scattered = run(Op::ScatterNd, vec![data, indices.clone(), updates]);
+        assert_eq!(scattered, (vec![7.0, 8.0, 0.0, 0.0, 5.0, 6.0], vec![3, 2]));
+        let data = of(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0], &[3, 2]);
+        assert_eq!(
+            run(Op::GatherNd, vec![data.clone(), indices]),
+            (vec![4.0, 5.0, 0.0, 1.0], vec![2, 2])
+        );
+        let pairs = of(&[1.0, 1.0, 2.0, 0.0], &[2, 2]);
+        assert_eq!(
+            run(Op::GatherNd, vec![data, pairs]),
+            (vec![3.0, 4.0], vec![2])
+        );
+    }
+
+    #[test]
+    fn range_reduce_l2_and_runtime_pads() {
+        let range = Op::Range {
+            start: Some(1.0),
+            limit: Some(2.0),
+            delta: Some(0.25),
+        };
+        assert_eq!(run(range, vec![]).0, [1.0, 1.25, 1.5, 1.75]);
+        let l2 = Op::Reduce {
+            kind: Reduce::L2,
+            axes: Some(vec![1]),
+            keepdims: false,
+        };
+        assert_eq!(
+            run(l2, vec![of(&[3.0, 4.0, 0.0, 5.0], &[2, 2])]),
+            (vec![5.0, 5.0], vec![2])
+        );
+        let pad = Op::Pad {
+            pads: None,
+            value: 9.0,
+        };
+        let padded = run(
+            pad,
+            vec![of(&[1.0, 2.0], &[1, 2]), of(&[0.0, 1.0, 0.0, 0.0], &[4])],
+        );
+        assert_eq!(padded, (vec![9.0, 1.0, 2.0], vec![1, 3]));
+    }
+
+    #[test]
+    fn a_masked_attention_hides_what_the_mask_hides() {
+        // One head, two tokens, depth 1: scores q·k = [[1, 2], [2, 4]] (scale 1).
+        let q = of(&[1.0, 2.0], &[1, 1, 2, 1]);
+        let v = of(&[10.0, 20.0], &[1, 1, 2, 1]);
+        let attention = |boolean_mask| Op::Attention {
+            scale: Some(1.0),
+            causal: false,
+            boolean_mask,
+        };
+        let hide_second = of(&[1.0, 0.0, 1.0, 0.0], &[2, 2]);
+        let hidden = run(
+            attention(true),
+            vec![q.clone(), q.clone(), v.clone(), hide_second],
+        );
+        assert_eq!(hidden.0, [10.0, 10.0]);
+        let added = of(&[0.0, f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY], &[2, 2]);
+        assert_eq!(
+            run(attention(false), vec![q.clone(), q, v, added]).0,
+            [10.0, 10.0]
+        );
     }
 }

@@ -55,6 +55,16 @@ impl<B: Backend> Value<B> {
     }
 
     /// The values, for shapes, axes and indices read at run time.
+    /// The values, as plain numbers (shape arithmetic and other small inputs).
+    pub fn floats(&self) -> Vec<f32> {
+        self.tensor
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("f32 values")
+    }
+
     pub fn ints(&self) -> Vec<i64> {
         self.tensor
             .clone()
