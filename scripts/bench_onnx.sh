@@ -31,6 +31,7 @@ for net in "${networks[@]}"; do
 import sys, torch, torchvision
 name, out = sys.argv[1], sys.argv[2]
 torch.manual_seed(0)
+torch.backends.mha.set_fastpath_enabled(False)  # else ViT exports a fused op ONNX lacks
 model = torchvision.models.get_model(name, weights=None).eval()
 torch.save(model.state_dict(), f"{out}/{name}.pth")
 torch.onnx.export(model, (torch.randn(1, 3, 224, 224),), f"{out}/{name}.onnx", dynamo=False,

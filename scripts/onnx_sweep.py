@@ -23,6 +23,9 @@ import torch
 import torchvision
 
 ROOT = Path(__file__).resolve().parent.parent
+# torchvision's ViT otherwise traces to aten::_native_multi_head_attention, which the
+# TorchScript exporter cannot write.
+torch.backends.mha.set_fastpath_enabled(False)
 SIZE = 224
 
 
