@@ -2,8 +2,8 @@
 //!
 //! The shape arithmetic computed at load is for one image. For a batch of `n`, it is computed
 //! again on a blank batch of `n`; the batch then runs at once when that run gives every layer
-//! and the output `n` rows of the one-image dims, and when `n` random images give the same
-//! logits batched as one by one. An export that baked a batch of 1 into its constants
+//! and the output `n` rows of the one-image dims, and when, on `n` random images, the first
+//! and the last give the same logits batched as one by one. An export that baked a batch of 1 into its constants
 //! (`Reshape` to `[1, -1]`, a class token expanded to batch 1) fails one of these and runs
 //! image by image, as before. Each batch size is decided once.
 
@@ -66,7 +66,10 @@ impl<B: Kernels> OnnxNetwork<B> {
 
     fn try_batch(&self, rows: usize, device: &B::Device) -> Option<Fixed> {
         let plan = self.plan();
-        let (dims, fixed) = settle_run(plan, &self.weights, rows, device).ok()?;
+        let [h, w] = plan.size;
+        let images =
+            Tensor::<B, 4>::random([rows, plan.channels, h, w], Distribution::Default, device);
+        let (dims, fixed, output) = settle_run(plan, &self.weights, images.clone(), device).ok()?;
         let scaled = |slot: usize| {
             let (one, many) = (&plan.dims[slot], &dims[slot]);
             one.len() == many.len()
@@ -79,18 +82,23 @@ impl<B: Kernels> OnnxNetwork<B> {
             .iter()
             .all(|l| l.live.iter().all(|&s| scaled(s)));
         let outputs = |d: &[usize]| d.iter().product::<usize>();
-        let output_scales =
-            outputs(&dims[plan.output_slot]) == rows * outputs(&plan.dims[plan.output_slot]);
-        if !(layers_scale && output_scales) {
+        let classes = outputs(&plan.dims[plan.output_slot]);
+        if !layers_scale || outputs(&dims[plan.output_slot]) != rows * classes {
             return None;
         }
-        let [h, w] = plan.size;
-        let images =
-            Tensor::<B, 4>::random([rows, plan.channels, h, w], Distribution::Default, device);
-        let together = self.logits_with(&fixed, images.clone(), rows);
+        // The first and the last image one by one: a batch-1 constant broadcast over the batch
+        // shows in either.
+        let together = output.reshape(&[rows, classes]).to::<2>();
+        let ends = [0, rows - 1];
         let apart = Tensor::cat(
-            (0..rows)
-                .map(|i| self.logits_with(&plan.fixed, images.clone().narrow(0, i, 1), 1))
+            ends.iter()
+                .map(|&i| self.logits_with(&plan.fixed, images.clone().narrow(0, i, 1), 1))
+                .collect(),
+            0,
+        );
+        let together = Tensor::cat(
+            ends.iter()
+                .map(|&i| together.clone().narrow(0, i, 1))
                 .collect(),
             0,
         );

@@ -93,7 +93,9 @@ impl<B: Kernels> OnnxNetwork<B> {
             })
             .collect();
         let mut plan = Plan::wire(graph, file, channels, size);
-        let (dims, fixed) = settle_run(&plan, &weights, 1, device).map_err(run_error)?;
+        let [h, w] = size;
+        let blank = Tensor::zeros([1, channels, h, w], device);
+        let (dims, fixed, _) = settle_run(&plan, &weights, blank, device).map_err(run_error)?;
         plan.settle(dims, fixed).map_err(run_error)?;
         Ok(OnnxNetwork {
             weights,
@@ -155,23 +157,20 @@ fn input_size(
     Ok((channels, size))
 }
 
-/// Runs every node on a blank image, fixed nodes included; returns each slot's dims and the
-/// fixed nodes' values. An operator that fails says which node it was.
+/// Runs every node on `images`, fixed nodes included; returns each slot's dims, the fixed
+/// nodes' values and the graph's output. An operator that fails says which node it was.
 #[allow(clippy::type_complexity)]
 fn settle_run<B: Kernels>(
     plan: &Plan,
     weights: &[Param<Tensor<B, 1>>],
-    batch: usize,
+    images: Tensor<B, 4>,
     device: &B::Device,
-) -> Result<(Vec<Vec<usize>>, Fixed), String> {
+) -> Result<(Vec<Vec<usize>>, Fixed, Value<B>), String> {
     let mut env: Env<B> = vec![None; plan.slots];
-    let [h, w] = plan.size;
-    env[plan.input_slot] = Some(Value::new(Tensor::<B, 4>::zeros(
-        [batch, plan.channels, h, w],
-        device,
-    )));
     let mut dims = vec![Vec::new(); plan.slots];
-    dims[plan.input_slot] = vec![batch, plan.channels, h, w];
+    dims[plan.input_slot] = images.dims().to_vec();
+    let [_, _, h, w] = images.dims();
+    env[plan.input_slot] = Some(Value::new(images));
     let mut fixed = vec![None; plan.slots];
     for n in 0..plan.graph.nodes.len() {
         let outs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -205,7 +204,10 @@ fn settle_run<B: Kernels>(
             env[slot] = Some(value);
         }
     }
-    Ok((dims, fixed))
+    let output = env[plan.output_slot]
+        .take()
+        .ok_or("the graph's output was not computed")?;
+    Ok((dims, fixed, output))
 }
 
 /// Node `n`'s outputs from `env` (fixed values, weights and integer constants filled in).
