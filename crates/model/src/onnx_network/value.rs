@@ -54,7 +54,6 @@ impl<B: Backend> Value<B> {
         self.tensor.reshape(out)
     }
 
-    /// The values, for shapes, axes and indices read at run time.
     /// The values, as plain numbers (shape arithmetic and other small inputs).
     pub fn floats(&self) -> Vec<f32> {
         self.tensor
@@ -65,16 +64,9 @@ impl<B: Backend> Value<B> {
             .expect("f32 values")
     }
 
+    /// The values, for shapes, axes and indices read at run time.
     pub fn ints(&self) -> Vec<i64> {
-        self.tensor
-            .clone()
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .expect("f32 values")
-            .into_iter()
-            .map(|v| v as i64)
-            .collect()
+        self.floats().into_iter().map(|v| v as i64).collect()
     }
 
     /// Both operands broadcast to one shape (for operations that do not broadcast).
