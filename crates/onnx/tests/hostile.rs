@@ -51,6 +51,15 @@ fn point_at(tensor: &mut onnx_ir::TensorProto, location: &str, offset: usize, le
     mark_external(tensor);
 }
 
+/// The first activation node (a ReLU, or a HardSwish's Clip).
+fn activation(model: &mut ModelProto) -> &mut onnx_ir::NodeProto {
+    graph(model)
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "Relu" || n.op_type == "Clip")
+        .expect("an activation")
+}
+
 type Case = (&'static str, fn() -> Vec<u8>, &'static str);
 
 const CASES: &[Case] = &[
@@ -160,11 +169,7 @@ const CASES: &[Case] = &[
         "dangling_input",
         || {
             let mut m = model();
-            let node = graph(&mut m)
-                .node
-                .iter_mut()
-                .find(|n| n.op_type == "Relu" || n.op_type == "Clip")
-                .unwrap();
+            let node = activation(&mut m);
             node.input[0] = "a_tensor_nothing_makes".into();
             bytes(&m)
         },
@@ -186,11 +191,7 @@ const CASES: &[Case] = &[
         "unknown_operator",
         || {
             let mut m = model();
-            let node = graph(&mut m)
-                .node
-                .iter_mut()
-                .find(|n| n.op_type == "Relu" || n.op_type == "Clip")
-                .unwrap();
+            let node = activation(&mut m);
             node.op_type = "MakeItLookGood".into();
             node.name = "/features/odd/MakeItLookGood".into();
             bytes(&m)
@@ -201,11 +202,7 @@ const CASES: &[Case] = &[
         "unknown_domain",
         || {
             let mut m = model();
-            let node = graph(&mut m)
-                .node
-                .iter_mut()
-                .find(|n| n.op_type == "Relu" || n.op_type == "Clip")
-                .unwrap();
+            let node = activation(&mut m);
             node.domain = "com.example.secret".into();
             bytes(&m)
         },
